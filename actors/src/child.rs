@@ -1,0 +1,168 @@
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use ractor::{Actor, ActorCell, ActorProcessingErr};
+use serde::{Deserialize, Serialize};
+
+use crate::supervisor::{Supervisor, SupervisorSpec};
+
+/// The future a child's start function returns: the started, linked actor.
+pub type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, ActorProcessingErr>> + Send>>;
+
+type StartFn = Arc<dyn Fn(ActorCell) -> StartFuture + Send + Sync>;
+
+/// When a supervisor restarts a child that exited (OTP restart types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Restart {
+    /// Always restarted.
+    Permanent,
+    /// Restarted only after an abnormal exit (a panic, an error, or a stop reason other than
+    /// `normal` / `shutdown`).
+    Transient,
+    /// Never restarted; its spec is deleted when it exits.
+    Temporary,
+}
+
+impl fmt::Display for Restart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Restart::Permanent => "permanent",
+            Restart::Transient => "transient",
+            Restart::Temporary => "temporary",
+        })
+    }
+}
+
+/// How a supervisor stops a child (OTP `shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Killed at once: no `post_stop`.
+    BrutalKill,
+    /// Asked to stop; killed if it has not stopped within the timeout.
+    Timeout(Duration),
+    /// Asked to stop, waited for without limit (the usual choice for supervisors).
+    Infinity,
+}
+
+/// Whether a child is a worker or a supervisor (shown in tree snapshots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildKind {
+    /// A leaf actor.
+    Worker,
+    /// A [`Supervisor`] with children of its own.
+    Supervisor,
+}
+
+/// How a supervisor starts, restarts and stops one child (OTP `child_spec()`).
+///
+/// The start function receives the supervisor's cell and must spawn the child **linked** to it
+/// (`Actor::spawn_linked`), returning the child's cell. [`ChildSpec::worker`] and
+/// [`ChildSpec::supervisor`] do that for you.
+///
+/// ```
+/// use actors::{ChildSpec, Restart, Shutdown};
+/// use std::time::Duration;
+/// # #[derive(Clone)] struct W;
+/// # impl ractor::Actor for W { type Msg = (); type State = (); type Arguments = ();
+/// #   async fn pre_start(&self, _: ractor::ActorRef<()>, _: ()) -> Result<(), ractor::ActorProcessingErr> { Ok(()) } }
+/// let spec = ChildSpec::worker("w", None, W, ())
+///     .restart(Restart::Transient)
+///     .shutdown(Shutdown::Timeout(Duration::from_secs(1)));
+/// assert_eq!(spec.id(), "w");
+/// ```
+#[derive(Clone)]
+pub struct ChildSpec {
+    pub(crate) id: String,
+    pub(crate) start: StartFn,
+    pub(crate) restart: Restart,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) kind: ChildKind,
+}
+
+impl fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl ChildSpec {
+    /// A worker child from a start function. Defaults: `permanent`, shutdown timeout 5 s.
+    pub fn new<F, Fut>(id: impl Into<String>, start: F) -> Self
+    where
+        F: Fn(ActorCell) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ActorCell, ActorProcessingErr>> + Send + 'static,
+    {
+        ChildSpec {
+            id: id.into(),
+            start: Arc::new(move |sup| Box::pin(start(sup))),
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Timeout(Duration::from_secs(5)),
+            kind: ChildKind::Worker,
+        }
+    }
+
+    /// A worker that is a ractor [`Actor`], spawned linked with a clone of `actor` and `args` at
+    /// every (re)start, registered under `name` when given.
+    pub fn worker<A>(id: impl Into<String>, name: Option<String>, actor: A, args: A::Arguments) -> Self
+    where
+        A: Actor + Clone,
+        A::Arguments: Clone + Sync,
+    {
+        ChildSpec::new(id, move |sup: ActorCell| {
+            let actor = actor.clone();
+            let args = args.clone();
+            let name = name.clone();
+            async move {
+                let (r, _) = Actor::spawn_linked(name, actor, args, sup).await?;
+                Ok(r.get_cell())
+            }
+        })
+    }
+
+    /// A nested [`Supervisor`] child. Defaults: `permanent`, shutdown `Infinity`.
+    pub fn supervisor(id: impl Into<String>, name: Option<String>, spec: SupervisorSpec) -> Self {
+        let mut child = ChildSpec::worker(id, name, Supervisor, spec);
+        child.kind = ChildKind::Supervisor;
+        child.shutdown = Shutdown::Infinity;
+        child
+    }
+
+    /// Set the restart type.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Set the shutdown policy.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Mark the child as a supervisor (for snapshots and counts) when its start function
+    /// starts a [`Supervisor`] itself.
+    pub fn kind(mut self, kind: ChildKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The child's id, unique within its supervisor.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether an exit with this outcome should be followed by a restart.
+    pub(crate) fn wants_restart(&self, abnormal: bool) -> bool {
+        match self.restart {
+            Restart::Permanent => true,
+            Restart::Transient => abnormal,
+            Restart::Temporary => false,
+        }
+    }
+}

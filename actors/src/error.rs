@@ -1,0 +1,26 @@
+use thiserror::Error;
+
+/// Errors returned by the supervisor API ([`crate::start_child`] and friends).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SupervisorError {
+    /// No child with this id is known to the supervisor.
+    #[error("no child with id '{0}'")]
+    NotFound(String),
+    /// A child with this id already exists (running or not).
+    #[error("a child with id '{0}' already exists")]
+    AlreadyPresent(String),
+    /// The operation needs the child to be stopped, but it is running.
+    #[error("child '{0}' is running")]
+    Running(String),
+    /// The child's start function failed.
+    #[error("child '{id}' failed to start: {reason}")]
+    StartFailed {
+        /// Id of the child that failed.
+        id: String,
+        /// Why it failed, as reported by the start function.
+        reason: String,
+    },
+    /// The supervisor did not answer (it is stopped, stopping, or timed out).
+    #[error("supervisor unavailable: {0}")]
+    Unavailable(String),
+}

@@ -1,0 +1,81 @@
+use serde::{Deserialize, Serialize};
+
+/// Whether a tree node is a supervisor or a worker.
+pub use crate::child::ChildKind;
+
+/// The state of one node of a supervision tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildStatus {
+    /// The actor is alive.
+    Running,
+    /// The actor exited and a restart is pending (backoff).
+    Restarting,
+    /// The actor is not running and will not be restarted unless asked
+    /// (a transient child that exited normally, or a terminated child).
+    Stopped,
+    /// A supervisor that did not answer the snapshot request in time.
+    Unresponsive,
+}
+
+/// A serializable view of a supervision tree, rooted at one supervisor or worker.
+///
+/// ```
+/// use actors::{ChildKind, ChildStatus, TreeSnapshot};
+/// let leaf = TreeSnapshot::leaf("e1", ChildKind::Worker, ChildStatus::Running);
+/// let json = serde_json::to_value(&leaf).unwrap();
+/// assert_eq!(json["kind"], "worker");
+/// assert_eq!(json["restarts"], 0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeSnapshot {
+    /// The child id in its supervisor (or the root's name).
+    pub name: String,
+    /// The ractor actor id (`node.local`), when the actor is alive.
+    pub actor_id: Option<String>,
+    /// The registered actor name, when it has one.
+    pub actor_name: Option<String>,
+    /// Supervisor or worker.
+    pub kind: ChildKind,
+    /// Running, restarting, stopped...
+    pub status: ChildStatus,
+    /// How many times the supervisor restarted this child.
+    pub restarts: u32,
+    /// Restart type (`permanent`, `transient`, `temporary`), when the node has a parent.
+    pub restart: Option<String>,
+    /// Strategy of a supervisor node.
+    pub strategy: Option<String>,
+    /// Children, in start order.
+    pub children: Vec<TreeSnapshot>,
+}
+
+impl TreeSnapshot {
+    /// A childless node.
+    pub fn leaf(name: impl Into<String>, kind: ChildKind, status: ChildStatus) -> Self {
+        TreeSnapshot {
+            name: name.into(),
+            actor_id: None,
+            actor_name: None,
+            kind,
+            status,
+            restarts: 0,
+            restart: None,
+            strategy: None,
+            children: Vec::new(),
+        }
+    }
+
+    /// Depth-first search for the first node with this name.
+    pub fn find(&self, name: &str) -> Option<&TreeSnapshot> {
+        if self.name == name {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(name))
+    }
+
+    /// Number of running nodes in this tree (including this one).
+    pub fn count_running(&self) -> usize {
+        let me = usize::from(self.status == ChildStatus::Running);
+        me + self.children.iter().map(|c| c.count_running()).sum::<usize>()
+    }
+}

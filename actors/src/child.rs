@@ -109,7 +109,12 @@ impl ChildSpec {
 
     /// A worker that is a ractor [`Actor`], spawned linked with a clone of `actor` and `args` at
     /// every (re)start, registered under `name` when given.
-    pub fn worker<A>(id: impl Into<String>, name: Option<String>, actor: A, args: A::Arguments) -> Self
+    pub fn worker<A>(
+        id: impl Into<String>,
+        name: Option<String>,
+        actor: A,
+        args: A::Arguments,
+    ) -> Self
     where
         A: Actor + Clone,
         A::Arguments: Clone + Sync,

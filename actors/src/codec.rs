@@ -46,12 +46,11 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// Decode bytes produced by [`encode`]; any malformed input is an error, never a panic.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let ty = std::any::type_name::<T>();
-    let (value, read) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| {
-        CodecError::Decode {
+    let (value, read) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| CodecError::Decode {
             ty,
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     if read != bytes.len() {
         return Err(CodecError::Trailing {
             ty,

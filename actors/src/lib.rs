@@ -48,6 +48,6 @@ pub use snapshot::{ChildStatus, TreeSnapshot};
 pub use stats::SupervisorStats;
 pub use supervisor::{
     count_children, delete_child, restart_child, snapshot, start_child, terminate_child,
-    which_children, Backoff, ChildCount, ChildInfo, Intensity, Strategy, Supervisor,
-    SupervisorMsg, SupervisorSpec,
+    which_children, Backoff, ChildCount, ChildInfo, Intensity, Strategy, Supervisor, SupervisorMsg,
+    SupervisorSpec,
 };

@@ -76,6 +76,10 @@ impl TreeSnapshot {
     /// Number of running nodes in this tree (including this one).
     pub fn count_running(&self) -> usize {
         let me = usize::from(self.status == ChildStatus::Running);
-        me + self.children.iter().map(|c| c.count_running()).sum::<usize>()
+        me + self
+            .children
+            .iter()
+            .map(|c| c.count_running())
+            .sum::<usize>()
     }
 }

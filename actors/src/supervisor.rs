@@ -460,7 +460,10 @@ impl Supervisor {
                 node.actor_name = c.cell.as_ref().and_then(|x| x.get_name());
                 node.restarts = c.restarts;
                 node.restart = Some(c.spec.restart.to_string());
-                let nested = c.cell.clone().filter(|_| c.spec.kind == ChildKind::Supervisor);
+                let nested = c
+                    .cell
+                    .clone()
+                    .filter(|_| c.spec.kind == ChildKind::Supervisor);
                 (node, nested)
             })
             .collect();
@@ -650,9 +653,11 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let (cell, abnormal, reason) = match &event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, is_abnormal(reason.as_deref()), reason.clone().unwrap_or_default())
-            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (
+                cell,
+                is_abnormal(reason.as_deref()),
+                reason.clone().unwrap_or_default(),
+            ),
             SupervisionEvent::ActorFailed(cell, err) => (cell, true, err.to_string()),
             _ => return Ok(()),
         };

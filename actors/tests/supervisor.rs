@@ -66,7 +66,11 @@ impl Actor for Worker {
         {
             return Err(From::from(format!("{} refuses to start", self.name)));
         }
-        self.probe.log.lock().unwrap().push(format!("start {}", self.name));
+        self.probe
+            .log
+            .lock()
+            .unwrap()
+            .push(format!("start {}", self.name));
         self.probe
             .cells
             .lock()
@@ -79,7 +83,11 @@ impl Actor for Worker {
         if let Some(d) = self.slow_stop {
             tokio::time::sleep(d).await;
         }
-        self.probe.log.lock().unwrap().push(format!("stop {}", self.name));
+        self.probe
+            .log
+            .lock()
+            .unwrap()
+            .push(format!("stop {}", self.name));
         Ok(())
     }
 
@@ -168,7 +176,10 @@ async fn one_for_one_restarts_only_the_failed_child() {
     let before = ids(&sup).await;
     probe.clear();
     crash(&probe, "b");
-    wait_until("b restarted", || async { restarts_of(&sup, "b").await == 1 }).await;
+    wait_until("b restarted", || async {
+        restarts_of(&sup, "b").await == 1
+    })
+    .await;
     let after = ids(&sup).await;
     assert_eq!(before["a"], after["a"]);
     assert_eq!(before["c"], after["c"]);
@@ -289,7 +300,10 @@ async fn exceeding_restart_intensity_stops_the_supervisor_and_its_children() {
     let (sup, handle) = Supervisor::start(None, spec).await.unwrap();
     for n in 1..=2 {
         crash(&probe, "x");
-        wait_until("x restarted", || async { restarts_of(&sup, "x").await == n }).await;
+        wait_until("x restarted", || async {
+            restarts_of(&sup, "x").await == n
+        })
+        .await;
     }
     probe.clear();
     crash(&probe, "x");
@@ -335,11 +349,17 @@ async fn a_failing_child_supervisor_escalates_to_its_parent() {
     .await;
     let after = ids(&sup).await;
     assert_ne!(after["inner"], inner_before);
-    assert_eq!(after["sibling"], sibling_before, "one_for_one keeps the sibling");
+    assert_eq!(
+        after["sibling"], sibling_before,
+        "one_for_one keeps the sibling"
+    );
     let snap = snapshot(&sup).await.unwrap();
     let leaf = snap.find("leaf").unwrap();
     assert_eq!(leaf.status, ChildStatus::Running);
-    assert_eq!(leaf.restarts, 0, "a fresh inner supervisor starts a fresh leaf");
+    assert_eq!(
+        leaf.restarts, 0,
+        "a fresh inner supervisor starts a fresh leaf"
+    );
     sup.stop_and_wait(None, None).await.unwrap();
 }
 
@@ -520,7 +540,10 @@ async fn snapshot_describes_the_whole_tree() {
         .await
         .unwrap();
     crash(&probe, "w");
-    wait_until("w restarted", || async { restarts_of(&sup, "w").await == 1 }).await;
+    wait_until("w restarted", || async {
+        restarts_of(&sup, "w").await == 1
+    })
+    .await;
     let snap = snapshot(&sup).await.unwrap();
     assert_eq!(snap.name, "snap-root");
     assert_eq!(snap.kind, ChildKind::Supervisor);

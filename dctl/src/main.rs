@@ -1,1 +1,45 @@
-fn main(){}
+//! `dctl`: the command-line client and node daemon of the Draft actor runtime.
+//!
+//! `dctl node start` runs a node; `dctl up` runs a local setup and prints where to look; the
+//! other commands talk to a node's admin API (`--admin HOST:PORT`, env `DCTL_ADMIN`).
+
+mod cli;
+mod client;
+mod commands;
+mod render;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(&cli);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(commands::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(cli: &cli::Cli) {
+    // Daemons log at info by default; client commands stay quiet unless RUST_LOG says otherwise.
+    let default = if cli.command.is_daemon() {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,1 +1,47 @@
+//! # runtime: a node of the actor system
+//!
+//! A [`Node`] owns a supervision tree (`root` → `system`, `user`), a registry of named actor
+//! [`Factory`]s (the built-in [`echo`] among them), an inspector that answers tree snapshots, and
+//! an admin HTTP server (health, Prometheus metrics, the tree as JSON and as a self-refreshing
+//! page, and a JSON API to spawn actors and send them messages).
+//!
+//! ```
+//! use runtime::{JsonMsg, Node};
+//! use std::time::Duration;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let node = Node::builder().name("doc-node").admin_addr("127.0.0.1:0").start().await.unwrap();
+//! node.spawn_factory("echo", "doc-echo", serde_json::Value::Null).await.unwrap();
+//! let reply = node
+//!     .call_json("doc-echo", serde_json::json!({"x": 1}), Duration::from_secs(1))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(reply, serde_json::json!({"x": 1}));
+//! let tree = node.tree().await.unwrap();
+//! assert!(tree.find("doc-echo").is_some());
+//! node.shutdown().await;
+//! # });
+//! ```
 
+mod admin;
+mod config;
+mod counted;
+pub mod echo;
+mod error;
+mod factory;
+mod inspector;
+mod json;
+mod metrics;
+mod node;
+
+pub use config::{NodeBuilder, NodeConfig};
+pub use error::RuntimeError;
+pub use factory::Factory;
+pub use json::JsonMsg;
+pub use metrics::Metrics;
+pub use node::{Node, NodeTree};
+
+/// Re-exported so users need not depend on `actors` directly for the common types.
+pub use actors::{
+    ChildKind, ChildSpec, ChildStatus, Restart, Shutdown, Strategy, SupervisorSpec, TreeSnapshot,
+};

@@ -1,0 +1,105 @@
+use clap::{Args, Parser, Subcommand};
+
+/// Draft actor runtime: run nodes and talk to them.
+#[derive(Debug, Parser)]
+#[command(name = "dctl", version, about)]
+pub struct Cli {
+    /// Admin API of the node to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "DCTL_ADMIN",
+        default_value = "127.0.0.1:7070"
+    )]
+    pub admin: String,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run and manage nodes.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Start a local setup on embedded defaults and print where to look.
+    Up(UpArgs),
+    /// Spawn an actor from a factory.
+    Spawn {
+        /// Factory name (e.g. `echo`).
+        factory: String,
+        /// Name to register the actor under.
+        #[arg(long)]
+        name: String,
+        /// Node to spawn on (default: the node you talk to).
+        #[arg(long)]
+        on: Option<String>,
+        /// JSON arguments for the factory.
+        #[arg(long, default_value = "null")]
+        args: String,
+    },
+    /// Send a JSON message to an actor.
+    Send {
+        /// Actor name.
+        name: String,
+        /// JSON payload.
+        payload: String,
+        /// Wait for and print the reply.
+        #[arg(long)]
+        call: bool,
+        /// Call timeout in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout: u64,
+    },
+    /// Show the supervision tree.
+    Tree,
+}
+
+impl Command {
+    /// Commands that run a node (and so log at info by default).
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Command::Node(NodeCmd::Start(_)) | Command::Up(_))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Run one node in the foreground until SIGTERM or Ctrl-C.
+    Start(NodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Node name, unique in the cluster.
+    #[arg(long, default_value = "node1")]
+    pub name: String,
+    /// Actor-transport address.
+    #[arg(long, default_value = "127.0.0.1:7071")]
+    pub listen: String,
+    /// Gossip address.
+    #[arg(long, default_value = "127.0.0.1:7072")]
+    pub gossip: String,
+    /// Gossip address of a node to join (repeatable).
+    #[arg(long = "seed")]
+    pub seeds: Vec<String>,
+    /// Data directory (default `.dctl/<name>`).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Cluster secret.
+    #[arg(
+        long,
+        env = "DCTL_COOKIE",
+        default_value = "draft-cookie",
+        hide_env_values = true
+    )]
+    pub cookie: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Node name of the local setup.
+    #[arg(long, default_value = "node1")]
+    pub name: String,
+}

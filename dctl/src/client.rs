@@ -1,0 +1,83 @@
+//! A small client for a node's admin HTTP API.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    admin: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(admin: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .context("cannot build HTTP client")?;
+        let admin = admin.trim_start_matches("http://").trim_end_matches('/');
+        Ok(Client {
+            base: format!("http://{admin}"),
+            admin: admin.to_string(),
+            http,
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!(
+                    "cannot reach the node's admin API at {} (is a node running? start one with `dctl node start`)",
+                    self.admin
+                )
+            } else if e.is_timeout() {
+                anyhow!("the node at {} did not answer in time", self.admin)
+            } else {
+                anyhow!("request to {} failed: {e}", self.admin)
+            }
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer of {}", self.admin))?;
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("the node at {} answered with non-JSON", self.admin))?
+        };
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let msg = body
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            Err(anyhow!(msg))
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .timeout(Duration::from_secs(30)),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, body: String, timeout: Duration) -> Result<Value> {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("content-type", "application/json")
+                .body(body)
+                .timeout(timeout),
+        )
+        .await
+    }
+}

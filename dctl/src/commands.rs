@@ -1,0 +1,138 @@
+//! What each command does.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use runtime::Node;
+use serde_json::{json, Value};
+
+use crate::{
+    cli::{Cli, Command, NodeArgs, NodeCmd, UpArgs},
+    client::Client,
+    render,
+};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Node(NodeCmd::Start(args)) => node_start(&cli.admin, args).await,
+        Command::Up(args) => up(&cli.admin, args).await,
+        Command::Spawn {
+            factory,
+            name,
+            on,
+            args,
+        } => {
+            let args: Value = serde_json::from_str(&args)
+                .map_err(|e| anyhow!("--args is not valid JSON: {e}"))?;
+            let client = Client::new(&cli.admin)?;
+            let body = json!({ "factory": factory, "name": name, "on": on, "args": args });
+            let out = client
+                .post("/api/spawn", body.to_string(), Duration::from_secs(30))
+                .await?;
+            if cli.json {
+                println!("{out}");
+            } else {
+                let id = out.get("actor_id").and_then(Value::as_str).unwrap_or("?");
+                let node = out.get("node").and_then(Value::as_str).unwrap_or("?");
+                println!("spawned {name} ({factory}) as {id} on {node}");
+            }
+            Ok(())
+        }
+        Command::Send {
+            name,
+            payload,
+            call,
+            timeout,
+        } => {
+            let value: Value = serde_json::from_str(&payload)
+                .map_err(|e| anyhow!("message is not valid JSON: {e}"))?;
+            let client = Client::new(&cli.admin)?;
+            let body = value.to_string();
+            if call {
+                let path = format!("/api/actors/{}/call?timeout_ms={timeout}", encode(&name));
+                let http_timeout = Duration::from_millis(timeout) + Duration::from_secs(5);
+                let reply = client.post(&path, body, http_timeout).await?;
+                println!("{reply}");
+            } else {
+                let path = format!("/api/actors/{}/tell", encode(&name));
+                client.post(&path, body, Duration::from_secs(30)).await?;
+                if cli.json {
+                    println!("{}", json!({ "sent": true }));
+                }
+            }
+            Ok(())
+        }
+        Command::Tree => {
+            let client = Client::new(&cli.admin)?;
+            let out = client.get("/tree").await?;
+            if cli.json {
+                println!("{}", out["tree"]);
+            } else {
+                println!("node {}", out["node"].as_str().unwrap_or("?"));
+                print!("{}", render::tree(&out["tree"]));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Percent-encode a path segment (actor names are restricted, but be safe).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
+    let mut builder = Node::builder()
+        .name(&args.name)
+        .admin_addr(admin)
+        .listen_addr(&args.listen)
+        .gossip_addr(&args.gossip)
+        .cookie(args.cookie);
+    for seed in args.seeds {
+        builder = builder.seed(seed);
+    }
+    if let Some(dir) = args.data_dir {
+        builder = builder.data_dir(dir);
+    }
+    let node = builder.start().await.context("cannot start the node")?;
+    if let Some(addr) = node.admin_addr() {
+        println!("node {} running; admin API http://{addr}/", node.name());
+    }
+    node.run_until_signal().await;
+    Ok(())
+}
+
+async fn up(admin: &str, args: UpArgs) -> Result<()> {
+    let node = Node::builder()
+        .name(&args.name)
+        .admin_addr(admin)
+        .start()
+        .await
+        .context("cannot start the local node")?;
+    node.spawn_factory("echo", "sample-echo", Value::Null)
+        .await
+        .context("cannot start the sample service")?;
+    let addr = node
+        .admin_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| admin.to_string());
+    println!("Draft runtime is up: node '{}'", node.name());
+    println!("  tree page (browser): http://{addr}/");
+    println!("  tree as JSON:        http://{addr}/tree");
+    println!("  metrics:             http://{addr}/metrics");
+    println!("  health:              http://{addr}/health");
+    println!("try:");
+    println!("  dctl --admin {addr} tree");
+    println!("  dctl --admin {addr} send sample-echo '{{\"hello\":\"world\"}}' --call");
+    println!("Ctrl-C stops everything.");
+    node.run_until_signal().await;
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Human-readable output.
+
+use serde_json::Value;
+
+/// Draw a tree JSON (`name`, `kind`, `status`, `restarts`, `children`) with box characters.
+pub fn tree(node: &Value) -> String {
+    let mut out = String::new();
+    line(node, "", "", &mut out);
+    out
+}
+
+fn describe(node: &Value) -> String {
+    let s = |k: &str| {
+        node.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut parts = vec![s("kind"), s("status")];
+    if let Some(strategy) = node.get("strategy").and_then(Value::as_str) {
+        parts.push(strategy.to_string());
+    }
+    let restarts = node.get("restarts").and_then(Value::as_u64).unwrap_or(0);
+    if restarts > 0 {
+        parts.push(format!("restarts: {restarts}"));
+    }
+    format!("{} ({})", s("name"), parts.join(", "))
+}
+
+fn line(node: &Value, first: &str, rest: &str, out: &mut String) {
+    out.push_str(first);
+    out.push_str(&describe(node));
+    out.push('\n');
+    let children = node
+        .get("children")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let n = children.len();
+    for (i, child) in children.iter().enumerate() {
+        let last = i + 1 == n;
+        let (branch, indent) = if last {
+            ("└── ", "    ")
+        } else {
+            ("├── ", "│   ")
+        };
+        line(
+            child,
+            &format!("{rest}{branch}"),
+            &format!("{rest}{indent}"),
+            out,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn draws_nested_children_with_restarts() {
+        let t = json!({"name":"root","kind":"supervisor","status":"running","restarts":0,
+            "strategy":"one_for_one","children":[
+              {"name":"a","kind":"worker","status":"running","restarts":2,"children":[]},
+              {"name":"b","kind":"supervisor","status":"running","restarts":0,"children":[
+                {"name":"c","kind":"worker","status":"restarting","restarts":1,"children":[]}]}]});
+        assert_eq!(
+            super::tree(&t),
+            "root (supervisor, running, one_for_one)\n\
+             ├── a (worker, running, restarts: 2)\n\
+             └── b (supervisor, running)\n    \
+             └── c (worker, restarting, restarts: 1)\n"
+        );
+    }
+}

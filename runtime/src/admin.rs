@@ -1,0 +1,158 @@
+//! The admin HTTP server (axum): health, metrics, the tree as JSON and HTML, and a JSON API to
+//! spawn actors and message them. Bound to loopback by default.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/health` | `{"status":"ok","node":NAME}` |
+//! | GET | `/metrics` | Prometheus text format |
+//! | GET | `/tree` | `{"node":NAME,"tree":{...}}` |
+//! | GET | `/` | the tree page (refreshes itself) |
+//! | GET | `/api/factories` | factory names |
+//! | POST | `/api/spawn` | `{"factory","name","args"?}` → `{"name","actor_id"}` |
+//! | POST | `/api/actors/{name}/tell` | body: any JSON → 202 |
+//! | POST | `/api/actors/{name}/call?timeout_ms=N` | body: any JSON → the reply JSON |
+//!
+//! Errors are `{"error": "..."}` with a 4xx/5xx status.
+
+use std::time::Duration;
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{header, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{error::RuntimeError, node::Node};
+
+const PAGE: &str = include_str!("admin/tree.html");
+/// Largest accepted request body.
+const MAX_BODY: usize = 1024 * 1024;
+
+pub(crate) fn router(node: Node) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/tree", get(tree))
+        .route("/api/factories", get(factories))
+        .route("/api/spawn", post(spawn))
+        .route("/api/actors/{name}/tell", post(tell))
+        .route("/api/actors/{name}/call", post(call))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(node)
+}
+
+struct ApiError(RuntimeError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(json!({ "error": self.0.to_string() }))).into_response()
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        ApiError(e)
+    }
+}
+
+fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError(RuntimeError::BadJson(e.to_string())))
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+async fn health(State(node): State<Node>) -> Json<Value> {
+    Json(json!({ "status": "ok", "node": node.name() }))
+}
+
+async fn metrics(State(node): State<Node>) -> Response {
+    let alive = match node.tree().await {
+        Ok(t) => t.count_running(),
+        Err(_) => 0,
+    };
+    let text = node.inner.metrics.render(alive, &node.inner.stats);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn tree(State(node): State<Node>) -> Result<Json<Value>, ApiError> {
+    let tree = node.node_tree().await?;
+    Ok(Json(serde_json::to_value(tree).unwrap_or(Value::Null)))
+}
+
+async fn factories(State(node): State<Node>) -> Json<Value> {
+    Json(json!({ "factories": node.factories() }))
+}
+
+#[derive(Deserialize)]
+struct SpawnReq {
+    factory: String,
+    name: String,
+    #[serde(default)]
+    args: Value,
+    #[serde(default)]
+    on: Option<String>,
+}
+
+async fn spawn(State(node): State<Node>, body: Bytes) -> Result<Response, ApiError> {
+    let req: SpawnReq = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(RuntimeError::BadJson(format!(
+            "spawn request must be {{\"factory\":..,\"name\":..,\"args\":..}}: {e}"
+        )))
+    })?;
+    if let Some(target) = req.on.as_deref().filter(|t| *t != node.name()) {
+        return Err(ApiError(RuntimeError::UnknownNode(target.to_string())));
+    }
+    let cell = node
+        .spawn_factory(&req.factory, &req.name, req.args)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "name": req.name, "actor_id": cell.get_id().to_string(), "node": node.name() }),
+        ),
+    )
+        .into_response())
+}
+
+async fn tell(
+    State(node): State<Node>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let payload = parse_json(&body)?;
+    node.tell_json(&name, payload).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+struct CallQuery {
+    timeout_ms: Option<u64>,
+}
+
+async fn call(
+    State(node): State<Node>,
+    Path(name): Path<String>,
+    Query(q): Query<CallQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let payload = parse_json(&body)?;
+    let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(5000).clamp(1, 600_000));
+    Ok(Json(node.call_json(&name, payload, timeout).await?))
+}

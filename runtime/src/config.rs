@@ -1,0 +1,160 @@
+use std::{net::SocketAddr, path::PathBuf};
+
+use crate::{error::RuntimeError, node::Node};
+
+/// Everything a node is started with. [`NodeConfig::default`] works on one machine with no
+/// configuration: admin API on `127.0.0.1:7070`, data under `./.dctl/<name>`.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's name, unique in its cluster.
+    pub name: String,
+    /// Admin HTTP address (loopback by default); port 0 picks a free port.
+    pub admin_addr: SocketAddr,
+    /// Whether to serve the admin HTTP API at all.
+    pub admin_enabled: bool,
+    /// Actor-transport address (used by clustering).
+    pub listen_addr: SocketAddr,
+    /// Gossip address (used by clustering).
+    pub gossip_addr: SocketAddr,
+    /// Gossip addresses of nodes to join.
+    pub seeds: Vec<String>,
+    /// Shared secret of the cluster.
+    pub cookie: String,
+    /// Where the node keeps its data.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "node1".into(),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            admin_enabled: true,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            gossip_addr: SocketAddr::from(([127, 0, 0, 1], 7072)),
+            seeds: Vec::new(),
+            cookie: "draft-cookie".into(),
+            data_dir: PathBuf::from(".dctl").join("node1"),
+        }
+    }
+}
+
+/// Builds and starts a [`Node`].
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let node = runtime::Node::builder()
+///     .name("builder-doc")
+///     .admin_addr("127.0.0.1:0")
+///     .start()
+///     .await
+///     .unwrap();
+/// assert_eq!(node.name(), "builder-doc");
+/// node.shutdown().await;
+/// # });
+/// ```
+#[derive(Debug, Default)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+    data_dir_set: bool,
+    errors: Vec<String>,
+}
+
+fn parse_addr(what: &str, s: &str, errors: &mut Vec<String>) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.push(format!(
+                "{what} '{s}' is not HOST:PORT (e.g. 127.0.0.1:7070)"
+            ));
+            None
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// Start from a full config.
+    pub fn from_config(config: NodeConfig) -> Self {
+        NodeBuilder {
+            config,
+            data_dir_set: true,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The node name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// The admin HTTP address, `HOST:PORT`.
+    pub fn admin_addr(mut self, addr: &str) -> Self {
+        if let Some(a) = parse_addr("admin address", addr, &mut self.errors) {
+            self.config.admin_addr = a;
+        }
+        self
+    }
+
+    /// Do not serve the admin API.
+    pub fn without_admin(mut self) -> Self {
+        self.config.admin_enabled = false;
+        self
+    }
+
+    /// The actor-transport address, `HOST:PORT`.
+    pub fn listen_addr(mut self, addr: &str) -> Self {
+        if let Some(a) = parse_addr("listen address", addr, &mut self.errors) {
+            self.config.listen_addr = a;
+        }
+        self
+    }
+
+    /// The gossip address, `HOST:PORT`.
+    pub fn gossip_addr(mut self, addr: &str) -> Self {
+        if let Some(a) = parse_addr("gossip address", addr, &mut self.errors) {
+            self.config.gossip_addr = a;
+        }
+        self
+    }
+
+    /// Add a seed (gossip address of a node to join).
+    pub fn seed(mut self, seed: impl Into<String>) -> Self {
+        self.config.seeds.push(seed.into());
+        self
+    }
+
+    /// The cluster cookie.
+    pub fn cookie(mut self, cookie: impl Into<String>) -> Self {
+        self.config.cookie = cookie.into();
+        self
+    }
+
+    /// The data directory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = dir.into();
+        self.data_dir_set = true;
+        self
+    }
+
+    /// Validate the configuration and start the node.
+    pub async fn start(mut self) -> Result<Node, RuntimeError> {
+        if let Some(e) = self.errors.first() {
+            return Err(RuntimeError::Config(e.clone()));
+        }
+        let name = &self.config.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(RuntimeError::Config(format!(
+                "node name '{name}' must be non-empty and use only letters, digits, '-', '_', '.'"
+            )));
+        }
+        if !self.data_dir_set {
+            self.config.data_dir = PathBuf::from(".dctl").join(name);
+        }
+        Node::start(self.config).await
+    }
+}

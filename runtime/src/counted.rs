@@ -1,0 +1,61 @@
+//! A transparent wrapper that counts the messages an actor handles (for metrics).
+
+use prometheus_client::metrics::counter::Counter;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+#[derive(Clone)]
+pub(crate) struct Counted<A> {
+    pub(crate) inner: A,
+    pub(crate) handled: Counter,
+}
+
+impl<A: Actor> Actor for Counted<A> {
+    type Msg = A::Msg;
+    type State = A::State;
+    type Arguments = A::Arguments;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        self.inner.pre_start(myself, args).await
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        self.inner.post_start(myself, state).await
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        self.inner.post_stop(myself, state).await
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        self.handled.inc();
+        self.inner.handle(myself, message, state).await
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        self.inner
+            .handle_supervisor_evt(myself, message, state)
+            .await
+    }
+}

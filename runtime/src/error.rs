@@ -1,0 +1,74 @@
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Errors of the runtime API. Each maps to a one-line message for the CLI and an HTTP status
+/// for the admin API ([`RuntimeError::http_status`]).
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// No actor is registered under this name.
+    #[error("unknown actor '{0}'")]
+    UnknownActor(String),
+    /// No live node has this name.
+    #[error("unknown node '{0}'")]
+    UnknownNode(String),
+    /// No factory is registered under this name.
+    #[error("unknown factory '{0}' (known: {1})")]
+    UnknownFactory(String, String),
+    /// The name is already taken by a running actor.
+    #[error("an actor named '{0}' already exists")]
+    NameTaken(String),
+    /// The actor exists but does not take this kind of message.
+    #[error("actor '{0}' does not accept {1} messages")]
+    WrongMessageType(String, &'static str),
+    /// A call got no reply in time.
+    #[error("call to '{name}' timed out after {}ms", timeout.as_millis())]
+    Timeout {
+        /// The actor called.
+        name: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+    /// The actor stopped or failed before it replied.
+    #[error("actor '{0}' stopped before replying (it may have crashed)")]
+    NoReply(String),
+    /// A message or argument was not valid JSON.
+    #[error("invalid JSON: {0}")]
+    BadJson(String),
+    /// Spawning failed (the factory refused the arguments, or the actor failed to start).
+    #[error("spawn failed: {0}")]
+    SpawnFailed(String),
+    /// The node is shutting down or its supervisors are unavailable.
+    #[error("node unavailable: {0}")]
+    Unavailable(String),
+    /// Binding a listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl RuntimeError {
+    /// The HTTP status the admin API answers with for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RuntimeError::UnknownActor(_)
+            | RuntimeError::UnknownFactory(..)
+            | RuntimeError::UnknownNode(_) => 404,
+            RuntimeError::NameTaken(_) => 409,
+            RuntimeError::WrongMessageType(..)
+            | RuntimeError::BadJson(_)
+            | RuntimeError::Config(_) => 400,
+            RuntimeError::Timeout { .. } => 504,
+            RuntimeError::NoReply(_) => 502,
+            RuntimeError::SpawnFailed(_) => 422,
+            RuntimeError::Unavailable(_) | RuntimeError::Bind { .. } => 503,
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Named actor factories: how a node spawns an actor it is asked for by name (from the CLI, the
+//! admin API, or later from another node).
+
+use std::{fmt, sync::Arc};
+
+use actors::{ChildSpec, Restart};
+use prometheus_client::metrics::counter::Counter;
+use ractor::Actor;
+use serde_json::Value;
+
+use crate::counted::Counted;
+
+type BuildFn = dyn Fn(&str, Value, &Counter) -> Result<ChildSpec, String> + Send + Sync;
+
+/// A recipe that turns JSON arguments into a supervised actor.
+///
+/// Actors made by a factory are `transient` children of the node's `user` supervisor, registered
+/// under the name they are spawned with, and counted in the node's metrics.
+///
+/// ```
+/// use runtime::{echo::Echo, Factory};
+/// let factory = Factory::new(|_args| Ok((Echo, ())));
+/// # let _ = factory;
+/// ```
+#[derive(Clone)]
+pub struct Factory {
+    build: Arc<BuildFn>,
+}
+
+impl fmt::Debug for Factory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Factory")
+    }
+}
+
+impl Factory {
+    /// A factory from a function of the JSON arguments returning the actor and its start
+    /// arguments (or a message saying what is wrong with the arguments).
+    pub fn new<A, F>(make: F) -> Self
+    where
+        A: Actor + Clone,
+        A::Arguments: Clone + Sync,
+        F: Fn(Value) -> Result<(A, A::Arguments), String> + Send + Sync + 'static,
+    {
+        Factory {
+            build: Arc::new(move |name: &str, args: Value, handled: &Counter| {
+                let (actor, start_args) = make(args)?;
+                Ok(spec_for(name, actor, start_args, handled))
+            }),
+        }
+    }
+
+    pub(crate) fn child_spec(
+        &self,
+        name: &str,
+        args: Value,
+        handled: &Counter,
+    ) -> Result<ChildSpec, String> {
+        (self.build)(name, args, handled)
+    }
+}
+
+/// The child spec of a user actor: transient, registered under `name`, messages counted.
+pub(crate) fn spec_for<A>(name: &str, actor: A, args: A::Arguments, handled: &Counter) -> ChildSpec
+where
+    A: Actor + Clone,
+    A::Arguments: Clone + Sync,
+{
+    let counted = Counted {
+        inner: actor,
+        handled: handled.clone(),
+    };
+    ChildSpec::worker(name, Some(name.to_string()), counted, args).restart(Restart::Transient)
+}

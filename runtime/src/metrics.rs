@@ -1,0 +1,85 @@
+//! Prometheus metrics of a node.
+
+use std::sync::Mutex;
+
+use actors::SupervisorStats;
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+
+/// The node's metrics, exported in the Prometheus text format at `/metrics`.
+///
+/// * `draft_actors_alive`: running actors in the node's supervision tree;
+/// * `draft_restarts_total`: child restarts performed by the node's supervisors;
+/// * `draft_supervisor_escalations_total`: supervisors that exceeded their restart intensity;
+/// * `draft_messages_handled_total`: messages handled by user actors.
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) messages: Counter,
+    restarts: Counter,
+    escalations: Counter,
+    alive: Gauge,
+    sync: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("draft");
+        let messages = Counter::default();
+        let restarts = Counter::default();
+        let escalations = Counter::default();
+        let alive = Gauge::default();
+        registry.register(
+            "messages_handled",
+            "Messages handled by user actors",
+            messages.clone(),
+        );
+        registry.register(
+            "restarts",
+            "Child restarts performed by supervisors",
+            restarts.clone(),
+        );
+        registry.register(
+            "supervisor_escalations",
+            "Supervisors that exceeded their restart intensity",
+            escalations.clone(),
+        );
+        registry.register(
+            "actors_alive",
+            "Running actors in the supervision tree",
+            alive.clone(),
+        );
+        Metrics {
+            registry,
+            messages,
+            restarts,
+            escalations,
+            alive,
+            sync: Mutex::new(()),
+        }
+    }
+}
+
+impl Metrics {
+    /// Messages handled so far by user actors.
+    pub fn messages_handled(&self) -> u64 {
+        self.messages.get()
+    }
+
+    /// Render the text exposition, after bringing the sampled values up to date.
+    pub(crate) fn render(&self, alive: usize, stats: &SupervisorStats) -> String {
+        let _guard = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        self.alive.set(alive as i64);
+        self.restarts
+            .inc_by(stats.restarts().saturating_sub(self.restarts.get()));
+        self.escalations
+            .inc_by(stats.escalations().saturating_sub(self.escalations.get()));
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.push_str("# metrics encoding failed\n");
+        }
+        out
+    }
+}

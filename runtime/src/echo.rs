@@ -1,7 +1,8 @@
 //! The built-in diagnostic actor `echo`, registered as a factory on every node.
 //!
 //! A `call` returns the JSON payload it was sent. The payload `{"crash": true}` (by call or tell)
-//! makes it panic, so supervision can be watched at work.
+//! makes it panic, so supervision can be watched at work; `{"sleep_ms": N}` makes it wait N
+//! milliseconds (at most 60 s) before answering, so timeouts can be seen too.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
@@ -24,11 +25,32 @@ use crate::json::JsonMsg;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Echo;
 
-/// Whether this payload asks the echo actor to crash.
-fn is_crash(payload: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(payload)
-        .map(|v| v.get("crash") == Some(&serde_json::Value::Bool(true)))
-        .unwrap_or(false)
+/// What a payload asks of the echo actor besides echoing.
+enum Directive {
+    Crash,
+    Sleep(u64),
+    None,
+}
+
+fn directive(payload: &[u8]) -> Directive {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return Directive::None;
+    };
+    if v.get("crash") == Some(&serde_json::Value::Bool(true)) {
+        Directive::Crash
+    } else if let Some(ms) = v.get("sleep_ms").and_then(serde_json::Value::as_u64) {
+        Directive::Sleep(ms.min(60_000))
+    } else {
+        Directive::None
+    }
+}
+
+async fn obey(payload: &[u8]) {
+    match directive(payload) {
+        Directive::Crash => panic!("echo asked to crash"),
+        Directive::Sleep(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+        Directive::None => {}
+    }
 }
 
 impl Actor for Echo {
@@ -48,15 +70,9 @@ impl Actor for Echo {
     ) -> Result<(), ActorProcessingErr> {
         *seen += 1;
         match msg {
-            JsonMsg::Tell(payload) => {
-                if is_crash(&payload) {
-                    panic!("echo asked to crash");
-                }
-            }
+            JsonMsg::Tell(payload) => obey(&payload).await,
             JsonMsg::Call(payload, reply) => {
-                if is_crash(&payload) {
-                    panic!("echo asked to crash");
-                }
+                obey(&payload).await;
                 let _ = reply.send(payload);
             }
         }

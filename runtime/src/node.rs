@@ -275,7 +275,7 @@ impl Node {
     /// Start any child spec under the `user` supervisor, checking the name first.
     pub async fn spawn_spec(&self, name: &str, spec: ChildSpec) -> Result<ActorCell, RuntimeError> {
         validate_actor_name(name)?;
-        if ractor::registry::where_is(name.to_string()).is_some() {
+        if ractor::registry::where_is(name).is_some() {
             return Err(RuntimeError::NameTaken(name.to_string()));
         }
         let user = self.user_supervisor()?;
@@ -306,7 +306,7 @@ impl Node {
 
     /// Find a typed actor by name.
     pub fn lookup<M: Message>(&self, name: &str) -> Result<ActorRef<M>, RuntimeError> {
-        let cell = ractor::registry::where_is(name.to_string())
+        let cell = ractor::registry::where_is(name)
             .ok_or_else(|| RuntimeError::UnknownActor(name.to_string()))?;
         if cell.is_message_type_of::<M>() == Some(false) {
             return Err(RuntimeError::WrongMessageType(

@@ -1,0 +1,88 @@
+//! The tree page, rendered by headless Chromium against a real node.
+//!
+//! Skipped (with a message) only when no Chromium is installed; `scripts/test.sh` installs one.
+
+mod common;
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use common::*;
+
+fn chromium() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// Load `url` in headless Chromium, let its scripts run, and return the DOM.
+fn dump_dom(browser: &PathBuf, url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(out.status.success(), "chromium failed: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn tree_page_shows_the_tree_in_a_browser() {
+    let Some(browser) = chromium() else {
+        eprintln!("SKIPPED: no Chromium installed (scripts/test.sh installs it)");
+        return;
+    };
+    let node = NodeProc::start("e2e-browser");
+    assert!(node
+        .dctl(&["spawn", "echo", "--name", "page-echo"])
+        .status
+        .success());
+    assert!(node
+        .dctl(&["send", "page-echo", r#"{"crash":true}"#])
+        .status
+        .success());
+    wait_until("restart recorded", Duration::from_secs(10), || {
+        stdout(&node.dctl(&["tree"])).contains("page-echo (worker, running, restarts: 1)")
+    });
+
+    let dom = dump_dom(&browser, &format!("http://{}/", node.admin));
+    for name in ["root", "system", "inspector", "user", "page-echo"] {
+        assert!(
+            dom.contains(&format!("data-name=\"{name}\"")),
+            "{name} not drawn:\n{dom}"
+        );
+    }
+    assert!(dom.contains("data-node=\"e2e-browser\""), "{dom}");
+    // the worker is drawn as running with its restart count
+    let echo = dom
+        .split("data-name=\"page-echo\"")
+        .nth(1)
+        .expect("page-echo element");
+    let attrs = &echo[..echo.find('>').unwrap_or(echo.len())];
+    assert!(attrs.contains("data-status=\"running\""), "{attrs}");
+    assert!(attrs.contains("data-restarts=\"1\""), "{attrs}");
+    assert!(
+        dom.contains("id=\"updated\">updated "),
+        "page did not finish a refresh:\n{dom}"
+    );
+}

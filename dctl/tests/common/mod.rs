@@ -1,0 +1,135 @@
+//! Helpers for end-to-end tests that run real `dctl` processes on loopback.
+#![allow(dead_code)]
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+pub const DCTL: &str = env!("CARGO_BIN_EXE_dctl");
+
+/// A free loopback TCP port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Poll `cond` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `dctl node start` process, killed on drop if still running.
+pub struct NodeProc {
+    pub name: String,
+    pub admin: String,
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+}
+
+impl NodeProc {
+    pub fn start(name: &str) -> NodeProc {
+        Self::start_with(name, &[])
+    }
+
+    pub fn start_with(name: &str, extra: &[&str]) -> NodeProc {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let admin = format!("127.0.0.1:{}", free_port());
+        let listen = format!("127.0.0.1:{}", free_port());
+        let gossip = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("node.log")).expect("log file");
+        let child = Command::new(DCTL)
+            .args(["--admin", &admin, "node", "start", "--name", name])
+            .args(["--listen", &listen, "--gossip", &gossip])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dctl node start");
+        let node = NodeProc {
+            name: name.into(),
+            admin,
+            child: Some(child),
+            dir,
+        };
+        wait_until(
+            &format!("node {name} healthy"),
+            Duration::from_secs(20),
+            || node.dctl(&["tree", "--json"]).status.success(),
+        );
+        node
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    /// Run a client command against this node.
+    pub fn dctl(&self, args: &[&str]) -> Output {
+        Command::new(DCTL)
+            .args(["--admin", &self.admin])
+            .args(args)
+            .output()
+            .expect("run dctl")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Send a signal and wait for the exit status.
+    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill").args(["-s", signal, &pid]).status();
+        assert!(sent.map(|s| s.success()).unwrap_or(false), "kill -{signal}");
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node did not exit after {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Assert a command failed with exactly one line on stderr that contains `needle`.
+pub fn assert_one_line_error(o: &Output, needle: &str) {
+    assert!(!o.status.success(), "expected failure, got {o:?}");
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one-line error expected, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(lines[0].contains(needle), "'{needle}' not in: {err}");
+}

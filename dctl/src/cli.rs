@@ -54,7 +54,20 @@ pub enum Command {
         timeout: u64,
     },
     /// Show the supervision tree.
-    Tree,
+    Tree {
+        /// The trees of every live node.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Cluster membership.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Every node this node knows of, with its state.
+    Status,
 }
 
 impl Command {
@@ -99,7 +112,18 @@ pub struct NodeArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Node name of the local setup.
-    #[arg(long, default_value = "node1")]
-    pub name: String,
+    /// Number of node processes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Cluster secret shared by the nodes.
+    #[arg(
+        long,
+        env = "DCTL_COOKIE",
+        default_value = "draft-cookie",
+        hide_env_values = true
+    )]
+    pub cookie: String,
+    /// Where the nodes keep their data and logs (default `.dctl/up`).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
 }

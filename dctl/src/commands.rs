@@ -7,7 +7,7 @@ use runtime::Node;
 use serde_json::{json, Value};
 
 use crate::{
-    cli::{Cli, Command, NodeArgs, NodeCmd, UpArgs},
+    cli::{Cli, ClusterCmd, Command, NodeArgs, NodeCmd, UpArgs},
     client::Client,
     render,
 };
@@ -62,7 +62,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Tree => {
+        Command::Tree { all: false } => {
             let client = Client::new(&cli.admin)?;
             let out = client.get("/tree").await?;
             if cli.json {
@@ -70,6 +70,29 @@ pub async fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("node {}", out["node"].as_str().unwrap_or("?"));
                 print!("{}", render::tree(&out["tree"]));
+            }
+            Ok(())
+        }
+        Command::Tree { all: true } => {
+            let client = Client::new(&cli.admin)?;
+            let out = client.get("/tree/all").await?;
+            if cli.json {
+                println!("{out}");
+            } else {
+                for entry in out["nodes"].as_array().cloned().unwrap_or_default() {
+                    println!("node {}", entry["node"].as_str().unwrap_or("?"));
+                    print!("{}", render::tree(&entry["tree"]));
+                }
+            }
+            Ok(())
+        }
+        Command::Cluster(ClusterCmd::Status) => {
+            let client = Client::new(&cli.admin)?;
+            let out = client.get("/cluster").await?;
+            if cli.json {
+                println!("{out}");
+            } else {
+                print!("{}", render::members(&out["nodes"]));
             }
             Ok(())
         }
@@ -111,28 +134,5 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
 }
 
 async fn up(admin: &str, args: UpArgs) -> Result<()> {
-    let node = Node::builder()
-        .name(&args.name)
-        .admin_addr(admin)
-        .start()
-        .await
-        .context("cannot start the local node")?;
-    node.spawn_factory("echo", "sample-echo", Value::Null)
-        .await
-        .context("cannot start the sample service")?;
-    let addr = node
-        .admin_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| admin.to_string());
-    println!("Draft runtime is up: node '{}'", node.name());
-    println!("  tree page (browser): http://{addr}/");
-    println!("  tree as JSON:        http://{addr}/tree");
-    println!("  metrics:             http://{addr}/metrics");
-    println!("  health:              http://{addr}/health");
-    println!("try:");
-    println!("  dctl --admin {addr} tree");
-    println!("  dctl --admin {addr} send sample-echo '{{\"hello\":\"world\"}}' --call");
-    println!("Ctrl-C stops everything.");
-    node.run_until_signal().await;
-    Ok(())
+    crate::up::run(admin, args).await
 }

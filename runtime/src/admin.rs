@@ -6,9 +6,11 @@
 //! | GET | `/health` | `{"status":"ok","node":NAME}` |
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/tree` | `{"node":NAME,"tree":{...}}` |
+//! | GET | `/tree/all` | `{"nodes":[{"node":NAME,"tree":{...}}, ...]}` (every live node) |
+//! | GET | `/cluster` | `{"nodes":[{"name","state","self","connected",...}]}` |
 //! | GET | `/` | the tree page (refreshes itself) |
 //! | GET | `/api/factories` | factory names |
-//! | POST | `/api/spawn` | `{"factory","name","args"?}` → `{"name","actor_id"}` |
+//! | POST | `/api/spawn` | `{"factory","name","args"?,"on"?}` → `{"name","actor_id","node"}` |
 //! | POST | `/api/actors/{name}/tell` | body: any JSON → 202 |
 //! | POST | `/api/actors/{name}/call?timeout_ms=N` | body: any JSON → the reply JSON |
 //!
@@ -39,6 +41,8 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/tree", get(tree))
+        .route("/tree/all", get(tree_all))
+        .route("/cluster", get(cluster))
         .route("/api/factories", get(factories))
         .route("/api/spawn", post(spawn))
         .route("/api/actors/{name}/tell", post(tell))
@@ -96,6 +100,15 @@ async fn tree(State(node): State<Node>) -> Result<Json<Value>, ApiError> {
     Ok(Json(serde_json::to_value(tree).unwrap_or(Value::Null)))
 }
 
+async fn tree_all(State(node): State<Node>) -> Result<Json<Value>, ApiError> {
+    let trees = node.cluster_tree().await?;
+    Ok(Json(json!({ "nodes": trees })))
+}
+
+async fn cluster(State(node): State<Node>) -> Json<Value> {
+    Json(json!({ "node": node.name(), "nodes": node.members().await }))
+}
+
 async fn factories(State(node): State<Node>) -> Json<Value> {
     Json(json!({ "factories": node.factories() }))
 }
@@ -116,17 +129,13 @@ async fn spawn(State(node): State<Node>, body: Bytes) -> Result<Response, ApiErr
             "spawn request must be {{\"factory\":..,\"name\":..,\"args\":..}}: {e}"
         )))
     })?;
-    if let Some(target) = req.on.as_deref().filter(|t| *t != node.name()) {
-        return Err(ApiError(RuntimeError::UnknownNode(target.to_string())));
-    }
-    let cell = node
-        .spawn_factory(&req.factory, &req.name, req.args)
+    let target = req.on.unwrap_or_else(|| node.name().to_string());
+    let actor_id = node
+        .spawn_on(&target, &req.factory, &req.name, req.args)
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "name": req.name, "actor_id": cell.get_id().to_string(), "node": node.name() }),
-        ),
+        Json(json!({ "name": req.name, "actor_id": actor_id, "node": target })),
     )
         .into_response())
 }

@@ -3,7 +3,8 @@ use std::{net::SocketAddr, path::PathBuf};
 use crate::{error::RuntimeError, node::Node};
 
 /// Everything a node is started with. [`NodeConfig::default`] works on one machine with no
-/// configuration: admin API on `127.0.0.1:7070`, data under `./.dctl/<name>`.
+/// configuration: admin API on `127.0.0.1:7070`, actor transport and gossip on free loopback
+/// ports, no seeds (a cluster of one), data under `./.dctl/<name>`.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// The node's name, unique in its cluster.
@@ -12,9 +13,9 @@ pub struct NodeConfig {
     pub admin_addr: SocketAddr,
     /// Whether to serve the admin HTTP API at all.
     pub admin_enabled: bool,
-    /// Actor-transport address (used by clustering).
+    /// Actor-transport address (TCP); port 0 picks a free port.
     pub listen_addr: SocketAddr,
-    /// Gossip address (used by clustering).
+    /// Gossip address (UDP); port 0 picks a free port.
     pub gossip_addr: SocketAddr,
     /// Gossip addresses of nodes to join.
     pub seeds: Vec<String>,
@@ -30,8 +31,8 @@ impl Default for NodeConfig {
             name: "node1".into(),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             admin_enabled: true,
-            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7071)),
-            gossip_addr: SocketAddr::from(([127, 0, 0, 1], 7072)),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            gossip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             seeds: Vec::new(),
             cookie: "draft-cookie".into(),
             data_dir: PathBuf::from(".dctl").join("node1"),

@@ -19,7 +19,12 @@ impl<A: Actor> Actor for Counted<A> {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        self.inner.pre_start(myself, args).await
+        let state = self.inner.pre_start(myself.clone(), args).await?;
+        // Named user actors are findable cluster-wide through their process group.
+        if let Some(name) = myself.get_name() {
+            ractor::pg::join(crate::node::actor_group(&name), vec![myself.get_cell()]);
+        }
+        Ok(state)
     }
 
     async fn post_start(

@@ -12,6 +12,24 @@ pub enum RuntimeError {
     /// No live node has this name.
     #[error("unknown node '{0}'")]
     UnknownNode(String),
+    /// The node hosting the actor (or the node asked for) is down.
+    #[error("node '{node}' is down ({what})")]
+    NodeDown {
+        /// The node that is down.
+        node: String,
+        /// What was being reached there.
+        what: String,
+    },
+    /// Another node refused the request.
+    #[error("node '{node}': {message}")]
+    Remote {
+        /// The node that answered.
+        node: String,
+        /// Its HTTP-style status for the error.
+        status: u16,
+        /// Its error message.
+        message: String,
+    },
     /// No factory is registered under this name.
     #[error("unknown factory '{0}' (known: {1})")]
     UnknownFactory(String, String),
@@ -66,7 +84,8 @@ impl RuntimeError {
             | RuntimeError::BadJson(_)
             | RuntimeError::Config(_) => 400,
             RuntimeError::Timeout { .. } => 504,
-            RuntimeError::NoReply(_) => 502,
+            RuntimeError::NoReply(_) | RuntimeError::NodeDown { .. } => 502,
+            RuntimeError::Remote { status, .. } => *status,
             RuntimeError::SpawnFailed(_) => 422,
             RuntimeError::Unavailable(_) | RuntimeError::Bind { .. } => 503,
         }

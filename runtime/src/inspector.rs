@@ -27,7 +27,15 @@ impl Actor for Inspector {
     type State = ();
     type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<InspectorMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<InspectorMsg>,
+        _: (),
+    ) -> Result<(), ActorProcessingErr> {
+        ractor::pg::join(
+            crate::node::inspector_group(&self.node),
+            vec![myself.get_cell()],
+        );
         Ok(())
     }
 

@@ -24,22 +24,27 @@
 //! ```
 
 mod admin;
+mod cluster;
 mod config;
 mod counted;
 pub mod echo;
 mod error;
 mod factory;
-mod inspector;
+pub mod inspector;
 mod json;
 mod metrics;
 mod node;
+pub mod spawner;
 
+pub use cluster::{failure_detector, Member, MemberState};
 pub use config::{NodeBuilder, NodeConfig};
 pub use error::RuntimeError;
 pub use factory::Factory;
+pub use inspector::InspectorMsg;
 pub use json::JsonMsg;
 pub use metrics::Metrics;
-pub use node::{Node, NodeTree};
+pub use node::{wait_for_signal, Node, NodeTree};
+pub use spawner::SpawnerMsg;
 
 /// Re-exported so users need not depend on `actors` directly for the common types.
 pub use actors::{

@@ -3,7 +3,7 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
     time::Duration,
 };
 
@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     admin,
+    cluster::{Cluster, Member, MemberState},
     config::NodeConfig,
     echo::Echo,
     error::RuntimeError,
@@ -25,6 +26,7 @@ use crate::{
     inspector::{Inspector, InspectorMsg},
     json::JsonMsg,
     metrics::Metrics,
+    spawner::{SpawnReply, SpawnRequest, Spawner, SpawnerMsg},
 };
 
 /// A node's supervision tree, tagged with the node's name (the `/tree` JSON shape).
@@ -49,6 +51,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     pub(crate) stats: Arc<SupervisorStats>,
     admin: Mutex<Option<AdminServer>>,
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 /// A running node. Cheap to clone; all clones drive the same node.
@@ -76,6 +79,18 @@ fn root_name(node: &str) -> String {
 fn inspector_name(node: &str) -> String {
     format!("{node}/inspector")
 }
+/// The process group through which a named user actor is found cluster-wide.
+pub(crate) fn actor_group(name: &str) -> String {
+    format!("actor:{name}")
+}
+/// The process group of a node's inspector.
+pub(crate) fn inspector_group(node: &str) -> String {
+    format!("inspector@{node}")
+}
+/// The process group of a node's spawner.
+pub(crate) fn spawner_group(node: &str) -> String {
+    format!("spawner@{node}")
+}
 
 impl Node {
     /// A builder with defaults that work on one machine with no configuration.
@@ -95,6 +110,7 @@ impl Node {
             max_restarts: 10,
             period: Duration::from_secs(10),
         };
+        let handle: Arc<OnceLock<std::sync::Weak<Inner>>> = Arc::new(OnceLock::new());
         let system = SupervisorSpec::new(Strategy::OneForOne)
             .intensity(generous)
             .stats(stats.clone())
@@ -104,6 +120,15 @@ impl Node {
                 Inspector {
                     node: name.clone(),
                     root_name: root_name(&name),
+                },
+                (),
+            ))
+            .child(ChildSpec::worker(
+                "spawner",
+                None,
+                Spawner {
+                    node_name: name.clone(),
+                    node: handle.clone(),
                 },
                 (),
             ));
@@ -129,10 +154,21 @@ impl Node {
                 metrics: Metrics::default(),
                 stats,
                 admin: Mutex::new(None),
+                cluster: OnceLock::new(),
             }),
         };
+        let _ = handle.set(Arc::downgrade(&node.inner));
         if node.inner.config.admin_enabled {
             if let Err(e) = node.start_admin().await {
+                node.shutdown().await;
+                return Err(e);
+            }
+        }
+        match Cluster::start(&node.inner.config, node.admin_addr()).await {
+            Ok(cluster) => {
+                let _ = node.inner.cluster.set(cluster);
+            }
+            Err(e) => {
                 node.shutdown().await;
                 return Err(e);
             }
@@ -344,20 +380,97 @@ impl Node {
         M: Message,
         R: Send + 'static,
     {
-        let name = actor
-            .get_name()
-            .unwrap_or_else(|| actor.get_id().to_string());
+        // The name is only needed for errors: build it off the hot path.
+        let name = || {
+            actor
+                .get_name()
+                .unwrap_or_else(|| actor.get_id().to_string())
+        };
         match actor.call(build, Some(timeout)).await {
             Ok(CallResult::Success(r)) => Ok(r),
-            Ok(CallResult::Timeout) => Err(RuntimeError::Timeout { name, timeout }),
-            Ok(CallResult::SenderError) => Err(RuntimeError::NoReply(name)),
-            Err(e) => Err(messaging_error(&name, e)),
+            Ok(CallResult::Timeout) => Err(RuntimeError::Timeout {
+                name: name(),
+                timeout,
+            }),
+            Ok(CallResult::SenderError) => Err(RuntimeError::NoReply(name())),
+            Err(e) => Err(messaging_error(&name(), e)),
         }
     }
 
-    /// Send a JSON message to a named actor (which must take [`JsonMsg`]).
+    /// Find a named actor on any node: a local actor first, else a member of the name's process
+    /// group on another node. When the name is only known from a dead node's gossip, the error
+    /// says that node is down.
+    pub async fn resolve(&self, name: &str) -> Result<ActorCell, RuntimeError> {
+        if let Some(cell) = ractor::registry::where_is(name.to_string()) {
+            return Ok(cell);
+        }
+        if let Some(cell) = ractor::pg::get_members(&actor_group(name))
+            .into_iter()
+            .find(|c| !c.get_id().is_local())
+        {
+            return Ok(cell);
+        }
+        // Not reachable: if gossip says which node hosts it, say that node is down.
+        let host = self
+            .members()
+            .await
+            .into_iter()
+            .filter(|m| !m.is_self && m.actors.iter().any(|a| a == name))
+            .min_by_key(|m| m.state == MemberState::Alive && m.connected);
+        match host {
+            Some(m) if m.state == MemberState::Dead => Err(RuntimeError::NodeDown {
+                node: m.name,
+                what: format!("actor '{name}' lived there"),
+            }),
+            Some(m) if !m.connected => Err(RuntimeError::NodeDown {
+                node: m.name,
+                what: format!("no actor-transport session to it; actor '{name}' lives there"),
+            }),
+            _ => Err(RuntimeError::UnknownActor(name.to_string())),
+        }
+    }
+
+    async fn resolve_json(&self, name: &str) -> Result<ActorRef<JsonMsg>, RuntimeError> {
+        let cell = self.resolve(name).await?;
+        if cell.is_message_type_of::<JsonMsg>() == Some(false) {
+            return Err(RuntimeError::WrongMessageType(name.to_string(), "JSON"));
+        }
+        Ok(cell.into())
+    }
+
+    /// After a failed remote call: was it because the actor's node went down?
+    async fn explain_failure(&self, cell: &ActorCell, name: &str, e: RuntimeError) -> RuntimeError {
+        if cell.get_id().is_local() {
+            return e;
+        }
+        let Some(cluster) = self.inner.cluster.get() else {
+            return e;
+        };
+        let node = cluster.node_of(cell);
+        let members = self.members().await;
+        let alive = |n: &str| {
+            members
+                .iter()
+                .any(|m| m.name == n && m.state == MemberState::Alive)
+        };
+        match node {
+            Some(n) if alive(&n) => e,
+            Some(n) => RuntimeError::NodeDown {
+                node: n,
+                what: format!("call to '{name}' failed"),
+            },
+            // The session (and so the node mapping) is already gone.
+            None if matches!(e, RuntimeError::NoReply(_)) => RuntimeError::NodeDown {
+                node: "unknown".into(),
+                what: format!("the connection to the node of '{name}' was lost"),
+            },
+            None => e,
+        }
+    }
+
+    /// Send a JSON message to a named actor on any node (it must take [`JsonMsg`]).
     pub async fn tell_json(&self, name: &str, payload: Value) -> Result<(), RuntimeError> {
-        let actor = self.lookup::<JsonMsg>(name).map_err(json_only)?;
+        let actor = self.resolve_json(name).await?;
         actor
             .send_message(JsonMsg::tell(&payload))
             .map_err(|e| messaging_error(name, e))
@@ -370,13 +483,146 @@ impl Node {
         payload: Value,
         timeout: Duration,
     ) -> Result<Value, RuntimeError> {
-        let actor = self.lookup::<JsonMsg>(name).map_err(json_only)?;
+        let actor = self.resolve_json(name).await?;
         let bytes = payload.to_string().into_bytes();
-        let reply = self
+        let reply = match self
             .call(&actor, |port| JsonMsg::Call(bytes, port), timeout)
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            // A remote call that times out surfaces as a dropped reply port: say "timeout".
+            Err(RuntimeError::NoReply(_))
+                if !actor.get_id().is_local() && self.is_alive_remote(actor.get_cell()) =>
+            {
+                return Err(RuntimeError::Timeout {
+                    name: name.to_string(),
+                    timeout,
+                })
+            }
+            Err(e) => return Err(self.explain_failure(&actor.get_cell(), name, e).await),
+        };
         serde_json::from_slice(&reply)
             .map_err(|e| RuntimeError::BadJson(format!("reply from '{name}': {e}")))
+    }
+
+    fn is_alive_remote(&self, cell: ActorCell) -> bool {
+        cell.get_status() == ractor::ActorStatus::Running
+    }
+
+    /// The members of the cluster as this node sees them (itself included).
+    pub async fn members(&self) -> Vec<Member> {
+        match self.inner.cluster.get() {
+            Some(c) => c.members().await,
+            None => Vec::new(),
+        }
+    }
+
+    /// The actor-transport and gossip addresses this node is bound to.
+    pub fn cluster_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.inner
+            .cluster
+            .get()
+            .map(|c| (c.actor_addr, c.gossip_addr))
+    }
+
+    fn remote_member<M: Message>(group: &str) -> Option<ActorRef<M>> {
+        ractor::pg::get_members(&group.to_string())
+            .into_iter()
+            .find(|c| !c.get_id().is_local())
+            .map(ActorRef::from)
+    }
+
+    async fn ensure_alive(&self, node: &str) -> Result<(), RuntimeError> {
+        match self.members().await.into_iter().find(|m| m.name == node) {
+            Some(m) if m.state == MemberState::Alive => Ok(()),
+            Some(_) => Err(RuntimeError::NodeDown {
+                node: node.to_string(),
+                what: "declared dead by the failure detector".into(),
+            }),
+            None => Err(RuntimeError::UnknownNode(node.to_string())),
+        }
+    }
+
+    /// Spawn an actor from a factory on another node (or this one), by node name. The actor is
+    /// supervised there and can be messaged by name from any node.
+    pub async fn spawn_on(
+        &self,
+        node: &str,
+        factory: &str,
+        name: &str,
+        args: Value,
+    ) -> Result<String, RuntimeError> {
+        if node == self.name() {
+            return Ok(self
+                .spawn_factory(factory, name, args)
+                .await?
+                .get_id()
+                .to_string());
+        }
+        self.ensure_alive(node).await?;
+        let spawner: ActorRef<SpawnerMsg> =
+            Self::remote_member(&spawner_group(node)).ok_or_else(|| RuntimeError::NodeDown {
+                node: node.to_string(),
+                what: "no actor-transport session to it yet".into(),
+            })?;
+        let req = SpawnRequest {
+            factory: factory.to_string(),
+            name: name.to_string(),
+            args,
+        };
+        let bytes = serde_json::to_vec(&req).map_err(|e| RuntimeError::BadJson(e.to_string()))?;
+        let reply = self
+            .call(
+                &spawner,
+                |p| SpawnerMsg::Spawn(bytes, p),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|e| match e {
+                RuntimeError::NoReply(_) => RuntimeError::NodeDown {
+                    node: node.to_string(),
+                    what: "the spawn request got no answer".into(),
+                },
+                other => other,
+            })?;
+        match serde_json::from_slice::<SpawnReply>(&reply) {
+            Ok(SpawnReply::Ok { actor_id }) => Ok(actor_id),
+            Ok(SpawnReply::Err { status, message }) => Err(RuntimeError::Remote {
+                node: node.to_string(),
+                status,
+                message,
+            }),
+            Err(e) => Err(RuntimeError::Remote {
+                node: node.to_string(),
+                status: 502,
+                message: format!("unreadable spawn reply: {e}"),
+            }),
+        }
+    }
+
+    /// The trees of every live node, each tagged with its node name, sorted by node name.
+    /// Nodes that do not answer in time are left out.
+    pub async fn cluster_tree(&self) -> Result<Vec<NodeTree>, RuntimeError> {
+        let mut out = vec![self.node_tree().await?];
+        for m in self.members().await {
+            if m.is_self || m.state != MemberState::Alive {
+                continue;
+            }
+            let Some(inspector) = Self::remote_member::<InspectorMsg>(&inspector_group(&m.name))
+            else {
+                continue;
+            };
+            if let Ok(bytes) = self
+                .call(&inspector, InspectorMsg::Tree, Duration::from_secs(5))
+                .await
+            {
+                if let Ok(tree) = serde_json::from_slice::<NodeTree>(&bytes) {
+                    out.push(tree);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(out)
     }
 
     /// This node's supervision tree, from its inspector.
@@ -399,6 +645,9 @@ impl Node {
 
     /// Stop the node: the admin server first, then the tree in reverse start order.
     pub async fn shutdown(&self) {
+        if let Some(cluster) = self.inner.cluster.get() {
+            cluster.shutdown().await;
+        }
         let admin = self.lock_admin().take();
         if let Some(admin) = admin {
             let _ = admin.stop.send(());
@@ -463,13 +712,6 @@ fn spawn_error(e: SupervisorError) -> RuntimeError {
         SupervisorError::AlreadyPresent(n) => RuntimeError::NameTaken(n),
         SupervisorError::StartFailed { reason, .. } => RuntimeError::SpawnFailed(reason),
         other => RuntimeError::Unavailable(other.to_string()),
-    }
-}
-
-fn json_only(e: RuntimeError) -> RuntimeError {
-    match e {
-        RuntimeError::WrongMessageType(name, _) => RuntimeError::WrongMessageType(name, "JSON"),
-        other => other,
     }
 }
 

@@ -1,0 +1,17 @@
+//! # bench: performance measurements of the actor runtime
+//!
+//! Each benchmark lives in its own module and is exposed as a subcommand of the `bench` binary
+//! (`cargo run --release -p bench -- <name>`):
+//!
+//! * [`local`] — one-way throughput and call latency of an actor spawned through
+//!   [`runtime::Node`] versus the same actor spawned with bare [`ractor::Actor::spawn`].
+//!
+//! Benchmarks return a report value (printable with `Display`, serialisable to JSON) rather than
+//! printing themselves, so tests can run them in a quick mode and inspect the results.
+
+#![warn(missing_docs)]
+
+pub mod local;
+pub mod stats;
+
+pub use local::{run_local, LocalConfig, LocalReport};

@@ -1,0 +1,182 @@
+//! `dctl up`: a local cluster of node processes on loopback, until Ctrl-C.
+
+use std::{
+    net::{TcpListener, UdpSocket},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::{cli::UpArgs, client::Client};
+
+struct Proc {
+    name: String,
+    admin: String,
+    child: Child,
+    log: PathBuf,
+}
+
+fn free_tcp() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn free_udp() -> Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn terminate(procs: &mut [Proc]) {
+    for p in procs.iter() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &p.child.id().to_string()])
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for p in procs.iter_mut() {
+        loop {
+            match p.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = p.child.kill();
+                    let _ = p.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+/// Nodes that see all `n` members alive and connected.
+async fn converged(procs: &[Proc], n: usize) -> usize {
+    let mut ready = 0;
+    for p in procs {
+        let Ok(client) = Client::new(&p.admin) else {
+            continue;
+        };
+        if let Ok(out) = client.get("/cluster").await {
+            let up = out["nodes"]
+                .as_array()
+                .map(|ns| {
+                    ns.iter()
+                        .filter(|m| m["state"] == "alive" && m["connected"] == true)
+                        .count()
+                })
+                .unwrap_or(0);
+            if up == n {
+                ready += 1;
+            }
+        }
+    }
+    ready
+}
+
+pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    let exe = std::env::current_exe().context("cannot find the dctl executable")?;
+    let dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(".dctl").join("up"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut procs: Vec<Proc> = Vec::new();
+    let mut seed: Option<String> = None;
+    for i in 1..=args.nodes {
+        let name = format!("node{i}");
+        let admin_addr = if i == 1 {
+            admin.to_string()
+        } else {
+            format!("127.0.0.1:{}", free_tcp()?)
+        };
+        let gossip = format!("127.0.0.1:{}", free_udp()?);
+        let listen = format!("127.0.0.1:{}", free_tcp()?);
+        let log = dir.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--admin", &admin_addr, "node", "start", "--name", &name])
+            .args(["--listen", &listen, "--gossip", &gossip])
+            .arg("--data-dir")
+            .arg(dir.join(&name))
+            .env("DCTL_COOKIE", &args.cookie)
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        if let Some(s) = &seed {
+            cmd.args(["--seed", s]);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        seed.get_or_insert(gossip);
+        procs.push(Proc {
+            name,
+            admin: admin_addr,
+            child,
+            log,
+        });
+    }
+
+    let n = args.nodes;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut shown = usize::MAX;
+    loop {
+        for p in procs.iter_mut() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                let last = log.lines().last().unwrap_or("").to_string();
+                let name = p.name.clone();
+                terminate(&mut procs);
+                return Err(anyhow!("{name} exited ({status}): {last}"));
+            }
+        }
+        let ready = converged(&procs, n).await;
+        if ready != shown {
+            eprintln!("waiting for the cluster: {ready}/{n} nodes see all {n} nodes");
+            shown = ready;
+        }
+        if ready == n {
+            break;
+        }
+        if Instant::now() > deadline {
+            terminate(&mut procs);
+            bail!(
+                "the nodes did not converge within 60 s; see the logs in {}",
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A sample service, spawned from node1 onto the last node to show remote spawn at work.
+    let client = Client::new(&procs[0].admin)?;
+    let target = procs[n - 1].name.clone();
+    let body = serde_json::json!({"factory": "echo", "name": "sample-echo", "on": target});
+    if let Err(e) = client
+        .post("/api/spawn", body.to_string(), Duration::from_secs(30))
+        .await
+    {
+        terminate(&mut procs);
+        return Err(e.context("cannot start the sample service"));
+    }
+
+    println!("Draft cluster is up: {n} nodes (logs in {})", dir.display());
+    for p in &procs {
+        println!(
+            "  {:<8} admin http://{}/   (tree page in a browser)",
+            p.name, p.admin
+        );
+    }
+    println!("  sample service: sample-echo (echo) on {target}");
+    println!("try:");
+    let a = &procs[0].admin;
+    println!("  dctl --admin {a} cluster status");
+    println!("  dctl --admin {a} tree --all");
+    println!("  dctl --admin {a} send sample-echo '{{\"hello\":\"world\"}}' --call");
+    println!("Ctrl-C stops every node.");
+    runtime::wait_for_signal().await;
+    eprintln!("stopping {n} nodes...");
+    terminate(&mut procs);
+    Ok(())
+}

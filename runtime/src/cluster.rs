@@ -1,0 +1,476 @@
+//! Clustering: membership and failure detection with chitchat (UDP gossip, phi-accrual), and the
+//! actor transport with ractor_cluster (TCP, cookie authentication), driven by membership.
+//!
+//! * Each node publishes `name`, `actor_addr`, `admin_addr`, `version`, `roles` and `actors` (the
+//!   names of its user actors) as chitchat key-values.
+//! * When chitchat reports a node live, the node whose name sorts first dials the other, so each
+//!   pair of nodes has exactly one session; when chitchat declares a node dead, its session is
+//!   dropped, which kills the proxies of its actors, removes them from process groups and fails
+//!   calls in flight.
+//! * Failure detection settings (see [`failure_detector`]): gossip every 200 ms, phi threshold 8,
+//!   so a silent node is declared dead after about 1–2 s.
+//!
+//! The gossip layer carries no secret: its `cluster_id` is derived from the cookie (a SHA-256
+//! prefix) so nodes with a different cookie do not merge memberships, but the real protection is
+//! ractor_cluster's cookie challenge on the actor transport.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use chitchat::{
+    spawn_chitchat, transport::UdpTransport, ChitchatConfig, ChitchatHandle, ChitchatId,
+    FailureDetectorConfig,
+};
+use ractor::{pg, Actor, ActorCell, ActorId, ActorRef};
+use ractor_cluster::{
+    node::{NodeConnectionMode, NodeServerSessionInformation},
+    NodeEventSubscription, NodeServer, NodeServerMessage,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{config::NodeConfig, error::RuntimeError};
+
+const KEY_NAME: &str = "name";
+const KEY_ACTOR_ADDR: &str = "actor_addr";
+const KEY_ADMIN_ADDR: &str = "admin_addr";
+const KEY_VERSION: &str = "version";
+const KEY_ROLES: &str = "roles";
+const KEY_ACTORS: &str = "actors";
+
+/// How often membership is reconciled with the transport's sessions.
+const RECONCILE_EVERY: Duration = Duration::from_millis(200);
+/// Minimum time between two dial attempts to the same node.
+const REDIAL_AFTER: Duration = Duration::from_secs(1);
+
+/// Liveness of a cluster member as this node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberState {
+    /// Gossiping and (once a session is up) reachable.
+    Alive,
+    /// Declared dead by the failure detector.
+    Dead,
+}
+
+/// One node of the cluster, as published in its gossip state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Node name.
+    pub name: String,
+    /// Alive or dead.
+    pub state: MemberState,
+    /// Whether this is the node answering.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+    /// Whether an authenticated actor-transport session to it is up (always true for self).
+    pub connected: bool,
+    /// Gossip address.
+    pub gossip_addr: String,
+    /// Actor-transport address.
+    pub actor_addr: Option<String>,
+    /// Admin HTTP address.
+    pub admin_addr: Option<String>,
+    /// Runtime version.
+    pub version: Option<String>,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Names of its user actors.
+    pub actors: Vec<String>,
+}
+
+/// The chitchat failure-detector settings used by every node.
+pub fn failure_detector() -> FailureDetectorConfig {
+    FailureDetectorConfig {
+        phi_threshold: 8.0,
+        sampling_window_size: 1000,
+        max_interval: Duration::from_secs(2),
+        initial_interval: Duration::from_millis(200),
+        dead_node_grace_period: Duration::from_secs(120),
+    }
+}
+
+/// The chitchat cluster id for a cookie.
+fn cluster_id(cookie: &str) -> String {
+    let digest = Sha256::digest(cookie.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("draft-{hex}")
+}
+
+/// Tracks transport sessions: which session-local node id is which node, and refusals.
+#[derive(Default)]
+struct Sessions {
+    /// ractor_cluster's session-local node id → node name.
+    by_node_id: RwLock<HashMap<u64, String>>,
+    /// Sessions opened but not yet authenticated, by peer address.
+    pending: Mutex<HashSet<String>>,
+}
+
+struct Events(Arc<Sessions>);
+
+fn peer_node_name(info: &NodeServerSessionInformation) -> Option<String> {
+    info.peer_name
+        .as_ref()
+        .map(|n| n.name.split('@').next().unwrap_or_default().to_string())
+}
+
+impl NodeEventSubscription for Events {
+    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
+        if let Ok(mut p) = self.0.pending.lock() {
+            p.insert(ses.peer_addr.clone());
+        }
+    }
+
+    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
+        if let Ok(mut p) = self.0.pending.lock() {
+            p.remove(&ses.peer_addr);
+        }
+    }
+
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        if let Some(name) = peer_node_name(&ses) {
+            tracing::info!(peer = %name, addr = %ses.peer_addr, "actor transport connected");
+            if let Ok(mut m) = self.0.by_node_id.write() {
+                m.insert(ses.node_id, name);
+            }
+        }
+    }
+
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        let was_pending = self
+            .0
+            .pending
+            .lock()
+            .map(|mut p| p.remove(&ses.peer_addr))
+            .unwrap_or(false);
+        if was_pending {
+            tracing::warn!(
+                addr = %ses.peer_addr,
+                "actor-transport session refused before authentication: the peer's cookie does \
+                 not match ours (or it is not a draft node)"
+            );
+        } else {
+            tracing::info!(peer = ?peer_node_name(&ses), addr = %ses.peer_addr, "actor transport disconnected");
+        }
+        if let Ok(mut m) = self.0.by_node_id.write() {
+            m.remove(&ses.node_id);
+        }
+    }
+}
+
+/// A node's membership and transport.
+pub(crate) struct Cluster {
+    name: String,
+    chitchat: ChitchatHandle,
+    server: ActorRef<NodeServerMessage>,
+    sessions: Arc<Sessions>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(crate) actor_addr: SocketAddr,
+    pub(crate) gossip_addr: SocketAddr,
+}
+
+/// Resolve port 0 to a concrete free port (chitchat must advertise a real address).
+fn concrete_udp(addr: SocketAddr) -> Result<SocketAddr, RuntimeError> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    std::net::UdpSocket::bind(addr)
+        .and_then(|s| s.local_addr())
+        .map_err(|source| RuntimeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+fn concrete_tcp(addr: SocketAddr) -> Result<SocketAddr, RuntimeError> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    std::net::TcpListener::bind(addr)
+        .and_then(|s| s.local_addr())
+        .map_err(|source| RuntimeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+impl Cluster {
+    pub(crate) async fn start(
+        config: &NodeConfig,
+        admin_addr: Option<SocketAddr>,
+    ) -> Result<Arc<Cluster>, RuntimeError> {
+        let actor_addr = concrete_tcp(config.listen_addr)?;
+        let gossip_addr = concrete_udp(config.gossip_addr)?;
+
+        // Actor transport first: a bind failure is reported before we announce ourselves.
+        let server = NodeServer::new(
+            actor_addr.port(),
+            config.cookie.clone(),
+            config.name.clone(),
+            actor_addr.ip().to_string(),
+            None,
+            Some(NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(actor_addr.ip());
+        let (server, _) = Actor::spawn(None, server, ())
+            .await
+            .map_err(|e| RuntimeError::Bind {
+                addr: actor_addr.to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let sessions = Arc::new(Sessions::default());
+        let _ = server.cast(NodeServerMessage::SubscribeToEvents {
+            id: "draft-cluster".into(),
+            subscription: Box::new(Events(sessions.clone())),
+        });
+
+        let generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let chitchat_config = ChitchatConfig {
+            chitchat_id: ChitchatId::new(config.name.clone(), generation, gossip_addr),
+            cluster_id: cluster_id(&config.cookie),
+            gossip_interval: Duration::from_millis(200),
+            listen_addr: gossip_addr,
+            seed_nodes: config.seeds.clone(),
+            failure_detector_config: failure_detector(),
+            marked_for_deletion_grace_period: Duration::from_secs(300),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: chitchat::ProtocolVersion::V0,
+        };
+        let mut kv = vec![
+            (KEY_NAME.to_string(), config.name.clone()),
+            (KEY_ACTOR_ADDR.to_string(), actor_addr.to_string()),
+            (
+                KEY_VERSION.to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            (KEY_ROLES.to_string(), "runtime".to_string()),
+            (KEY_ACTORS.to_string(), String::new()),
+        ];
+        if let Some(a) = admin_addr {
+            kv.push((KEY_ADMIN_ADDR.to_string(), a.to_string()));
+        }
+        let chitchat = match spawn_chitchat(chitchat_config, kv, &UdpTransport).await {
+            Ok(c) => c,
+            Err(e) => {
+                server.stop(None);
+                return Err(RuntimeError::Bind {
+                    addr: gossip_addr.to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                });
+            }
+        };
+        tracing::info!(
+            node = %config.name,
+            actor_transport = %actor_addr,
+            gossip = %gossip_addr,
+            gossip_cluster_id = %cluster_id(&config.cookie),
+            "cluster membership started (nodes with another cookie gossip under another \
+             cluster id and are refused as 'different cluster')"
+        );
+        let cluster = Arc::new(Cluster {
+            name: config.name.clone(),
+            chitchat,
+            server,
+            sessions,
+            task: Mutex::new(None),
+            actor_addr,
+            gossip_addr,
+        });
+        let weak = Arc::downgrade(&cluster);
+        let task = tokio::spawn(async move {
+            let mut last_dial: HashMap<String, Instant> = HashMap::new();
+            let mut published = String::new();
+            loop {
+                tokio::time::sleep(RECONCILE_EVERY).await;
+                let Some(cluster) = weak.upgrade() else { break };
+                cluster.reconcile(&mut last_dial, &mut published).await;
+            }
+        });
+        if let Ok(mut t) = cluster.task.lock() {
+            *t = Some(task);
+        }
+        Ok(cluster)
+    }
+
+    /// Connect to live nodes we should dial, drop sessions of dead nodes, publish our actors.
+    async fn reconcile(&self, last_dial: &mut HashMap<String, Instant>, published: &mut String) {
+        let (live, dead) = self
+            .chitchat
+            .with_chitchat(|c| {
+                let me = c.self_chitchat_id().clone();
+                let live: BTreeMap<String, Option<String>> = c
+                    .live_nodes()
+                    .filter(|id| **id != me)
+                    .map(|id| {
+                        let addr = c
+                            .node_state(id)
+                            .and_then(|s| s.get(KEY_ACTOR_ADDR))
+                            .map(str::to_string);
+                        (id.node_id.to_string(), addr)
+                    })
+                    .collect();
+                let dead: HashSet<String> =
+                    c.dead_nodes().map(|id| id.node_id.to_string()).collect();
+                (live, dead)
+            })
+            .await;
+        let sessions = self.session_list().await;
+        let connected: HashSet<&str> = sessions.iter().map(|(n, _)| n.as_str()).collect();
+
+        for (name, addr) in &live {
+            if connected.contains(name.as_str()) || self.name.as_str() >= name.as_str() {
+                continue;
+            }
+            let Some(addr) = addr.clone() else { continue };
+            if last_dial
+                .get(name)
+                .is_some_and(|t| t.elapsed() < REDIAL_AFTER)
+            {
+                continue;
+            }
+            last_dial.insert(name.clone(), Instant::now());
+            let server = self.server.clone();
+            let peer = name.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(
+                    Duration::from_secs(3),
+                    ractor_cluster::client_connect(&server, addr.as_str()),
+                )
+                .await
+                {
+                    Ok(Ok(())) => tracing::debug!(%peer, %addr, "dialed"),
+                    Ok(Err(e)) => tracing::warn!(%peer, %addr, "cannot connect: {e}"),
+                    Err(_) => tracing::warn!(%peer, %addr, "connect timed out"),
+                }
+            });
+        }
+        for (name, session) in &sessions {
+            if dead.contains(name) && !live.contains_key(name) {
+                tracing::warn!(peer = %name, "node declared dead; dropping its session");
+                session.stop(Some("node declared dead by the failure detector".into()));
+            }
+        }
+
+        let mut actors: Vec<String> = pg::which_groups()
+            .into_iter()
+            .filter_map(|g| {
+                g.strip_prefix("actor:")
+                    .map(str::to_string)
+                    .filter(|_| !pg::get_local_members(&g).is_empty())
+            })
+            .collect();
+        actors.sort();
+        let list = actors.join(",");
+        if list != *published {
+            let value = list.clone();
+            self.chitchat
+                .with_chitchat(move |c| c.self_node_state().set(KEY_ACTORS, value.clone()))
+                .await;
+            *published = list;
+        }
+    }
+
+    /// Authenticated sessions by peer node name.
+    async fn session_list(&self) -> Vec<(String, ActorRef<ractor_cluster::NodeSessionMessage>)> {
+        match ractor::call_t!(self.server, NodeServerMessage::GetSessions, 2000) {
+            Ok(map) => map
+                .into_values()
+                .filter_map(|s| peer_node_name(&s).map(|n| (n, s.actor)))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Every node this node knows of, itself included, sorted by name.
+    pub(crate) async fn members(&self) -> Vec<Member> {
+        let connected: HashSet<String> = self
+            .session_list()
+            .await
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let me = self.name.clone();
+        self.chitchat
+            .with_chitchat(move |c| {
+                let self_id = c.self_chitchat_id().clone();
+                let live: HashSet<ChitchatId> = c.live_nodes().cloned().collect();
+                let mut by_name: BTreeMap<String, Member> = BTreeMap::new();
+                for (id, state) in c.node_states() {
+                    let alive = live.contains(id) || *id == self_id;
+                    let name = id.node_id.to_string();
+                    // A restarted node has a newer generation: prefer the live entry.
+                    if let Some(existing) = by_name.get(&name) {
+                        if existing.state == MemberState::Alive || !alive {
+                            continue;
+                        }
+                    }
+                    let get = |k: &str| state.get(k).map(str::to_string);
+                    let split = |v: Option<String>| {
+                        v.map(|s| {
+                            s.split(',')
+                                .filter(|x| !x.is_empty())
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                    };
+                    by_name.insert(
+                        name.clone(),
+                        Member {
+                            is_self: *id == self_id,
+                            connected: *id == self_id || (alive && connected.contains(&name)),
+                            state: if alive {
+                                MemberState::Alive
+                            } else {
+                                MemberState::Dead
+                            },
+                            gossip_addr: id.gossip_advertise_addr.to_string(),
+                            actor_addr: get(KEY_ACTOR_ADDR),
+                            admin_addr: get(KEY_ADMIN_ADDR),
+                            version: get(KEY_VERSION),
+                            roles: split(get(KEY_ROLES)),
+                            actors: split(get(KEY_ACTORS)),
+                            name,
+                        },
+                    );
+                }
+                let _ = &me;
+                by_name.into_values().collect()
+            })
+            .await
+    }
+
+    /// The name of the node a (proxy) actor lives on.
+    pub(crate) fn node_of(&self, cell: &ActorCell) -> Option<String> {
+        match cell.get_id() {
+            ActorId::Local(_) => Some(self.name.clone()),
+            ActorId::Remote { node_id, .. } => self
+                .sessions
+                .by_node_id
+                .read()
+                .ok()
+                .and_then(|m| m.get(&node_id).cloned()),
+        }
+    }
+
+    /// Stop gossiping and close every session.
+    pub(crate) async fn shutdown(&self) {
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            t.abort();
+        }
+        let _ = self.chitchat.initiate_shutdown();
+        let _ = self
+            .server
+            .stop_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+    }
+}

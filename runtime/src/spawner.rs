@@ -1,0 +1,101 @@
+//! The spawner actor: starts actors from named factories on behalf of other nodes (remote spawn).
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::node::{Inner, Node};
+
+/// A remote spawn request (JSON on the wire).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SpawnRequest {
+    pub factory: String,
+    pub name: String,
+    #[serde(default)]
+    pub args: Value,
+}
+
+/// The answer: the actor id, or an error with an HTTP-style status.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SpawnReply {
+    Ok { actor_id: String },
+    Err { status: u16, message: String },
+}
+
+/// Messages of the spawner.
+#[derive(RactorClusterMessage)]
+pub enum SpawnerMsg {
+    /// Spawn from a factory; request and reply are JSON.
+    #[rpc]
+    Spawn(Vec<u8>, RpcReplyPort<Vec<u8>>),
+}
+
+#[derive(Clone)]
+pub(crate) struct Spawner {
+    pub(crate) node_name: String,
+    pub(crate) node: Arc<OnceLock<Weak<Inner>>>,
+}
+
+impl Actor for Spawner {
+    type Msg = SpawnerMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SpawnerMsg>,
+        _: (),
+    ) -> Result<(), ActorProcessingErr> {
+        ractor::pg::join(
+            crate::node::spawner_group(&self.node_name),
+            vec![myself.get_cell()],
+        );
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<SpawnerMsg>,
+        msg: SpawnerMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let SpawnerMsg::Spawn(bytes, reply) = msg;
+        let node = self
+            .node
+            .get()
+            .and_then(Weak::upgrade)
+            .map(|inner| Node { inner });
+        // Spawning waits on the user supervisor; do it off the spawner's mailbox.
+        tokio::spawn(async move {
+            let answer = match (node, serde_json::from_slice::<SpawnRequest>(&bytes)) {
+                (None, _) => SpawnReply::Err {
+                    status: 503,
+                    message: "node is starting or stopping".into(),
+                },
+                (_, Err(e)) => SpawnReply::Err {
+                    status: 400,
+                    message: format!("bad spawn request: {e}"),
+                },
+                (Some(node), Ok(req)) => {
+                    match node.spawn_factory(&req.factory, &req.name, req.args).await {
+                        Ok(cell) => SpawnReply::Ok {
+                            actor_id: cell.get_id().to_string(),
+                        },
+                        Err(e) => SpawnReply::Err {
+                            status: e.http_status(),
+                            message: e.to_string(),
+                        },
+                    }
+                }
+            };
+            if let Ok(out) = serde_json::to_vec(&answer) {
+                let _ = reply.send(out);
+            }
+        });
+        Ok(())
+    }
+}

@@ -401,7 +401,7 @@ impl Node {
     /// group on another node. When the name is only known from a dead node's gossip, the error
     /// says that node is down.
     pub async fn resolve(&self, name: &str) -> Result<ActorCell, RuntimeError> {
-        if let Some(cell) = ractor::registry::where_is(name.to_string()) {
+        if let Some(cell) = ractor::registry::where_is(name) {
             return Ok(cell);
         }
         if let Some(cell) = ractor::pg::get_members(&actor_group(name))

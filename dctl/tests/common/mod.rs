@@ -31,6 +31,8 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 pub struct NodeProc {
     pub name: String,
     pub admin: String,
+    pub listen: String,
+    pub gossip: String,
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
 }
@@ -44,7 +46,13 @@ impl NodeProc {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = format!("127.0.0.1:{}", free_port());
         let listen = format!("127.0.0.1:{}", free_port());
-        let gossip = format!("127.0.0.1:{}", free_port());
+        let gossip = format!(
+            "127.0.0.1:{}",
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .expect("free udp port")
+                .port()
+        );
         let log = std::fs::File::create(dir.path().join("node.log")).expect("log file");
         let child = Command::new(DCTL)
             .args(["--admin", &admin, "node", "start", "--name", name])
@@ -59,6 +67,8 @@ impl NodeProc {
         let node = NodeProc {
             name: name.into(),
             admin,
+            listen,
+            gossip,
             child: Some(child),
             dir,
         };
@@ -132,4 +142,48 @@ pub fn assert_one_line_error(o: &Output, needle: &str) {
     assert_eq!(lines.len(), 1, "one-line error expected, got: {err}");
     assert!(lines[0].starts_with("error: "), "{err}");
     assert!(lines[0].contains(needle), "'{needle}' not in: {err}");
+}
+
+/// The cluster as one node sees it: (name, state, connected) per member.
+pub fn members(node: &NodeProc) -> Vec<(String, String, bool)> {
+    let out = node.dctl(&["cluster", "status", "--json"]);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = match serde_json::from_str(&stdout(&out)) {
+        Ok(v) => v,
+        Err(_) => return Vec::new(),
+    };
+    v["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or("").to_string(),
+                m["state"].as_str().unwrap_or("").to_string(),
+                m["connected"] == true,
+            )
+        })
+        .collect()
+}
+
+/// Wait until every node sees exactly `alive` as its alive-and-connected members.
+pub fn wait_converged(nodes: &[&NodeProc], alive: &[&str]) {
+    for n in nodes {
+        wait_until(
+            &format!("{} sees {alive:?} alive and connected", n.name),
+            Duration::from_secs(30),
+            || {
+                let mut up: Vec<String> = members(n)
+                    .into_iter()
+                    .filter(|(_, s, c)| s == "alive" && *c)
+                    .map(|(name, _, _)| name)
+                    .collect();
+                up.sort();
+                up == alive
+            },
+        );
+    }
 }

@@ -1,0 +1,212 @@
+//! End-to-end clustering with real `dctl node start` processes on loopback: convergence,
+//! remote spawn, cross-node calls, cluster-wide trees, `kill -9` of a node, joining, wrong
+//! cookies and garbage on the cluster ports.
+
+mod common;
+
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+fn seed_args(seed: &NodeProc) -> [String; 2] {
+    ["--seed".to_string(), seed.gossip.clone()]
+}
+
+fn start_seeded(name: &str, seed: &NodeProc) -> NodeProc {
+    let args = seed_args(seed);
+    NodeProc::start_with(name, &[&args[0], &args[1]])
+}
+
+fn call(node: &NodeProc, actor: &str, payload: &str) -> std::process::Output {
+    node.dctl(&["send", actor, payload, "--call", "--timeout", "2000"])
+}
+
+fn tree_all(node: &NodeProc) -> Value {
+    let out = node.dctl(&["tree", "--all", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("JSON")
+}
+
+fn contains_actor(tree: &Value, name: &str) -> bool {
+    tree["name"] == name
+        || tree["children"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| contains_actor(c, name)))
+}
+
+#[test]
+fn three_nodes_remote_spawn_cross_node_call_kill_and_join() {
+    let n1 = NodeProc::start("c-n1");
+    let mut n2 = start_seeded("c-n2", &n1);
+    let n3 = start_seeded("c-n3", &n1);
+    wait_converged(&[&n1, &n2, &n3], &["c-n1", "c-n2", "c-n3"]);
+
+    // spawn from node 1 onto node 2, call from node 3
+    let out = n1.dctl(&["spawn", "echo", "--name", "ce1", "--on", "c-n2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("on c-n2"), "{}", stdout(&out));
+    wait_until("ce1 reachable from node 3", Duration::from_secs(10), || {
+        call(&n3, "ce1", "{}").status.success()
+    });
+    let out = call(&n3, "ce1", r#"{"from":"n3","n":[1,2]}"#);
+    assert_eq!(
+        stdout(&out),
+        "{\"from\":\"n3\",\"n\":[1,2]}\n",
+        "{}",
+        stderr(&out)
+    );
+
+    // the cluster tree lists it under node 2 only
+    let all = tree_all(&n1);
+    let nodes = all["nodes"].as_array().expect("nodes");
+    let names: Vec<&str> = nodes.iter().filter_map(|n| n["node"].as_str()).collect();
+    assert_eq!(names, vec!["c-n1", "c-n2", "c-n3"]);
+    for entry in nodes {
+        let here = contains_actor(&entry["tree"], "ce1");
+        assert_eq!(here, entry["node"] == "c-n2", "ce1 placement in {entry}");
+    }
+
+    // names are gossiped: node 3 learns that ce1 lives on node 2
+    wait_until("node 3 knows where ce1 lives", Duration::from_secs(10), || {
+        let out = n3.dctl(&["cluster", "status", "--json"]);
+        let v: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
+        v["nodes"].as_array().is_some_and(|ns| {
+            ns.iter().any(|m| {
+                m["name"] == "c-n2"
+                    && m["actors"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == "ce1"))
+            })
+        })
+    });
+
+    // kill -9 node 2: the others mark it dead, and calls fail clearly in bounded time
+    let killed = Instant::now();
+    n2.signal_and_wait("KILL");
+    for n in [&n1, &n3] {
+        wait_until(
+            &format!("{} marks c-n2 dead", n.name),
+            Duration::from_secs(15),
+            || {
+                members(n)
+                    .iter()
+                    .any(|(name, state, _)| name == "c-n2" && state == "dead")
+            },
+        );
+    }
+    eprintln!(
+        "c-n2 marked dead on both survivors {:?} after kill -9",
+        killed.elapsed()
+    );
+    let started = Instant::now();
+    let out = call(&n3, "ce1", "{}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the failing call must not hang"
+    );
+    assert_one_line_error(&out, "node 'c-n2' is down");
+
+    // a new node joins and is used
+    let n4 = start_seeded("c-n4", &n3);
+    wait_converged(&[&n1, &n3, &n4], &["c-n1", "c-n3", "c-n4"]);
+    let out = n3.dctl(&["spawn", "echo", "--name", "ce4", "--on", "c-n4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until("ce4 reachable from node 1", Duration::from_secs(10), || {
+        call(&n1, "ce4", "{}").status.success()
+    });
+    assert_eq!(stdout(&call(&n1, "ce4", "[4]")), "[4]\n");
+    let status = n1.dctl(&["cluster", "status"]);
+    let text = stdout(&status);
+    assert!(text.contains("c-n2") && text.contains("dead"), "{text}");
+}
+
+#[test]
+fn a_node_with_the_wrong_cookie_cannot_join_or_send() {
+    let n1 = NodeProc::start("k-n1");
+    let n2 = start_seeded("k-n2", &n1);
+    wait_converged(&[&n1, &n2], &["k-n1", "k-n2"]);
+    assert!(n1
+        .dctl(&["spawn", "echo", "--name", "ke", "--on", "k-n2"])
+        .status
+        .success());
+
+    let args = seed_args(&n1);
+    let bad = NodeProc::start_with("k-bad", &[&args[0], &args[1], "--cookie", "not-the-cookie"]);
+    wait_until(
+        "the refusal is logged on the intruder",
+        Duration::from_secs(15),
+        || {
+            std::fs::read_to_string(bad.log_path())
+                .unwrap_or_default()
+                .contains("wrong cluster")
+        },
+    );
+    wait_until(
+        "the refusal is logged on the seed",
+        Duration::from_secs(15),
+        || {
+            std::fs::read_to_string(n1.log_path())
+                .unwrap_or_default()
+                .contains("different cluster")
+        },
+    );
+    // it is not a member anywhere, sees nobody, and cannot reach the cluster's actors
+    for n in [&n1, &n2] {
+        assert!(!members(n).iter().any(|(name, _, _)| name == "k-bad"));
+    }
+    let seen: Vec<String> = members(&bad).into_iter().map(|m| m.0).collect();
+    assert_eq!(seen, vec!["k-bad"]);
+    assert_one_line_error(&call(&bad, "ke", "{}"), "unknown actor 'ke'");
+    assert_one_line_error(
+        &bad.dctl(&["spawn", "echo", "--name", "kx", "--on", "k-n1"]),
+        "unknown node 'k-n1'",
+    );
+    // the cluster keeps working
+    wait_until("ke reachable from node 1", Duration::from_secs(10), || {
+        call(&n1, "ke", "1").status.success()
+    });
+    wait_converged(&[&n1, &n2], &["k-n1", "k-n2"]);
+}
+
+#[test]
+fn garbage_on_the_cluster_ports_leaves_the_node_running() {
+    let n1 = NodeProc::start("g-n1");
+    let n2 = start_seeded("g-n2", &n1);
+    wait_converged(&[&n1, &n2], &["g-n1", "g-n2"]);
+
+    // TCP actor transport: random bytes, a huge length prefix, a truncated frame
+    let payloads: Vec<Vec<u8>> = vec![
+        (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect(),
+        vec![0xff; 64],
+        vec![0, 0, 0, 0, 0, 0, 0, 8, 1, 2],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ];
+    for p in &payloads {
+        if let Ok(mut s) = std::net::TcpStream::connect(&n1.listen) {
+            let _ = s.write_all(p);
+            let _ = s.flush();
+        }
+    }
+    // UDP gossip: garbage datagrams
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in &payloads {
+        let _ = udp.send_to(&p[..p.len().min(1400)], &n1.gossip);
+    }
+
+    // still healthy, still clustered, still serving cross-node calls
+    assert!(n1.dctl(&["tree"]).status.success());
+    assert!(n1
+        .dctl(&["spawn", "echo", "--name", "ge", "--on", "g-n2"])
+        .status
+        .success());
+    wait_until("ge reachable from node 1", Duration::from_secs(10), || {
+        call(&n1, "ge", "\"after garbage\"").status.success()
+    });
+    wait_converged(&[&n1, &n2], &["g-n1", "g-n2"]);
+}

@@ -71,18 +71,37 @@ fn three_nodes_remote_spawn_cross_node_call_kill_and_join() {
     }
 
     // names are gossiped: node 3 learns that ce1 lives on node 2
-    wait_until("node 3 knows where ce1 lives", Duration::from_secs(10), || {
-        let out = n3.dctl(&["cluster", "status", "--json"]);
-        let v: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
-        v["nodes"].as_array().is_some_and(|ns| {
-            ns.iter().any(|m| {
-                m["name"] == "c-n2"
-                    && m["actors"]
-                        .as_array()
-                        .is_some_and(|a| a.iter().any(|x| x == "ce1"))
+    wait_until(
+        "node 3 knows where ce1 lives",
+        Duration::from_secs(10),
+        || {
+            let out = n3.dctl(&["cluster", "status", "--json"]);
+            let v: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
+            v["nodes"].as_array().is_some_and(|ns| {
+                ns.iter().any(|m| {
+                    m["name"] == "c-n2"
+                        && m["actors"]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|x| x == "ce1"))
+                })
             })
-        })
-    });
+        },
+    );
+
+    // node 1 watches ce1 (a monitor on the remote actor)
+    let out = n1.dctl(&[
+        "spawn",
+        "watch",
+        "--name",
+        "cw",
+        "--args",
+        r#"{"target":"ce1"}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let watch = |n: &NodeProc| -> Value {
+        serde_json::from_str(&stdout(&call(n, "cw", "{}"))).unwrap_or(Value::Null)
+    };
+    assert_eq!(watch(&n1)["down"], false);
 
     // kill -9 node 2: the others mark it dead, and calls fail clearly in bounded time
     let killed = Instant::now();
@@ -109,6 +128,11 @@ fn three_nodes_remote_spawn_cross_node_call_kill_and_join() {
         "the failing call must not hang"
     );
     assert_one_line_error(&out, "node 'c-n2' is down");
+    wait_until(
+        "the watcher on node 1 saw ce1 go down",
+        Duration::from_secs(10),
+        || watch(&n1)["down"] == true,
+    );
 
     // a new node joins and is used
     let n4 = start_seeded("c-n4", &n3);

@@ -27,6 +27,7 @@ use crate::{
     json::JsonMsg,
     metrics::Metrics,
     spawner::{SpawnReply, SpawnRequest, Spawner, SpawnerMsg},
+    watch::Watch,
 };
 
 /// A node's supervision tree, tagged with the node's name (the `/tree` JSON shape).
@@ -158,6 +159,17 @@ impl Node {
             }),
         };
         let _ = handle.set(Arc::downgrade(&node.inner));
+        let weak = Arc::downgrade(&node.inner);
+        node.register_factory(
+            "watch",
+            Factory::new(move |args: Value| {
+                let target = args
+                    .get("target")
+                    .and_then(Value::as_str)
+                    .ok_or("watch needs arguments {\"target\": NAME}")?;
+                Ok((Watch { node: weak.clone() }, target.to_string()))
+            }),
+        );
         if node.inner.config.admin_enabled {
             if let Err(e) = node.start_admin().await {
                 node.shutdown().await;

@@ -433,3 +433,41 @@ async fn admin_http_api_serves_health_metrics_tree_and_messaging() {
         "admin server stopped"
     );
 }
+
+#[tokio::test]
+async fn watch_reports_when_the_watched_actor_goes_down() {
+    let node = node("t-watch").await;
+    node.spawn_factory("echo", "t-watch-e", Value::Null)
+        .await
+        .unwrap();
+    let err = node
+        .spawn_factory("watch", "t-watch-bad", json!({}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("target"), "{err}");
+    node.spawn_factory("watch", "t-watch-w", json!({"target": "t-watch-e"}))
+        .await
+        .unwrap();
+    let state = || async {
+        node.call_json("t-watch-w", json!(null), Duration::from_secs(1))
+            .await
+            .unwrap()
+    };
+    assert_eq!(state().await["down"], false);
+    node.tell_json("t-watch-e", json!({"crash": true}))
+        .await
+        .unwrap();
+    wait_until("watcher sees the crash", || async {
+        state().await["down"] == true
+    })
+    .await;
+    let s = state().await;
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("echo asked to crash"),
+        "{s}"
+    );
+    node.shutdown().await;
+}

@@ -1,0 +1,77 @@
+//! `dctl up --nodes N`: the README's main command starts a local cluster, prints where to look,
+//! serves the sample service, and stops every node on SIGTERM.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use common::*;
+
+#[test]
+fn up_starts_a_cluster_prints_urls_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(DCTL)
+        .args(["--admin", &admin, "up", "--nodes", "2", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pipe = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut printed = Vec::new();
+    while !printed.iter().any(|l: &String| l.starts_with("Ctrl-C")) {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => printed.push(line),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("dctl up did not finish starting ({e}); printed: {printed:#?}");
+            }
+        }
+    }
+    let text = printed.join("\n");
+    assert!(text.contains("Draft cluster is up: 2 nodes"), "{text}");
+    assert!(
+        text.contains(&format!("node1    admin http://{admin}/")),
+        "{text}"
+    );
+    assert!(text.contains("node2    admin http://127.0.0.1:"), "{text}");
+
+    let run = |args: &[&str]| {
+        Command::new(DCTL)
+            .args(["--admin", &admin])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["send", "sample-echo", r#"{"hello":"world"}"#, "--call"]);
+    assert_eq!(stdout(&out), "{\"hello\":\"world\"}\n", "{}", stderr(&out));
+    let tree = stdout(&run(&["tree", "--all"]));
+    assert!(
+        tree.contains("node node2") && tree.contains("sample-echo"),
+        "{tree}"
+    );
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // the nodes are gone too
+    let out = run(&["tree"]);
+    assert!(!out.status.success());
+}

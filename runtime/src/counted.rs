@@ -23,6 +23,9 @@ impl<A: Actor> Actor for Counted<A> {
         // Named user actors are findable cluster-wide through their process group.
         if let Some(name) = myself.get_name() {
             ractor::pg::join(crate::node::actor_group(&name), vec![myself.get_cell()]);
+            if myself.get_cell().is_message_type_of::<crate::JsonMsg>() == Some(true) {
+                ractor::pg::join(crate::node::json_group(&name), vec![myself.get_cell()]);
+            }
         }
         Ok(state)
     }

@@ -1,7 +1,7 @@
 //! # runtime: a node of the actor system
 //!
 //! A [`Node`] owns a supervision tree (`root` → `system`, `user`), a registry of named actor
-//! [`Factory`]s (the built-in [`echo`] and `watch` among them), an inspector that answers tree snapshots, and
+//! [`Factory`]s (the built-in [`echo`], [`counter`] and `watch` among them), an inspector that answers tree snapshots, and
 //! an admin HTTP server (health, Prometheus metrics, the tree as JSON and as a self-refreshing
 //! page, and a JSON API to spawn actors and send them messages).
 //!
@@ -27,6 +27,7 @@ mod admin;
 mod cluster;
 mod config;
 mod counted;
+pub mod counter;
 pub mod echo;
 mod error;
 mod factory;

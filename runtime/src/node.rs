@@ -84,6 +84,11 @@ fn inspector_name(node: &str) -> String {
 pub(crate) fn actor_group(name: &str) -> String {
     format!("actor:{name}")
 }
+/// The process group of named user actors that take [`JsonMsg`] (so JSON callers on other
+/// nodes can tell a JSON actor from a typed one, which a remote proxy cannot).
+pub(crate) fn json_group(name: &str) -> String {
+    format!("json:{name}")
+}
 /// The process group of a node's inspector.
 pub(crate) fn inspector_group(node: &str) -> String {
     format!("inspector@{node}")
@@ -147,6 +152,10 @@ impl Node {
 
         let mut factories = BTreeMap::new();
         factories.insert("echo".to_string(), Factory::new(|_| Ok((Echo, ()))));
+        factories.insert(
+            "counter".to_string(),
+            Factory::new(|_| Ok((crate::counter::Counter, ()))),
+        );
         let node = Node {
             inner: Arc::new(Inner {
                 config,
@@ -444,7 +453,14 @@ impl Node {
 
     async fn resolve_json(&self, name: &str) -> Result<ActorRef<JsonMsg>, RuntimeError> {
         let cell = self.resolve(name).await?;
-        if cell.is_message_type_of::<JsonMsg>() == Some(false) {
+        let json = match cell.is_message_type_of::<JsonMsg>() {
+            Some(local) => local,
+            // A remote proxy does not know its actor's type: ask the JSON group.
+            None => ractor::pg::get_members(&json_group(name))
+                .iter()
+                .any(|m| m.get_id() == cell.get_id()),
+        };
+        if !json {
             return Err(RuntimeError::WrongMessageType(name.to_string(), "JSON"));
         }
         Ok(cell.into())

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use axum::{
     body::Bytes,
+    extract::Request,
     extract::{Path, Query, State},
     http::{header, StatusCode},
     response::{Html, IntoResponse, Response},
@@ -47,6 +48,7 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/api/spawn", post(spawn))
         .route("/api/actors/{name}/tell", post(tell))
         .route("/api/actors/{name}/call", post(call))
+        .fallback(extension)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
 }
@@ -69,6 +71,23 @@ impl From<RuntimeError> for ApiError {
 
 fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError(RuntimeError::BadJson(e.to_string())))
+}
+
+/// Routes added by other crates with [`Node::add_admin_routes`] (KV, registry, broker...).
+async fn extension(State(node): State<Node>, req: Request) -> Response {
+    use tower::ServiceExt;
+    let extra = node.extra_routes();
+    match extra {
+        Some(router) => match router.oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        },
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no such endpoint: {}", req.uri().path()) })),
+        )
+            .into_response(),
+    }
 }
 
 async fn page() -> Html<&'static str> {

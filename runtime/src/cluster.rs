@@ -448,6 +448,62 @@ impl Cluster {
             .await
     }
 
+    pub(crate) async fn set_key(&self, key: &str, value: &str) {
+        let (k, v) = (key.to_string(), value.to_string());
+        self.chitchat
+            .with_chitchat(move |c| c.self_node_state().set(k.clone(), v.clone()))
+            .await;
+    }
+
+    pub(crate) async fn delete_key(&self, key: &str) {
+        let k = key.to_string();
+        self.chitchat
+            .with_chitchat(move |c| c.self_node_state().delete(&k))
+            .await;
+    }
+
+    /// `(node, key, value)` for keys under `prefix` of live nodes, self included.
+    pub(crate) async fn scan_live(&self, prefix: &str) -> Vec<(String, String, String)> {
+        let prefix = prefix.to_string();
+        self.chitchat
+            .with_chitchat(move |c| {
+                let me = c.self_chitchat_id().clone();
+                let live: HashSet<ChitchatId> = c.live_nodes().cloned().collect();
+                let mut out = Vec::new();
+                for (id, state) in c.node_states() {
+                    if *id != me && !live.contains(id) {
+                        continue;
+                    }
+                    for (k, v) in state.key_values() {
+                        if k.starts_with(&prefix) {
+                            out.push((id.node_id.to_string(), k.to_string(), v.to_string()));
+                        }
+                    }
+                }
+                out
+            })
+            .await
+    }
+
+    /// A counter bumped on every membership or gossip-state change.
+    pub(crate) async fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut live = self
+            .chitchat
+            .with_chitchat(|c| c.live_nodes_watcher())
+            .await;
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while live.changed().await.is_ok() {
+                n += 1;
+                if tx.send(n).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
     /// The name of the node a (proxy) actor lives on.
     pub(crate) fn node_of(&self, cell: &ActorCell) -> Option<String> {
         match cell.get_id() {

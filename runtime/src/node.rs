@@ -53,7 +53,12 @@ pub(crate) struct Inner {
     pub(crate) stats: Arc<SupervisorStats>,
     admin: Mutex<Option<AdminServer>>,
     cluster: OnceLock<Arc<Cluster>>,
+    extra_routes: RwLock<Option<axum::Router>>,
+    shutdown_hooks: Mutex<Vec<ShutdownHook>>,
 }
+
+type ShutdownHook =
+    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
 
 /// A running node. Cheap to clone; all clones drive the same node.
 ///
@@ -76,6 +81,9 @@ fn user_name(node: &str) -> String {
 }
 fn root_name(node: &str) -> String {
     format!("{node}/root")
+}
+fn system_name(node: &str) -> String {
+    format!("{node}/system")
 }
 fn inspector_name(node: &str) -> String {
     format!("{node}/inspector")
@@ -144,7 +152,11 @@ impl Node {
         let root = SupervisorSpec::new(Strategy::OneForOne)
             .intensity(generous)
             .stats(stats.clone())
-            .child(ChildSpec::supervisor("system", None, system))
+            .child(ChildSpec::supervisor(
+                "system",
+                Some(system_name(&name)),
+                system,
+            ))
             .child(ChildSpec::supervisor("user", Some(user_name(&name)), user));
         let (root, _) = Supervisor::start(Some(root_name(&name)), root)
             .await
@@ -165,6 +177,8 @@ impl Node {
                 stats,
                 admin: Mutex::new(None),
                 cluster: OnceLock::new(),
+                extra_routes: RwLock::new(None),
+                shutdown_hooks: Mutex::new(Vec::new()),
             }),
         };
         let _ = handle.set(Arc::downgrade(&node.inner));
@@ -267,6 +281,90 @@ impl Node {
         ractor::registry::where_is(user_name(self.name()))
             .map(ActorRef::from)
             .ok_or_else(|| RuntimeError::Unavailable("the user supervisor is not running".into()))
+    }
+
+    /// The supervisor of the node's own services (inspector, spawner, and whatever other crates
+    /// add with [`actors::start_child`]: registry, KV, broker...).
+    pub fn system_supervisor(&self) -> Result<ActorRef<SupervisorMsg>, RuntimeError> {
+        ractor::registry::where_is(system_name(self.name()))
+            .map(ActorRef::from)
+            .ok_or_else(|| RuntimeError::Unavailable("the system supervisor is not running".into()))
+    }
+
+    /// Serve more routes on the admin HTTP server (merged with the ones added before). Paths the
+    /// runtime serves itself take precedence.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("routes-doc").admin_addr("127.0.0.1:0").start().await.unwrap();
+    /// node.add_admin_routes(axum::Router::new().route("/hello", axum::routing::get(|| async { "hi" })));
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub fn add_admin_routes(&self, routes: axum::Router) {
+        let mut guard = self
+            .inner
+            .extra_routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let merged = match guard.take() {
+            Some(existing) => existing.merge(routes),
+            None => routes,
+        };
+        *guard = Some(merged);
+    }
+
+    pub(crate) fn extra_routes(&self) -> Option<axum::Router> {
+        self.inner
+            .extra_routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Run `hook` at the start of [`Node::shutdown`], before the tree stops (hooks run in reverse
+    /// order of registration). Used e.g. to deregister services before draining.
+    pub fn on_shutdown<F, Fut>(&self, hook: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner
+            .shutdown_hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(move || Box::pin(hook())));
+    }
+
+    /// Publish a key-value in this node's gossip state (visible to every node).
+    pub async fn gossip_set(&self, key: &str, value: &str) {
+        if let Some(c) = self.inner.cluster.get() {
+            c.set_key(key, value).await;
+        }
+    }
+
+    /// Remove a key from this node's gossip state.
+    pub async fn gossip_delete(&self, key: &str) {
+        if let Some(c) = self.inner.cluster.get() {
+            c.delete_key(key).await;
+        }
+    }
+
+    /// Key-values under `prefix` published by live nodes (this one included), as
+    /// `(node, key, value)`.
+    pub async fn gossip_scan(&self, prefix: &str) -> Vec<(String, String, String)> {
+        match self.inner.cluster.get() {
+            Some(c) => c.scan_live(prefix).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// A receiver that changes whenever membership or any node's gossip state changes.
+    pub async fn gossip_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match self.inner.cluster.get() {
+            Some(c) => Some(c.changes().await),
+            None => None,
+        }
     }
 
     /// Register (or replace) a named factory, for [`Node::spawn_factory`] and remote spawn.
@@ -673,6 +771,21 @@ impl Node {
 
     /// Stop the node: the admin server first, then the tree in reverse start order.
     pub async fn shutdown(&self) {
+        let hooks: Vec<ShutdownHook> = std::mem::take(
+            &mut *self
+                .inner
+                .shutdown_hooks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for hook in hooks.into_iter().rev() {
+            if tokio::time::timeout(Duration::from_secs(10), hook())
+                .await
+                .is_err()
+            {
+                tracing::warn!("a shutdown hook took more than 10 s; moving on");
+            }
+        }
         if let Some(cluster) = self.inner.cluster.get() {
             cluster.shutdown().await;
         }

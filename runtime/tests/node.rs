@@ -471,3 +471,44 @@ async fn watch_reports_when_the_watched_actor_goes_down() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn extensions_routes_shutdown_hooks_and_gossip_state() {
+    let node = node("t-ext").await;
+    let base = format!("http://{}", node.admin_addr().unwrap());
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{base}/ext/hello")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    node.add_admin_routes(
+        axum::Router::new().route("/ext/hello", axum::routing::get(|| async { "hi" })),
+    );
+    let r = http.get(format!("{base}/ext/hello")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "hi");
+
+    node.gossip_set("svc:demo:1", "127.0.0.1:9").await;
+    let scan = node.gossip_scan("svc:").await;
+    assert_eq!(
+        scan,
+        vec![(
+            "t-ext".to_string(),
+            "svc:demo:1".to_string(),
+            "127.0.0.1:9".to_string()
+        )]
+    );
+    node.gossip_delete("svc:demo:1").await;
+    assert!(node.gossip_scan("svc:").await.is_empty());
+
+    let order = Arc::new(Mutex::new(Vec::new()));
+    for i in 1..=2 {
+        let order = order.clone();
+        let n = node.clone();
+        node.on_shutdown(move || async move {
+            // hooks run before the tree stops
+            let alive = n.tree().await.is_ok();
+            order.lock().unwrap().push((i, alive));
+        });
+    }
+    assert!(node.system_supervisor().is_ok());
+    node.shutdown().await;
+    assert_eq!(*order.lock().unwrap(), vec![(2, true), (1, true)]);
+}

@@ -1,1 +1,1 @@
-
+//! # broker: CloudEvents broker as an actor group (see the crate README).

@@ -118,14 +118,18 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         .admin_addr(admin)
         .listen_addr(&args.listen)
         .gossip_addr(&args.gossip)
-        .cookie(args.cookie);
-    for seed in args.seeds {
+        .cookie(args.cookie.clone());
+    for seed in args.seeds.iter().cloned() {
         builder = builder.seed(seed);
     }
-    if let Some(dir) = args.data_dir {
+    if let Some(dir) = args.data_dir.clone() {
         builder = builder.data_dir(dir);
     }
     let node = builder.start().await.context("cannot start the node")?;
+    if let Err(e) = crate::services::start(&node, &args).await {
+        node.shutdown().await;
+        return Err(e.context("cannot start the node's services"));
+    }
     if let Some(addr) = node.admin_addr() {
         println!("node {} running; admin API http://{addr}/", node.name());
     }

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod commands;
 mod render;
+mod services;
 mod up;
 
 use clap::Parser;

@@ -1,0 +1,13 @@
+//! The services a `dctl` node runs on top of the runtime (registry, KV, broker): each subsystem
+//! crate exposes a `start(&Node, ...)` that adds its actors under the node's `system` supervisor
+//! and its routes to the admin API; this is where a node wires them in.
+
+use anyhow::Result;
+use runtime::Node;
+
+use crate::cli::NodeArgs;
+
+/// Start every service on a freshly started node.
+pub async fn start(_node: &Node, _args: &NodeArgs) -> Result<()> {
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! The KV store (CP): see the crate docs.

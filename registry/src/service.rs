@@ -1,0 +1,1 @@
+//! The service registry (AP): see the crate docs.

@@ -1,0 +1,1321 @@
+//! The broker: local subscriptions, interest sharing, fan-out across nodes, durable channels.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    path::PathBuf,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
+};
+
+use actors::codec;
+use futures::Stream;
+use ractor::ActorRef;
+use runtime::Node;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Notify};
+
+use crate::{
+    actor::{BrokerActor, BrokerMsg},
+    error::BrokerError,
+    event::CloudEvent,
+    log::Log,
+};
+
+/// Gossip key prefix of a node's subscription interest: `broker/i/<channel>` = [`Interest`] JSON.
+const INTEREST_PREFIX: &str = "broker/i/";
+/// Gossip key prefix of durable channels homed on a node: `broker/d/<channel>`.
+const DURABLE_PREFIX: &str = "broker/d/";
+/// Events per network message between two brokers (at most).
+const BATCH: usize = 512;
+/// Events queued towards one remote node before producers wait.
+const LINK_CAPACITY: usize = 16 * 1024;
+
+/// The process group of a node's broker actor.
+pub(crate) fn broker_group(node: &str) -> String {
+    format!("broker@{node}")
+}
+
+/// What a subscription does when its buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The producer waits for room: nothing is lost, a slow consumer slows producers.
+    #[default]
+    Block,
+    /// The oldest buffered event is dropped; the loss is counted, reported to the consumer
+    /// ([`Delivery::Lost`]) and in the metrics. Producers and other consumers never wait.
+    Drop,
+}
+
+impl std::str::FromStr for Policy {
+    type Err = BrokerError;
+    fn from_str(s: &str) -> Result<Policy, BrokerError> {
+        match s {
+            "block" => Ok(Policy::Block),
+            "drop" => Ok(Policy::Drop),
+            other => Err(BrokerError::BadRequest(format!(
+                "unknown policy '{other}': use block or drop"
+            ))),
+        }
+    }
+}
+
+/// Where a consumer of a durable channel starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// Offset 0: replay everything kept.
+    Beginning,
+    /// This offset (replay from it, then live).
+    Offset(u64),
+}
+
+impl std::str::FromStr for StartAt {
+    type Err = BrokerError;
+    fn from_str(s: &str) -> Result<StartAt, BrokerError> {
+        if s == "beginning" {
+            return Ok(StartAt::Beginning);
+        }
+        s.parse::<u64>().map(StartAt::Offset).map_err(|_| {
+            BrokerError::BadRequest(format!(
+                "invalid start '{s}': use 'beginning' or an offset"
+            ))
+        })
+    }
+}
+
+/// Options of [`Broker::consume`].
+///
+/// ```
+/// use broker::{ConsumeOptions, Policy, StartAt};
+/// let opts = ConsumeOptions::default().group("billing").policy(Policy::Drop).capacity(64);
+/// let replay = ConsumeOptions::default().from(StartAt::Beginning);
+/// # let _ = (opts, replay);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConsumeOptions {
+    /// Queue group: members of a group share the channel's events (one member gets each).
+    pub group: Option<String>,
+    /// Full-buffer policy.
+    pub policy: Policy,
+    /// Buffer size in events.
+    pub capacity: usize,
+    /// Durable channels: replay from here before going live. For a group without it, the
+    /// group's committed offset (if any) is used.
+    pub from: Option<StartAt>,
+}
+
+impl Default for ConsumeOptions {
+    fn default() -> Self {
+        ConsumeOptions {
+            group: None,
+            policy: Policy::Block,
+            capacity: 1024,
+            from: None,
+        }
+    }
+}
+
+impl ConsumeOptions {
+    /// Join a queue group.
+    pub fn group(mut self, g: impl Into<String>) -> Self {
+        self.group = Some(g.into());
+        self
+    }
+    /// Set the full-buffer policy.
+    pub fn policy(mut self, p: Policy) -> Self {
+        self.policy = p;
+        self
+    }
+    /// Set the buffer size (at least 1).
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = n.max(1);
+        self
+    }
+    /// Start a durable channel's consumer at this position.
+    pub fn from(mut self, s: StartAt) -> Self {
+        self.from = Some(s);
+        self
+    }
+}
+
+/// What a subscription yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// An event; `offset` is its position in a durable channel's log.
+    Event {
+        /// The event.
+        event: CloudEvent,
+        /// Log offset (durable channels only).
+        offset: Option<u64>,
+    },
+    /// This many events were dropped (policy [`Policy::Drop`]) before the next one.
+    Lost(u64),
+}
+
+/// A node's subscription interest in one channel (shared through gossip).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interest {
+    /// Broadcast subscribers.
+    #[serde(rename = "b", default)]
+    pub broadcast: u32,
+    /// Queue groups and their member counts.
+    #[serde(rename = "g", default)]
+    pub groups: BTreeMap<String, u32>,
+}
+
+impl Interest {
+    fn is_empty(&self) -> bool {
+        self.broadcast == 0 && self.groups.values().all(|n| *n == 0)
+    }
+}
+
+/// One event as it crosses the network between brokers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireEnvelope {
+    pub channel: String,
+    pub event: String,
+    pub offset: Option<u64>,
+    /// Deliver to the destination's broadcast subscribers.
+    pub broadcast: bool,
+    /// Queue groups for which the destination picks one member.
+    pub groups: Vec<String>,
+    pub hops: u8,
+}
+
+#[derive(Clone)]
+struct Item {
+    event: Arc<str>,
+    offset: Option<u64>,
+}
+
+/// A subscription's bounded buffer.
+struct SubQueue {
+    id: u64,
+    group: Option<String>,
+    cap: usize,
+    policy: Policy,
+    q: Mutex<VecDeque<Item>>,
+    dropped: AtomicU64,
+    reported: AtomicU64,
+    items: Notify,
+    space: Notify,
+    closed: AtomicBool,
+}
+
+struct Closed;
+
+impl SubQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Item>> {
+        self.q.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns how many events were dropped to make room.
+    async fn push(&self, item: Item) -> Result<u64, Closed> {
+        loop {
+            let space = self.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            {
+                let mut q = self.lock();
+                if self.closed.load(Ordering::Acquire) {
+                    return Err(Closed);
+                }
+                if q.len() < self.cap {
+                    q.push_back(item);
+                    drop(q);
+                    self.items.notify_one();
+                    return Ok(0);
+                }
+                if self.policy == Policy::Drop {
+                    q.pop_front();
+                    q.push_back(item);
+                    drop(q);
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.items.notify_one();
+                    return Ok(1);
+                }
+            }
+            space.await;
+        }
+    }
+
+    async fn pop(&self) -> Option<Result<Item, u64>> {
+        loop {
+            let items = self.items.notified();
+            tokio::pin!(items);
+            items.as_mut().enable();
+            {
+                let mut q = self.lock();
+                let dropped = self.dropped.load(Ordering::Relaxed);
+                let reported = self.reported.load(Ordering::Relaxed);
+                if dropped > reported {
+                    self.reported.store(dropped, Ordering::Relaxed);
+                    return Some(Err(dropped - reported));
+                }
+                if let Some(item) = q.pop_front() {
+                    drop(q);
+                    self.space.notify_one();
+                    return Some(Ok(item));
+                }
+                if self.closed.load(Ordering::Acquire) {
+                    return None;
+                }
+            }
+            items.await;
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.items.notify_waiters();
+        self.space.notify_waiters();
+    }
+}
+
+#[derive(Default)]
+struct Channel {
+    broadcast: Vec<Arc<SubQueue>>,
+    groups: BTreeMap<String, Group>,
+}
+
+#[derive(Default)]
+struct Group {
+    members: Vec<Arc<SubQueue>>,
+    next: usize,
+}
+
+impl Channel {
+    fn interest(&self) -> Interest {
+        Interest {
+            broadcast: self.broadcast.len() as u32,
+            groups: self
+                .groups
+                .iter()
+                .filter(|(_, g)| !g.members.is_empty())
+                .map(|(n, g)| (n.clone(), g.members.len() as u32))
+                .collect(),
+        }
+    }
+}
+
+/// Counters exposed at `/broker/metrics`.
+#[derive(Default)]
+struct Metrics {
+    produced: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    forwarded_events: AtomicU64,
+    forwarded_messages: AtomicU64,
+    received_events: AtomicU64,
+    undeliverable: AtomicU64,
+    rejected: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    node: Node,
+    name: String,
+    dir: PathBuf,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Other nodes' interest: channel -> node -> interest.
+    remote: RwLock<HashMap<String, BTreeMap<String, Interest>>>,
+    /// Durable channels and their home node.
+    durable: RwLock<HashMap<String, String>>,
+    /// Logs of the durable channels homed here.
+    logs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Log>>>>,
+    links: Mutex<HashMap<String, mpsc::Sender<WireEnvelope>>>,
+    group_rr: Mutex<HashMap<(String, String), usize>>,
+    interest_changed: Notify,
+    next_sub: AtomicU64,
+    metrics: Metrics,
+}
+
+/// The broker of one node: produce and consume CloudEvents on named channels.
+///
+/// One broker actor runs per node (process group `broker@<node>`); brokers learn which nodes
+/// have consumers for which channels through gossip (`broker/i/<channel>`), and an event crosses
+/// the network once per node with consumers for its channel, in batches, in production order.
+///
+/// ```
+/// use broker::{Broker, CloudEvent, ConsumeOptions, Delivery};
+/// use futures::StreamExt;
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let node = runtime::Node::builder().name("broker-doc").admin_addr("127.0.0.1:0")
+///     .data_dir(dir.path()).start().await.unwrap();
+/// let broker = Broker::start(&node).await.unwrap();
+/// let mut sub = broker.consume("orders", ConsumeOptions::default()).await.unwrap();
+/// let ev = CloudEvent::builder("shop", "order.created").id("1").build().unwrap();
+/// broker.produce("orders", ev.clone()).await.unwrap();
+/// assert_eq!(sub.next().await, Some(Delivery::Event { event: ev, offset: None }));
+/// node.shutdown().await;
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Broker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A stream of [`Delivery`]s for one subscription; dropping it unsubscribes.
+pub struct Subscription {
+    stream: Pin<Box<dyn Stream<Item = Delivery> + Send>>,
+}
+
+impl Stream for Subscription {
+    type Item = Delivery;
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Delivery>> {
+        self.stream.as_mut().poll_next(cx)
+    }
+}
+
+struct SubGuard {
+    broker: Broker,
+    channel: String,
+    queue: Arc<SubQueue>,
+}
+
+impl Drop for SubGuard {
+    fn drop(&mut self) {
+        self.queue.close();
+        self.broker.unsubscribe(&self.channel, self.queue.id);
+    }
+}
+
+/// Check a channel name.
+pub fn valid_channel(name: &str) -> Result<(), BrokerError> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(BrokerError::BadChannel(name.to_string()))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Broker {
+    /// Start the node's broker: its actor under the `system` supervisor, interest gossip, the
+    /// durable channels homed here (from `<data_dir>/broker`), and the HTTP routes under
+    /// `/broker/` on the admin server.
+    pub async fn start(node: &Node) -> Result<Broker, BrokerError> {
+        let dir = node.config().data_dir.join("broker");
+        let inner = Arc::new(Inner {
+            node: node.clone(),
+            name: node.name().to_string(),
+            dir: dir.clone(),
+            channels: Mutex::new(HashMap::new()),
+            remote: RwLock::new(HashMap::new()),
+            durable: RwLock::new(HashMap::new()),
+            logs: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
+            group_rr: Mutex::new(HashMap::new()),
+            interest_changed: Notify::new(),
+            next_sub: AtomicU64::new(1),
+            metrics: Metrics::default(),
+        });
+        let broker = Broker { inner };
+        // Durable channels declared here before a restart.
+        for channel in broker.declared_here() {
+            broker.open_durable(&channel).await?;
+        }
+        let sup = node
+            .system_supervisor()
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let spec = actors::ChildSpec::worker(
+            "broker",
+            None,
+            BrokerActor {
+                broker: broker.clone(),
+            },
+            (),
+        );
+        actors::start_child(&sup, spec)
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("cannot start the broker actor: {e}")))?;
+        tokio::spawn(publish_interest(Arc::downgrade(&broker.inner)));
+        tokio::spawn(watch_gossip(Arc::downgrade(&broker.inner)));
+        node.add_admin_routes(crate::http::routes(broker.clone()));
+        Ok(broker)
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn declared_here(&self) -> Vec<String> {
+        match std::fs::read(self.inner.dir.join("channels.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn open_durable(&self, channel: &str) -> Result<(), BrokerError> {
+        let log_err = |e: std::io::Error| BrokerError::Log {
+            channel: channel.to_string(),
+            reason: e.to_string(),
+        };
+        if !lock(&self.inner.logs).contains_key(channel) {
+            let log = Log::open(&self.inner.dir, channel).map_err(log_err)?;
+            lock(&self.inner.logs).insert(
+                channel.to_string(),
+                Arc::new(tokio::sync::Mutex::new(log)),
+            );
+        }
+        self.inner
+            .durable
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.to_string(), self.inner.name.clone());
+        self.inner
+            .node
+            .gossip_set(&format!("{DURABLE_PREFIX}{channel}"), "1")
+            .await;
+        Ok(())
+    }
+
+    /// Declare `channel` durable, homed on this node unless another node already is its home.
+    /// Returns the home node. Events produced to it from then on are appended to its log.
+    pub async fn declare_durable(&self, channel: &str) -> Result<String, BrokerError> {
+        valid_channel(channel)?;
+        if let Some(home) = self.durable_home(channel) {
+            return Ok(home);
+        }
+        let mut declared = self.declared_here();
+        if !declared.iter().any(|c| c == channel) {
+            declared.push(channel.to_string());
+            let err = |e: String| BrokerError::Log {
+                channel: channel.to_string(),
+                reason: e,
+            };
+            std::fs::create_dir_all(&self.inner.dir).map_err(|e| err(e.to_string()))?;
+            let body = serde_json::to_vec(&declared).map_err(|e| err(e.to_string()))?;
+            let tmp = self.inner.dir.join("channels.json.tmp");
+            std::fs::write(&tmp, body).map_err(|e| err(e.to_string()))?;
+            std::fs::rename(&tmp, self.inner.dir.join("channels.json"))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        self.open_durable(channel).await?;
+        Ok(self.inner.name.clone())
+    }
+
+    /// The home node of a durable channel (`None`: not durable, as far as this node knows).
+    pub fn durable_home(&self, channel: &str) -> Option<String> {
+        self.inner
+            .durable
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned()
+    }
+
+    /// Publish one event. Returns its log offset for a durable channel (appended and fsynced
+    /// before this returns), `None` otherwise.
+    pub async fn produce(
+        &self,
+        channel: &str,
+        event: CloudEvent,
+    ) -> Result<Option<u64>, BrokerError> {
+        let offsets = self.produce_batch(channel, vec![event]).await?;
+        Ok(offsets.into_iter().next().flatten())
+    }
+
+    /// Publish events in order (one append and fsync for a durable channel).
+    pub async fn produce_batch(
+        &self,
+        channel: &str,
+        events: Vec<CloudEvent>,
+    ) -> Result<Vec<Option<u64>>, BrokerError> {
+        valid_channel(channel)?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.durable_home(channel) {
+            Some(home) if home == self.inner.name => {
+                let texts: Vec<Arc<str>> = events.iter().map(|e| e.shared()).collect();
+                let first = self.append_local(channel, texts).await?;
+                Ok((0..events.len() as u64).map(|i| Some(first + i)).collect())
+            }
+            Some(home) => {
+                let texts: Vec<String> = events.iter().map(|e| e.as_json().to_string()).collect();
+                let first = self.append_remote(&home, channel, texts).await?;
+                Ok((0..events.len() as u64).map(|i| Some(first + i)).collect())
+            }
+            None => {
+                for e in &events {
+                    self.inner.metrics.produced.fetch_add(1, Ordering::Relaxed);
+                    self.fan_out(channel, e.shared(), None).await;
+                }
+                Ok(vec![None; events.len()])
+            }
+        }
+    }
+
+    /// Append to a log homed here, then fan out in offset order.
+    pub(crate) async fn append_local(
+        &self,
+        channel: &str,
+        events: Vec<Arc<str>>,
+    ) -> Result<u64, BrokerError> {
+        let log = lock(&self.inner.logs).get(channel).cloned();
+        let Some(log) = log else {
+            return Err(BrokerError::Log {
+                channel: channel.to_string(),
+                reason: "not a durable channel of this node".into(),
+            });
+        };
+        let mut log = log.lock().await;
+        let payloads: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
+        let first = log.append(&payloads).map_err(|e| BrokerError::Log {
+            channel: channel.to_string(),
+            reason: e.to_string(),
+        })?;
+        // Fan out while holding the log so live order equals offset order.
+        for (i, e) in events.into_iter().enumerate() {
+            self.inner.metrics.produced.fetch_add(1, Ordering::Relaxed);
+            self.fan_out(channel, e, Some(first + i as u64)).await;
+        }
+        Ok(first)
+    }
+
+    async fn append_remote(
+        &self,
+        home: &str,
+        channel: &str,
+        events: Vec<String>,
+    ) -> Result<u64, BrokerError> {
+        let unavailable = |reason: String| BrokerError::HomeUnavailable {
+            channel: channel.to_string(),
+            node: home.to_string(),
+            reason,
+        };
+        let target = remote_broker(home).ok_or_else(|| unavailable("not connected".into()))?;
+        let req = codec::encode(&(channel.to_string(), events)).map_err(|e| unavailable(e.to_string()))?;
+        let reply = target
+            .call(|r| BrokerMsg::Append(req, r), Some(Duration::from_secs(10)))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let bytes = match reply {
+            ractor::rpc::CallResult::Success(b) => b,
+            ractor::rpc::CallResult::Timeout => return Err(unavailable("timed out".into())),
+            ractor::rpc::CallResult::SenderError => return Err(unavailable("no answer".into())),
+        };
+        let answer: Result<u64, String> =
+            codec::decode(&bytes).map_err(|e| unavailable(e.to_string()))?;
+        answer.map_err(|reason| BrokerError::Log {
+            channel: channel.to_string(),
+            reason,
+        })
+    }
+
+    /// Read a durable log (local or at its home).
+    pub(crate) async fn read_log(
+        &self,
+        channel: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, String)>, BrokerError> {
+        let home = self.durable_home(channel).ok_or_else(|| {
+            BrokerError::BadRequest(format!("channel '{channel}' is not durable"))
+        })?;
+        if home == self.inner.name {
+            let log = lock(&self.inner.logs).get(channel).cloned();
+            let Some(log) = log else {
+                return Ok(Vec::new());
+            };
+            let log = log.lock().await;
+            return log.read(from, max).map_err(|e| BrokerError::Log {
+                channel: channel.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        let unavailable = |reason: String| BrokerError::HomeUnavailable {
+            channel: channel.to_string(),
+            node: home.clone(),
+            reason,
+        };
+        let target = remote_broker(&home).ok_or_else(|| unavailable("not connected".into()))?;
+        let req = codec::encode(&(channel.to_string(), from, max as u64))
+            .map_err(|e| unavailable(e.to_string()))?;
+        let reply = target
+            .call(|r| BrokerMsg::Read(req, r), Some(Duration::from_secs(10)))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let ractor::rpc::CallResult::Success(bytes) = reply else {
+            return Err(unavailable("no answer".into()));
+        };
+        let answer: Result<Vec<(u64, String)>, String> =
+            codec::decode(&bytes).map_err(|e| unavailable(e.to_string()))?;
+        answer.map_err(|reason| BrokerError::Log {
+            channel: channel.to_string(),
+            reason,
+        })
+    }
+
+    /// A group's committed next offset on a durable channel.
+    pub(crate) async fn committed(&self, channel: &str, group: &str) -> Option<u64> {
+        let home = self.durable_home(channel)?;
+        if home == self.inner.name {
+            let log = lock(&self.inner.logs).get(channel).cloned()?;
+            let log = log.lock().await;
+            return log.groups.get(group).copied();
+        }
+        let target = remote_broker(&home)?;
+        let req = codec::encode(&(channel.to_string(), group.to_string())).ok()?;
+        let reply = target
+            .call(|r| BrokerMsg::Committed(req, r), Some(Duration::from_secs(10)))
+            .await
+            .ok()?;
+        let ractor::rpc::CallResult::Success(bytes) = reply else {
+            return None;
+        };
+        codec::decode::<Option<u64>>(&bytes).ok().flatten()
+    }
+
+    /// Record a group's next offset (best effort, asynchronous).
+    pub(crate) fn commit(&self, channel: &str, group: &str, next: u64) {
+        let Some(home) = self.durable_home(channel) else {
+            return;
+        };
+        if home == self.inner.name {
+            let log = lock(&self.inner.logs).get(channel).cloned();
+            if let Some(log) = log {
+                let (channel, group) = (channel.to_string(), group.to_string());
+                tokio::spawn(async move {
+                    let mut log = log.lock().await;
+                    if let Err(e) = log.commit(&group, next) {
+                        tracing::warn!("broker: cannot commit {channel}/{group}: {e}");
+                    }
+                });
+            }
+        } else if let Some(target) = remote_broker(&home) {
+            if let Ok(req) = codec::encode(&(channel.to_string(), group.to_string(), next)) {
+                let _ = target.cast(BrokerMsg::Commit(req));
+            }
+        }
+    }
+
+    /// Subscribe to a channel. Broadcast by default (every subscriber gets every event); with a
+    /// group, the group's members share the events. For a durable channel, `from` (or a group's
+    /// committed offset) replays the log first, then continues live without gaps or duplicates.
+    pub async fn consume(
+        &self,
+        channel: &str,
+        opts: ConsumeOptions,
+    ) -> Result<Subscription, BrokerError> {
+        valid_channel(channel)?;
+        if let Some(g) = &opts.group {
+            valid_channel(g)
+                .map_err(|_| BrokerError::BadRequest(format!("invalid group name '{g}'")))?;
+        }
+        let durable = self.durable_home(channel).is_some();
+        if opts.from.is_some() && !durable {
+            return Err(BrokerError::BadRequest(format!(
+                "channel '{channel}' is not durable: --from needs a durable channel"
+            )));
+        }
+        let mut start = match opts.from {
+            Some(StartAt::Beginning) => Some(0),
+            Some(StartAt::Offset(n)) => Some(n),
+            None => None,
+        };
+        if start.is_none() && durable {
+            if let Some(g) = &opts.group {
+                start = self.committed(channel, g).await;
+            }
+        }
+        let queue = Arc::new(SubQueue {
+            id: self.inner.next_sub.fetch_add(1, Ordering::Relaxed),
+            group: opts.group.clone(),
+            cap: opts.capacity.max(1),
+            policy: opts.policy,
+            q: Mutex::new(VecDeque::new()),
+            dropped: AtomicU64::new(0),
+            reported: AtomicU64::new(0),
+            items: Notify::new(),
+            space: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        {
+            let mut chans = lock(&self.inner.channels);
+            let ch = chans.entry(channel.to_string()).or_default();
+            match &opts.group {
+                Some(g) => ch
+                    .groups
+                    .entry(g.clone())
+                    .or_default()
+                    .members
+                    .push(queue.clone()),
+                None => ch.broadcast.push(queue.clone()),
+            }
+        }
+        self.inner.interest_changed.notify_one();
+        let state = ConsumeState {
+            guard: SubGuard {
+                broker: self.clone(),
+                channel: channel.to_string(),
+                queue,
+            },
+            replay: start.is_some(),
+            next: start.unwrap_or(0),
+            pending: VecDeque::new(),
+            since_commit: 0,
+            durable,
+        };
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            let d = st.next().await?;
+            Some((d, st))
+        });
+        Ok(Subscription {
+            stream: Box::pin(stream),
+        })
+    }
+
+    fn unsubscribe(&self, channel: &str, id: u64) {
+        let mut chans = lock(&self.inner.channels);
+        if let Some(ch) = chans.get_mut(channel) {
+            ch.broadcast.retain(|q| q.id != id);
+            for g in ch.groups.values_mut() {
+                g.members.retain(|q| q.id != id);
+            }
+            ch.groups.retain(|_, g| !g.members.is_empty());
+            if ch.broadcast.is_empty() && ch.groups.is_empty() {
+                chans.remove(channel);
+            }
+        }
+        drop(chans);
+        self.inner.interest_changed.notify_one();
+    }
+
+    /// Route one event: local subscribers directly, each interested remote node once.
+    async fn fan_out(&self, channel: &str, event: Arc<str>, offset: Option<u64>) {
+        let local = lock(&self.inner.channels)
+            .get(channel)
+            .map(Channel::interest)
+            .unwrap_or_default();
+        let remote: Vec<(String, Interest)> = self
+            .inner
+            .remote
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .map(|m| m.iter().map(|(n, i)| (n.clone(), i.clone())).collect())
+            .unwrap_or_default();
+        // Each queue group: pick one node (round robin over nodes with members).
+        let mut group_names: Vec<&String> = local.groups.keys().collect();
+        for (_, i) in &remote {
+            group_names.extend(i.groups.keys());
+        }
+        group_names.sort();
+        group_names.dedup();
+        let mut assigned: HashMap<String, Vec<String>> = HashMap::new();
+        for g in group_names {
+            let mut nodes: Vec<&str> = Vec::new();
+            if local.groups.get(g).copied().unwrap_or(0) > 0 {
+                nodes.push(&self.inner.name);
+            }
+            for (n, i) in &remote {
+                if i.groups.get(g).copied().unwrap_or(0) > 0 {
+                    nodes.push(n);
+                }
+            }
+            nodes.sort();
+            if nodes.is_empty() {
+                continue;
+            }
+            let k = {
+                let mut rr = lock(&self.inner.group_rr);
+                let c = rr.entry((channel.to_string(), g.clone())).or_insert(0);
+                *c = c.wrapping_add(1);
+                *c
+            };
+            let pick = nodes[k % nodes.len()].to_string();
+            assigned.entry(pick).or_default().push(g.clone());
+        }
+        let my_groups = assigned.remove(&self.inner.name).unwrap_or_default();
+        if local.broadcast > 0 || !my_groups.is_empty() {
+            let item = Item {
+                event: event.clone(),
+                offset,
+            };
+            let unserved = self
+                .deliver_local(channel, item, local.broadcast > 0, &my_groups)
+                .await;
+            if !unserved.is_empty() {
+                self.reroute(channel, &event, offset, unserved, 0).await;
+            }
+        }
+        for (node, i) in remote {
+            let groups = assigned.remove(&node).unwrap_or_default();
+            let broadcast = i.broadcast > 0;
+            if broadcast || !groups.is_empty() {
+                self.send_to(
+                    &node,
+                    WireEnvelope {
+                        channel: channel.to_string(),
+                        event: event.to_string(),
+                        offset,
+                        broadcast,
+                        groups,
+                        hops: 0,
+                    },
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Deliver to local subscribers; returns the groups that had no live member here.
+    async fn deliver_local(
+        &self,
+        channel: &str,
+        item: Item,
+        broadcast: bool,
+        groups: &[String],
+    ) -> Vec<String> {
+        let mut targets: Vec<(Arc<SubQueue>, Option<String>)> = Vec::new();
+        let mut unserved = Vec::new();
+        {
+            let mut chans = lock(&self.inner.channels);
+            let ch = chans.get_mut(channel);
+            match ch {
+                None => unserved.extend(groups.iter().cloned()),
+                Some(ch) => {
+                    if broadcast {
+                        targets.extend(ch.broadcast.iter().map(|q| (q.clone(), None)));
+                    }
+                    for g in groups {
+                        match ch.groups.get_mut(g) {
+                            Some(grp) if !grp.members.is_empty() => {
+                                let i = grp.next % grp.members.len();
+                                grp.next = grp.next.wrapping_add(1);
+                                targets.push((grp.members[i].clone(), Some(g.clone())));
+                            }
+                            _ => unserved.push(g.clone()),
+                        }
+                    }
+                }
+            }
+        }
+        for (q, group) in targets {
+            match q.push(item.clone()).await {
+                Ok(dropped) => {
+                    self.inner.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                    if dropped > 0 {
+                        self.inner.metrics.dropped.fetch_add(dropped, Ordering::Relaxed);
+                    }
+                }
+                Err(Closed) => {
+                    if let Some(g) = group {
+                        unserved.push(g);
+                    }
+                }
+            }
+        }
+        unserved
+    }
+
+    /// Send queue-group events whose chosen member went away to another node with members.
+    async fn reroute(
+        &self,
+        channel: &str,
+        event: &Arc<str>,
+        offset: Option<u64>,
+        groups: Vec<String>,
+        hops: u8,
+    ) {
+        let remote: BTreeMap<String, Interest> = self
+            .inner
+            .remote
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned()
+            .unwrap_or_default();
+        for g in groups {
+            let target = remote
+                .iter()
+                .find(|(_, i)| i.groups.get(&g).copied().unwrap_or(0) > 0)
+                .map(|(n, _)| n.clone());
+            match target {
+                Some(node) if hops < 3 => {
+                    self.send_to(
+                        &node,
+                        WireEnvelope {
+                            channel: channel.to_string(),
+                            event: event.to_string(),
+                            offset,
+                            broadcast: false,
+                            groups: vec![g],
+                            hops: hops + 1,
+                        },
+                    )
+                    .await
+                }
+                _ => {
+                    self.inner
+                        .metrics
+                        .undeliverable
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Events from another node's broker.
+    pub(crate) async fn receive(&self, batch: Vec<WireEnvelope>) {
+        for env in batch {
+            self.inner
+                .metrics
+                .received_events
+                .fetch_add(1, Ordering::Relaxed);
+            let event: Arc<str> = env.event.into();
+            let item = Item {
+                event: event.clone(),
+                offset: env.offset,
+            };
+            let unserved = self
+                .deliver_local(&env.channel, item, env.broadcast, &env.groups)
+                .await;
+            if !unserved.is_empty() {
+                self.reroute(&env.channel, &event, env.offset, unserved, env.hops)
+                    .await;
+            }
+        }
+    }
+
+    /// Queue an envelope on the link to `node` (one sender task per destination keeps order).
+    async fn send_to(&self, node: &str, env: WireEnvelope) {
+        let tx = {
+            let mut links = lock(&self.inner.links);
+            links
+                .entry(node.to_string())
+                .or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(LINK_CAPACITY);
+                    tokio::spawn(link_task(
+                        Arc::downgrade(&self.inner),
+                        node.to_string(),
+                        rx,
+                    ));
+                    tx
+                })
+                .clone()
+        };
+        if tx.send(env).await.is_err() {
+            lock(&self.inner.links).remove(node);
+        }
+    }
+
+    /// What this node knows: local subscriptions, other nodes' interest, durable homes.
+    pub fn channels(&self) -> serde_json::Value {
+        let local: BTreeMap<String, Interest> = lock(&self.inner.channels)
+            .iter()
+            .map(|(c, ch)| (c.clone(), ch.interest()))
+            .collect();
+        let remote = self
+            .inner
+            .remote
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let durable = self
+            .inner
+            .durable
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut names: Vec<&String> = local
+            .keys()
+            .chain(remote.keys())
+            .chain(durable.keys())
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut out = serde_json::Map::new();
+        for c in names {
+            let mut nodes = serde_json::Map::new();
+            if let Some(i) = local.get(c) {
+                nodes.insert(self.inner.name.clone(), serde_json::json!(i));
+            }
+            for (n, i) in remote.get(c).into_iter().flatten() {
+                nodes.insert(n.clone(), serde_json::json!(i));
+            }
+            out.insert(
+                c.clone(),
+                serde_json::json!({ "nodes": nodes, "durable_home": durable.get(c) }),
+            );
+        }
+        serde_json::json!({ "node": self.inner.name, "channels": out })
+    }
+
+    /// Count an event refused at the HTTP binding.
+    pub(crate) fn count_rejected(&self) {
+        self.inner.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The broker's metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let m = &self.inner.metrics;
+        let subs: usize = lock(&self.inner.channels)
+            .values()
+            .map(|c| c.broadcast.len() + c.groups.values().map(|g| g.members.len()).sum::<usize>())
+            .sum();
+        let rows = [
+            ("broker_events_produced_total", "counter", "Events produced through this node.", m.produced.load(Ordering::Relaxed)),
+            ("broker_events_delivered_total", "counter", "Events handed to local subscriptions.", m.delivered.load(Ordering::Relaxed)),
+            ("broker_events_dropped_total", "counter", "Events dropped from full drop-policy subscriptions.", m.dropped.load(Ordering::Relaxed)),
+            ("broker_events_forwarded_total", "counter", "Events sent to other nodes.", m.forwarded_events.load(Ordering::Relaxed)),
+            ("broker_forward_messages_total", "counter", "Network messages (batches) sent to other nodes.", m.forwarded_messages.load(Ordering::Relaxed)),
+            ("broker_events_received_total", "counter", "Events received from other nodes.", m.received_events.load(Ordering::Relaxed)),
+            ("broker_events_undeliverable_total", "counter", "Events that had no live receiver when they arrived (queue group member gone, node unreachable).", m.undeliverable.load(Ordering::Relaxed)),
+            ("broker_events_rejected_total", "counter", "Invalid events refused at the HTTP binding.", m.rejected.load(Ordering::Relaxed)),
+            ("broker_subscriptions", "gauge", "Live local subscriptions.", subs as u64),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, v) in rows {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        }
+        out
+    }
+}
+
+struct ConsumeState {
+    guard: SubGuard,
+    replay: bool,
+    next: u64,
+    pending: VecDeque<(u64, String)>,
+    since_commit: u32,
+    durable: bool,
+}
+
+impl ConsumeState {
+    async fn next(&mut self) -> Option<Delivery> {
+        let d = self.next_inner().await?;
+        if let (Delivery::Event { offset: Some(o), .. }, Some(g), true) =
+            (&d, &self.guard.queue.group, self.durable)
+        {
+            self.since_commit += 1;
+            let idle = self.guard.queue.lock().is_empty();
+            if idle || self.since_commit >= 64 {
+                self.since_commit = 0;
+                self.guard.broker.commit(&self.guard.channel, g, o + 1);
+            }
+        }
+        Some(d)
+    }
+
+    async fn next_inner(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some((off, text)) = self.pending.pop_front() {
+                self.next = off + 1;
+                return Some(Delivery::Event {
+                    event: CloudEvent::trusted(text.into()),
+                    offset: Some(off),
+                });
+            }
+            if self.replay {
+                match self
+                    .guard
+                    .broker
+                    .read_log(&self.guard.channel, self.next, 256)
+                    .await
+                {
+                    Ok(batch) if !batch.is_empty() => {
+                        self.pending.extend(batch);
+                        continue;
+                    }
+                    Ok(_) => self.replay = false,
+                    Err(e) => {
+                        tracing::warn!("broker: replay of {}: {e}", self.guard.channel);
+                        self.replay = false;
+                    }
+                }
+            }
+            match self.guard.queue.pop().await? {
+                Err(lost) => {
+                    if self.durable {
+                        // The log has what was dropped: read it back.
+                        self.replay = true;
+                        continue;
+                    }
+                    return Some(Delivery::Lost(lost));
+                }
+                Ok(item) => {
+                    if let Some(off) = item.offset {
+                        if off < self.next {
+                            continue; // already replayed
+                        }
+                        if off > self.next && self.durable && self.guard.queue.group.is_none() {
+                            self.replay = true; // a gap: fill it from the log
+                            continue;
+                        }
+                        self.next = off + 1;
+                    }
+                    return Some(Delivery::Event {
+                        event: CloudEvent::trusted(item.event),
+                        offset: item.offset,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn remote_broker(node: &str) -> Option<ActorRef<BrokerMsg>> {
+    ractor::pg::get_members(&broker_group(node))
+        .into_iter()
+        .find(|c| !c.get_id().is_local())
+        .map(ActorRef::from)
+}
+
+async fn link_task(
+    inner: std::sync::Weak<Inner>,
+    node: String,
+    mut rx: mpsc::Receiver<WireEnvelope>,
+) {
+    let mut target: Option<ActorRef<BrokerMsg>> = None;
+    let mut batch: Vec<WireEnvelope> = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let n = batch.len() as u64;
+        let bytes = match codec::encode(&batch) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("broker: cannot encode a batch for {node}: {e}");
+                batch.clear();
+                continue;
+            }
+        };
+        batch.clear();
+        let mut sent = false;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            if target.is_none() {
+                target = remote_broker(&node);
+            }
+            if let Some(t) = &target {
+                if t.cast(BrokerMsg::Deliver(bytes.clone())).is_ok() {
+                    sent = true;
+                    break;
+                }
+                target = None;
+                continue;
+            }
+            // Interest may be known before the actor transport is connected: wait a little.
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if sent {
+            inner.metrics.forwarded_events.fetch_add(n, Ordering::Relaxed);
+            inner.metrics.forwarded_messages.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tracing::warn!("broker: node {node} unreachable; {n} events not delivered there");
+            inner.metrics.undeliverable.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Keep this node's gossip keys equal to its local interest.
+async fn publish_interest(inner: std::sync::Weak<Inner>) {
+    let mut published: HashMap<String, Interest> = HashMap::new();
+    loop {
+        let notified = match inner.upgrade() {
+            Some(i) => {
+                let n = Arc::clone(&i);
+                // Wait for a change (or re-check every few seconds).
+                let _ = tokio::time::timeout(Duration::from_secs(5), n.interest_changed.notified()).await;
+                i
+            }
+            None => return,
+        };
+        let now: HashMap<String, Interest> = lock(&notified.channels)
+            .iter()
+            .map(|(c, ch)| (c.clone(), ch.interest()))
+            .filter(|(_, i)| !i.is_empty())
+            .collect();
+        for (c, i) in &now {
+            if published.get(c) != Some(i) {
+                if let Ok(v) = serde_json::to_string(i) {
+                    notified.node.gossip_set(&format!("{INTEREST_PREFIX}{c}"), &v).await;
+                }
+            }
+        }
+        for c in published.keys() {
+            if !now.contains_key(c) {
+                notified.node.gossip_delete(&format!("{INTEREST_PREFIX}{c}")).await;
+            }
+        }
+        published = now;
+    }
+}
+
+/// Keep the view of other nodes' interest and of durable homes current.
+async fn watch_gossip(inner: std::sync::Weak<Inner>) {
+    let changes = match inner.upgrade() {
+        Some(i) => i.node.gossip_changes().await,
+        None => return,
+    };
+    let Some(mut changes) = changes else {
+        return; // no cluster: a node of one
+    };
+    loop {
+        let Some(i) = inner.upgrade() else {
+            return;
+        };
+        let mut remote: HashMap<String, BTreeMap<String, Interest>> = HashMap::new();
+        for (node, key, value) in i.node.gossip_scan(INTEREST_PREFIX).await {
+            if node == i.name {
+                continue;
+            }
+            let Some(channel) = key.strip_prefix(INTEREST_PREFIX) else {
+                continue;
+            };
+            if let Ok(interest) = serde_json::from_str::<Interest>(&value) {
+                remote
+                    .entry(channel.to_string())
+                    .or_default()
+                    .insert(node, interest);
+            }
+        }
+        *i.remote.write().unwrap_or_else(|p| p.into_inner()) = remote;
+        // Durable homes are remembered even while their node is down (producing then fails
+        // with "home unavailable" instead of silently becoming non-durable).
+        let mut durable = i.durable.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for c in lock(&i.logs).keys() {
+            durable.insert(c.clone(), i.name.clone());
+        }
+        for (node, key, _) in i.node.gossip_scan(DURABLE_PREFIX).await {
+            if let Some(channel) = key.strip_prefix(DURABLE_PREFIX) {
+                durable.entry(channel.to_string()).or_insert(node);
+            }
+        }
+        *i.durable.write().unwrap_or_else(|p| p.into_inner()) = durable;
+        drop(i);
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The CloudEvents HTTP binding on the admin server.
+//!
+//! - `POST /broker/channels/{channel}/events`: produce. Binary mode (`ce-*` headers, the body is
+//!   `data`, `Content-Type` is `datacontenttype`), structured mode (`Content-Type:
+//!   application/cloudevents+json`) or batch mode (`application/cloudevents-batch+json`).
+//!   Answers `{"accepted": n, "offsets": [...]}`, or 400 `{"error": reason}` for an invalid event.
+//! - `GET /broker/channels/{channel}/events?group=G&from=beginning|N&policy=block|drop&capacity=N`:
+//!   consume as Server-Sent Events: first `event: subscribed`, then one `data:` line per event
+//!   (structured-mode JSON; `id:` is the log offset on durable channels), and `event: lost` with
+//!   `{"dropped": n}` when a drop-policy subscription lost events.
+//! - `PUT /broker/channels/{channel}/durable`: declare the channel durable (home: this node).
+//! - `GET /broker/channels`: interest and durable homes as this node sees them.
+//! - `GET /broker/metrics`: Prometheus text.
+
+use std::convert::Infallible;
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{
+        sse::{Event as SseEvent, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    routing::{get, post, put},
+    Json, Router,
+};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::{
+    broker::{Broker, ConsumeOptions, Delivery, Policy, StartAt},
+    error::{BrokerError, EventError},
+    event::CloudEvent,
+};
+
+pub(crate) fn routes(broker: Broker) -> Router {
+    Router::new()
+        .route(
+            "/broker/channels/{channel}/events",
+            post(produce).get(consume),
+        )
+        .route("/broker/channels/{channel}/durable", put(declare))
+        .route("/broker/channels", get(channels))
+        .route("/broker/metrics", get(metrics))
+        .with_state(broker)
+}
+
+fn error(status: u16, msg: impl std::fmt::Display) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+fn broker_error(e: BrokerError) -> Response {
+    error(e.status(), e)
+}
+
+async fn produce(
+    State(broker): State<Broker>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let events = match parse_events(&headers, &body) {
+        Ok(evs) => evs,
+        Err(e) => {
+            broker.count_rejected();
+            return error(400, e);
+        }
+    };
+    match broker.produce_batch(&channel, events).await {
+        Ok(offsets) => Json(json!({ "accepted": offsets.len(), "offsets": offsets })).into_response(),
+        Err(e) => broker_error(e),
+    }
+}
+
+/// Events from an HTTP request in any of the three modes.
+pub fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<CloudEvent>, String> {
+    let ctype = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = || std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string());
+    if ctype.starts_with("application/cloudevents-batch+json") {
+        let v: Value = serde_json::from_str(text()?)
+            .map_err(|e| EventError::NotJson(e.to_string()).to_string())?;
+        let Value::Array(items) = v else {
+            return Err("a batch must be a JSON array of events".into());
+        };
+        return items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| CloudEvent::from_value(v).map_err(|e| format!("event {i}: {e}")))
+            .collect();
+    }
+    if ctype.starts_with("application/cloudevents") {
+        return CloudEvent::from_json(text()?)
+            .map(|e| vec![e])
+            .map_err(|e| e.to_string());
+    }
+    // Binary mode.
+    let mut map = Map::new();
+    for (name, value) in headers {
+        let Some(attr) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| format!("header ce-{attr} is not text"))?;
+        map.insert(attr.to_string(), Value::String(percent_decode(value)));
+    }
+    if map.is_empty() {
+        return Err("no CloudEvent: binary mode needs ce-specversion, ce-id, ce-source and ce-type headers; structured mode needs Content-Type: application/cloudevents+json".into());
+    }
+    if !body.is_empty() {
+        let base = ctype.split(';').next().unwrap_or("").trim().to_string();
+        if !base.is_empty() {
+            map.insert("datacontenttype".into(), Value::String(base.clone()));
+        }
+        let is_json = base.is_empty() || base == "application/json" || base.ends_with("+json");
+        if is_json {
+            let v: Value = serde_json::from_slice(body)
+                .map_err(|e| format!("body is not valid JSON (content type '{}'): {e}", if base.is_empty() { "application/json" } else { &base }))?;
+            map.insert("data".into(), v);
+        } else {
+            match std::str::from_utf8(body) {
+                Ok(t) if base.starts_with("text/") => {
+                    map.insert("data".into(), Value::String(t.to_string()));
+                }
+                _ => {
+                    map.insert("data_base64".into(), Value::String(base64(body)));
+                }
+            }
+        }
+    }
+    CloudEvent::from_value(Value::Object(map))
+        .map(|e| vec![e])
+        .map_err(|e| format!("binary mode: {e}"))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsumeQuery {
+    group: Option<String>,
+    from: Option<String>,
+    policy: Option<String>,
+    capacity: Option<usize>,
+}
+
+async fn consume(
+    State(broker): State<Broker>,
+    Path(channel): Path<String>,
+    Query(q): Query<ConsumeQuery>,
+) -> Response {
+    let mut opts = ConsumeOptions::default();
+    if let Some(g) = q.group.filter(|g| !g.is_empty()) {
+        opts = opts.group(g);
+    }
+    if let Some(p) = q.policy {
+        match p.parse::<Policy>() {
+            Ok(p) => opts = opts.policy(p),
+            Err(e) => return broker_error(e),
+        }
+    }
+    if let Some(c) = q.capacity {
+        opts = opts.capacity(c);
+    }
+    if let Some(f) = q.from {
+        match f.parse::<StartAt>() {
+            Ok(s) => opts = opts.from(s),
+            Err(e) => return broker_error(e),
+        }
+    }
+    let sub = match broker.consume(&channel, opts).await {
+        Ok(s) => s,
+        Err(e) => return broker_error(e),
+    };
+    let first = futures::stream::once(async {
+        Ok::<_, Infallible>(SseEvent::default().event("subscribed").data("{}"))
+    });
+    let events = sub.map(|d| {
+        Ok::<_, Infallible>(match d {
+            Delivery::Event { event, offset } => {
+                let e = SseEvent::default().data(event.as_json());
+                match offset {
+                    Some(o) => e.id(o.to_string()),
+                    None => e,
+                }
+            }
+            Delivery::Lost(n) => SseEvent::default()
+                .event("lost")
+                .data(json!({ "dropped": n }).to_string()),
+        })
+    });
+    Sse::new(first.chain(events))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn declare(State(broker): State<Broker>, Path(channel): Path<String>) -> Response {
+    match broker.declare_durable(&channel).await {
+        Ok(home) => Json(json!({ "channel": channel, "durable": true, "home": home })).into_response(),
+        Err(e) => broker_error(e),
+    }
+}
+
+async fn channels(State(broker): State<Broker>) -> Response {
+    Json(broker.channels()).into_response()
+}
+
+async fn metrics(State(broker): State<Broker>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        broker.metrics_text(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_percent() {
+        assert_eq!(base64(b"hello"), "aGVsbG8=");
+        assert_eq!(base64(b"hi"), "aGk=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(percent_decode("a%20b%"), "a b%");
+    }
+
+    #[test]
+    fn binary_mode() {
+        let mut h = HeaderMap::new();
+        h.insert("ce-specversion", "1.0".parse().unwrap());
+        h.insert("ce-id", "1".parse().unwrap());
+        h.insert("ce-source", "s".parse().unwrap());
+        h.insert("ce-type", "t".parse().unwrap());
+        h.insert("ce-traceparent", "x".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        let evs = parse_events(&h, br#"{"a":1}"#).unwrap();
+        assert_eq!(evs[0].data(), Some(json!({"a": 1})));
+        assert_eq!(evs[0].attr("traceparent").as_deref(), Some("x"));
+        let err = parse_events(&h, b"not json").unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
+        h.remove("ce-id");
+        let err = parse_events(&h, b"{}").unwrap_err();
+        assert!(err.contains("'id' is missing"), "{err}");
+    }
+}

@@ -5,13 +5,20 @@
 //!
 //! * [`local`] — one-way throughput and call latency of an actor spawned through
 //!   [`runtime::Node`] versus the same actor spawned with bare [`ractor::Actor::spawn`].
+//! * [`cluster`] — cross-node call latency and one-way throughput versus raw TCP, failure
+//!   detection after `kill -9`, and convergence of a multi-node cluster, with `dctl node start`
+//!   child processes as the other nodes (one OS process is one node).
 //!
 //! Benchmarks return a report value (printable with `Display`, serialisable to JSON) rather than
 //! printing themselves, so tests can run them in a quick mode and inspect the results.
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod local;
+pub mod procs;
+pub mod rawtcp;
 pub mod stats;
 
+pub use cluster::{run_cluster, ClusterConfig, ClusterReport, RawServerMode};
 pub use local::{run_local, LocalConfig, LocalReport};

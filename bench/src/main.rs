@@ -4,12 +4,15 @@
 //! cargo run --release -p bench -- local            # full run
 //! cargo run --release -p bench -- local --quick    # smoke run
 //! cargo run --release -p bench -- local --json     # machine-readable report
+//! cargo build --release -p dctl                     # the cluster benchmark runs dctl nodes
+//! cargo run --release -p bench -- cluster          # full run (10-node convergence)
+//! cargo run --release -p bench -- cluster --quick  # smoke run
 //! ```
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
-use bench::{run_local, LocalConfig};
-use clap::{Args, Parser, Subcommand};
+use bench::{run_cluster, run_local, ClusterConfig, LocalConfig, RawServerMode};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Performance benchmarks of the actor runtime.
 #[derive(Debug, Parser)]
@@ -24,6 +27,13 @@ struct Cli {
 enum Command {
     /// Local one-way throughput and call latency: runtime::Node vs bare ractor.
     Local(LocalArgs),
+    /// Cross-node call latency and one-way throughput vs raw TCP, failure detection and
+    /// convergence, with `dctl node start` child processes as the other nodes.
+    Cluster(ClusterArgs),
+    /// The raw-TCP echo server of the cluster benchmark's baseline (prints its address, serves
+    /// until killed or stdin closes). Internal.
+    #[command(hide = true)]
+    RawServer,
 }
 
 /// Options of `bench local`. Unset sizes take the full (or, with --quick, the smoke) defaults.
@@ -78,6 +88,96 @@ impl LocalArgs {
     }
 }
 
+/// Where `bench cluster` runs its raw-TCP baseline server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RawServerWhere {
+    /// A child process (`bench raw-server`), like the runtime's peer node.
+    Process,
+    /// A thread of the benchmark process.
+    Thread,
+}
+
+/// Options of `bench cluster`. Unset values take the full (or, with --quick, the smoke) defaults.
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// Small smoke run (200 calls, 2k messages, 1 round, 4-node convergence).
+    #[arg(long)]
+    quick: bool,
+    /// Payload sizes in bytes, comma-separated [default: 64,4096].
+    #[arg(long, value_delimiter = ',', env = "BENCH_CLUSTER_PAYLOADS")]
+    payloads: Option<Vec<usize>>,
+    /// Sequential calls per latency run [full default: 10000].
+    #[arg(long, env = "BENCH_CLUSTER_CALLS")]
+    calls: Option<usize>,
+    /// One-way messages per throughput run [full default: 50000].
+    #[arg(long, env = "BENCH_CLUSTER_MESSAGES")]
+    messages: Option<u64>,
+    /// Measured rounds, alternating raw and runtime [full default: 5].
+    #[arg(long, env = "BENCH_CLUSTER_ROUNDS")]
+    rounds: Option<usize>,
+    /// Calls per side and payload before measuring [full default: 1000].
+    #[arg(long)]
+    warmup_calls: Option<usize>,
+    /// One-way messages per side and payload before measuring [full default: 5000].
+    #[arg(long)]
+    warmup_messages: Option<u64>,
+    /// Nodes of the failure-detection cluster [default: 3].
+    #[arg(long)]
+    failure_nodes: Option<usize>,
+    /// Nodes of the convergence cluster [full default: 10].
+    #[arg(long)]
+    convergence_nodes: Option<usize>,
+    /// Poll interval of /cluster after the kill, in ms [default: 20].
+    #[arg(long)]
+    failure_poll_ms: Option<u64>,
+    /// Poll interval of /cluster while converging, in ms [default: 50].
+    #[arg(long)]
+    convergence_poll_ms: Option<u64>,
+    /// The dctl binary [default: next to this binary, else target/{release,debug}/dctl].
+    #[arg(long, env = "DCTL_BIN")]
+    dctl: Option<PathBuf>,
+    /// Where the raw-TCP baseline server runs.
+    #[arg(long, value_enum, default_value_t = RawServerWhere::Process)]
+    raw_server: RawServerWhere,
+    /// Print the report as JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Do not print progress to stderr.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl ClusterArgs {
+    fn config(&self) -> anyhow::Result<ClusterConfig> {
+        let base = if self.quick {
+            ClusterConfig::quick()
+        } else {
+            ClusterConfig::default()
+        };
+        let raw_server = match self.raw_server {
+            RawServerWhere::Thread => RawServerMode::Thread,
+            RawServerWhere::Process => RawServerMode::Process(std::env::current_exe()?),
+        };
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+        Ok(ClusterConfig {
+            payloads: self.payloads.clone().unwrap_or(base.payloads.clone()),
+            calls: self.calls.unwrap_or(base.calls),
+            messages: self.messages.unwrap_or(base.messages),
+            rounds: self.rounds.unwrap_or(base.rounds),
+            warmup_calls: self.warmup_calls.unwrap_or(base.warmup_calls),
+            warmup_messages: self.warmup_messages.unwrap_or(base.warmup_messages),
+            failure_nodes: self.failure_nodes.unwrap_or(base.failure_nodes),
+            convergence_nodes: self.convergence_nodes.unwrap_or(base.convergence_nodes),
+            failure_poll: ms(self.failure_poll_ms, base.failure_poll),
+            convergence_poll: ms(self.convergence_poll_ms, base.convergence_poll),
+            dctl: self.dctl.clone(),
+            raw_server,
+            progress: !self.no_progress,
+            ..base
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -90,6 +190,15 @@ async fn main() -> anyhow::Result<()> {
                 println!("{report}");
             }
         }
+        Command::Cluster(args) => {
+            let report = run_cluster(&args.config()?).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::RawServer => bench::rawtcp::serve_stdio().await?,
     }
     Ok(())
 }

@@ -137,8 +137,8 @@ impl NodeSet {
         let listen = format!("127.0.0.1:{}", free_tcp_port()?);
         let gossip = format!("127.0.0.1:{}", free_udp_port()?);
         let log = self.dir.path().join(format!("{name}.log"));
-        let log_file =
-            std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let log_file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
         let mut cmd = Command::new(&self.dctl);
         cmd.args(["--admin", &admin, "node", "start", "--name", name])
             .args(["--listen", &listen, "--gossip", &gossip])
@@ -277,7 +277,11 @@ mod tests {
 
     #[test]
     fn membership_predicates() {
-        let ms = vec![m("b", "alive", true), m("a", "alive", true), m("c", "dead", false)];
+        let ms = vec![
+            m("b", "alive", true),
+            m("a", "alive", true),
+            m("c", "dead", false),
+        ];
         assert!(sees_exactly(&ms, &["a", "b"]));
         assert!(!sees_exactly(&ms, &["a", "b", "c"]));
         assert!(sees_dead(&ms, "c"));

@@ -109,7 +109,9 @@ impl RawServer {
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let line = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
-            std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
         })
         .await?;
         let addr = match line.map(|l| l.trim().parse::<SocketAddr>()) {
@@ -117,7 +119,10 @@ impl RawServer {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("{} raw-server did not print its address: {other:?}", exe.display());
+                bail!(
+                    "{} raw-server did not print its address: {other:?}",
+                    exe.display()
+                );
             }
         };
         Ok(RawServer {
@@ -237,10 +242,36 @@ impl RawClient {
     }
 
     /// Stream `n` one-way frames then one call to flush; the elapsed time of the whole.
-    pub async fn stream(&mut self, payload: &[u8], n: u64, flush: &[u8]) -> anyhow::Result<Duration> {
+    pub async fn stream(
+        &mut self,
+        payload: &[u8],
+        n: u64,
+        flush: &[u8],
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
         for _ in 0..n {
             self.frame(TELL, payload).await?;
+        }
+        let got = self.call(flush).await?;
+        let elapsed = start.elapsed();
+        if got != flush.len() {
+            bail!("raw flush returned {got} bytes for {}", flush.len());
+        }
+        Ok(elapsed)
+    }
+
+    /// Like [`RawClient::stream`] but flushing after every frame (one `write` per message, no
+    /// batching): a naive baseline, reported for information.
+    pub async fn stream_unbatched(
+        &mut self,
+        payload: &[u8],
+        n: u64,
+        flush: &[u8],
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        for _ in 0..n {
+            self.frame(TELL, payload).await?;
+            self.w.flush().await?;
         }
         let got = self.call(flush).await?;
         let elapsed = start.elapsed();
@@ -266,5 +297,11 @@ mod tests {
         let took = client.stream(&[b'y'; 64], 1000, b"0").await.unwrap();
         assert!(took > Duration::ZERO);
         assert_eq!(client.reply, b"0");
+        let took = client
+            .stream_unbatched(&[b'z'; 64], 100, b"1")
+            .await
+            .unwrap();
+        assert!(took > Duration::ZERO);
+        assert_eq!(client.reply, b"1");
     }
 }

@@ -227,7 +227,7 @@ async fn consume(
         })
     });
     Sse::new(first.chain(events))
-        .keep_alive(KeepAlive::default())
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(1)))
         .into_response()
 }
 

@@ -62,6 +62,15 @@ pub enum Command {
     /// Cluster membership.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Produce and consume CloudEvents (broker).
+    #[command(subcommand)]
+    Events(crate::events_cmd::EventsCmd),
+    /// Service registry.
+    #[command(subcommand)]
+    Svc(crate::svc_cmd::SvcCmd),
+    /// The KV store (Raft): put, get, del, ls, cas, watch, status.
+    #[command(subcommand)]
+    Kv(crate::kv_cmd::KvCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +117,18 @@ pub struct NodeArgs {
         hide_env_values = true
     )]
     pub cookie: String,
+    /// Mutual TLS on the actor transport: this node's certificate (PEM, with an IP SAN for the
+    /// --listen address).
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The CA certificate every node's certificate is signed by (PEM).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub kv: crate::kv_cmd::KvNodeArgs,
 }
 
 #[derive(Debug, Args)]

@@ -70,6 +70,64 @@ impl Client {
         .await
     }
 
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        self.send(
+            self.http
+                .delete(format!("{}{path}", self.base))
+                .timeout(Duration::from_secs(30)),
+        )
+        .await
+    }
+
+    /// Follow a Server-Sent-Events stream, handing each event's data to `on_event` until it
+    /// returns false or the stream ends.
+    pub async fn sse(&self, path: &str, mut on_event: impl FnMut(&str) -> bool) -> Result<()> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    anyhow!("cannot reach the node's admin API at {}", self.admin)
+                } else {
+                    anyhow!("request to {} failed: {e}", self.admin)
+                }
+            })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let msg = body
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            return Err(anyhow!(msg));
+        }
+        let mut resp = resp;
+        let mut buf = String::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| anyhow!("event stream from {} broke: {e}", self.admin))?
+        {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                if !data.is_empty() && !on_event(&data.join("\n")) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn post(&self, path: &str, body: String, timeout: Duration) -> Result<Value> {
         self.send(
             self.http

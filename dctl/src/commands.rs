@@ -86,6 +86,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Kv(cmd) => crate::kv_cmd::run(&cli.admin, cli.json, cmd).await,
+        Command::Svc(cmd) => crate::svc_cmd::run(&cli.admin, cli.json, cmd).await,
+        Command::Events(cmd) => crate::events_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Cluster(ClusterCmd::Status) => {
             let client = Client::new(&cli.admin)?;
             let out = client.get("/cluster").await?;
@@ -100,7 +103,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 /// Percent-encode a path segment (actor names are restricted, but be safe).
-fn encode(s: &str) -> String {
+pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
@@ -121,6 +124,9 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         .cookie(args.cookie.clone());
     for seed in args.seeds.iter().cloned() {
         builder = builder.seed(seed);
+    }
+    if let (Some(cert), Some(key), Some(ca)) = (&args.tls_cert, &args.tls_key, &args.tls_ca) {
+        builder = builder.tls(cert, key, ca);
     }
     if let Some(dir) = args.data_dir.clone() {
         builder = builder.data_dir(dir);

@@ -6,8 +6,11 @@
 mod cli;
 mod client;
 mod commands;
+mod events_cmd;
+mod kv_cmd;
 mod render;
 mod services;
+mod svc_cmd;
 mod up;
 
 use clap::Parser;

@@ -2,12 +2,17 @@
 //! crate exposes a `start(&Node, ...)` that adds its actors under the node's `system` supervisor
 //! and its routes to the admin API; this is where a node wires them in.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use runtime::Node;
 
 use crate::cli::NodeArgs;
 
 /// Start every service on a freshly started node.
-pub async fn start(_node: &Node, _args: &NodeArgs) -> Result<()> {
+pub async fn start(node: &Node, args: &NodeArgs) -> Result<()> {
+    crate::kv_cmd::start(node, &args.kv).await?;
+    registry::service::Registry::start(node)
+        .await
+        .context("service registry")?;
+    broker::start(node).await.context("broker")?;
     Ok(())
 }

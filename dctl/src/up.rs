@@ -106,6 +106,10 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         if let Some(s) = &seed {
             cmd.args(["--seed", s]);
         }
+        // The first three nodes (or all, when fewer) are the KV store's Raft voters.
+        for v in 1..=args.nodes.min(3) {
+            cmd.args(["--kv-voter", &format!("node{v}")]);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;

@@ -33,7 +33,11 @@ use ractor_cluster::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{config::NodeConfig, error::RuntimeError};
+use crate::{
+    config::NodeConfig,
+    error::RuntimeError,
+    tls::{server_name, Tls},
+};
 
 const KEY_NAME: &str = "name";
 const KEY_ACTOR_ADDR: &str = "actor_addr";
@@ -168,6 +172,7 @@ pub(crate) struct Cluster {
     chitchat: ChitchatHandle,
     server: ActorRef<NodeServerMessage>,
     sessions: Arc<Sessions>,
+    tls: Option<Arc<Tls>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) actor_addr: SocketAddr,
     pub(crate) gossip_addr: SocketAddr,
@@ -206,13 +211,20 @@ impl Cluster {
         let actor_addr = concrete_tcp(config.listen_addr)?;
         let gossip_addr = concrete_udp(config.gossip_addr)?;
 
+        let tls = config
+            .tls
+            .as_ref()
+            .map(Tls::load)
+            .transpose()?
+            .map(Arc::new);
         // Actor transport first: a bind failure is reported before we announce ourselves.
         let server = NodeServer::new(
             actor_addr.port(),
             config.cookie.clone(),
             config.name.clone(),
             actor_addr.ip().to_string(),
-            None,
+            tls.as_ref()
+                .map(|t| ractor_cluster::IncomingEncryptionMode::Tls(t.acceptor.clone())),
             Some(NodeConnectionMode::Isolated),
         )
         .with_listen_addr(actor_addr.ip());
@@ -280,6 +292,7 @@ impl Cluster {
             chitchat,
             server,
             sessions,
+            tls,
             task: Mutex::new(None),
             actor_addr,
             gossip_addr,
@@ -339,13 +352,27 @@ impl Cluster {
             last_dial.insert(name.clone(), Instant::now());
             let server = self.server.clone();
             let peer = name.clone();
+            let tls = self.tls.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(
-                    Duration::from_secs(3),
-                    ractor_cluster::client_connect(&server, addr.as_str()),
-                )
-                .await
-                {
+                let dial = async {
+                    match tls {
+                        None => ractor_cluster::client_connect(&server, addr.as_str()).await,
+                        Some(tls) => {
+                            let ip = addr
+                                .parse::<SocketAddr>()
+                                .map(|a| a.ip())
+                                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+                            ractor_cluster::client_connect_enc(
+                                &server,
+                                addr.as_str(),
+                                tls.connector.clone(),
+                                server_name(ip),
+                            )
+                            .await
+                        }
+                    }
+                };
+                match tokio::time::timeout(Duration::from_secs(3), dial).await {
                     Ok(Ok(())) => tracing::debug!(%peer, %addr, "dialed"),
                     Ok(Err(e)) => tracing::warn!(%peer, %addr, "cannot connect: {e}"),
                     Err(_) => tracing::warn!(%peer, %addr, "connect timed out"),

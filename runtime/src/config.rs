@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub cookie: String,
     /// Where the node keeps its data.
     pub data_dir: PathBuf,
+    /// Mutual TLS for the actor transport (off by default).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Default for NodeConfig {
@@ -36,6 +38,7 @@ impl Default for NodeConfig {
             seeds: Vec::new(),
             cookie: "draft-cookie".into(),
             data_dir: PathBuf::from(".dctl").join("node1"),
+            tls: None,
         }
     }
 }
@@ -135,6 +138,21 @@ impl NodeBuilder {
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.data_dir = dir.into();
         self.data_dir_set = true;
+        self
+    }
+
+    /// Use mutual TLS on the actor transport with these PEM files (certificate, key, CA).
+    pub fn tls(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        ca: impl Into<PathBuf>,
+    ) -> Self {
+        self.config.tls = Some(crate::tls::TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            ca: ca.into(),
+        });
         self
     }
 

@@ -20,6 +20,15 @@ pub enum RuntimeError {
         /// What was being reached there.
         what: String,
     },
+    /// The node is alive in gossip, but there is no actor-transport session to it (e.g. TLS or
+    /// cookie mismatch, or a network problem on the transport port).
+    #[error("node '{node}' is unreachable ({what})")]
+    Unreachable {
+        /// The node.
+        node: String,
+        /// What was being reached there.
+        what: String,
+    },
     /// Another node refused the request.
     #[error("node '{node}': {message}")]
     Remote {
@@ -84,7 +93,9 @@ impl RuntimeError {
             | RuntimeError::BadJson(_)
             | RuntimeError::Config(_) => 400,
             RuntimeError::Timeout { .. } => 504,
-            RuntimeError::NoReply(_) | RuntimeError::NodeDown { .. } => 502,
+            RuntimeError::NoReply(_)
+            | RuntimeError::NodeDown { .. }
+            | RuntimeError::Unreachable { .. } => 502,
             RuntimeError::Remote { status, .. } => *status,
             RuntimeError::SpawnFailed(_) => 422,
             RuntimeError::Unavailable(_) | RuntimeError::Bind { .. } => 503,

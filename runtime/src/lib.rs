@@ -36,6 +36,7 @@ mod json;
 mod metrics;
 mod node;
 pub mod spawner;
+mod tls;
 mod watch;
 
 pub use cluster::{failure_detector, Member, MemberState};
@@ -47,6 +48,7 @@ pub use json::JsonMsg;
 pub use metrics::Metrics;
 pub use node::{wait_for_signal, Node, NodeTree};
 pub use spawner::SpawnerMsg;
+pub use tls::TlsFiles;
 
 /// Re-exported so users need not depend on `actors` directly for the common types.
 pub use actors::{

@@ -541,7 +541,7 @@ impl Node {
                 node: m.name,
                 what: format!("actor '{name}' lived there"),
             }),
-            Some(m) if !m.connected => Err(RuntimeError::NodeDown {
+            Some(m) if !m.connected => Err(RuntimeError::Unreachable {
                 node: m.name,
                 what: format!("no actor-transport session to it; actor '{name}' lives there"),
             }),
@@ -687,9 +687,9 @@ impl Node {
         }
         self.ensure_alive(node).await?;
         let spawner: ActorRef<SpawnerMsg> =
-            Self::remote_member(&spawner_group(node)).ok_or_else(|| RuntimeError::NodeDown {
+            Self::remote_member(&spawner_group(node)).ok_or_else(|| RuntimeError::Unreachable {
                 node: node.to_string(),
-                what: "no actor-transport session to it yet".into(),
+                what: "no actor-transport session to it".into(),
             })?;
         let req = SpawnRequest {
             factory: factory.to_string(),

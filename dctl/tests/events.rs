@@ -1,0 +1,466 @@
+//! Broker end to end: real `dctl node start` processes, `dctl events` producers and consumers,
+//! and the HTTP binding.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use common::*;
+use serde_json::Value;
+
+/// A `dctl events consume` process whose stdout lines are collected.
+struct Consumer {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Consumer {
+    fn start(node: &NodeProc, args: &[&str]) -> Consumer {
+        let mut child = Command::new(DCTL)
+            .args(["--admin", &node.admin, "events", "consume"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dctl events consume");
+        let out = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Consumer { child, lines }
+    }
+
+    /// The `id`s received so far.
+    fn ids(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("one JSON event per line")["id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn wait_for(&self, n: usize, what: &str) {
+        wait_until(what, Duration::from_secs(20), || self.ids().len() >= n);
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Interest in `channel` as `node` sees it: node -> (broadcast, group members of `group`).
+fn interest(node: &NodeProc, channel: &str, group: &str) -> Vec<(String, u64, u64)> {
+    let out = node.dctl(&["--json", "events", "channels"]);
+    let Ok(v) = serde_json::from_str::<Value>(&stdout(&out)) else {
+        return Vec::new();
+    };
+    v["channels"][channel]["nodes"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, i)| {
+            (
+                n,
+                i["b"].as_u64().unwrap_or(0),
+                i["g"][group].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn produce(node: &NodeProc, channel: &str, id: &str) -> Value {
+    let out = node.dctl(&[
+        "--json",
+        "events",
+        "produce",
+        channel,
+        "--type",
+        "test.n",
+        "--source",
+        "/tests",
+        "--data",
+        &format!("{{\"n\":\"{id}\"}}"),
+        "--id",
+        id,
+    ]);
+    assert!(out.status.success(), "produce {id}: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("json")
+}
+
+/// Produce a batch through `--file -` (one request, order kept).
+fn produce_batch(node: &NodeProc, channel: &str, ids: impl Iterator<Item = usize>) {
+    let batch: Vec<Value> = ids
+        .map(|i| {
+            serde_json::json!({"specversion":"1.0","id":i.to_string(),"source":"/tests",
+                "type":"test.n","datacontenttype":"application/json","data":{"n":i}})
+        })
+        .collect();
+    let mut child = Command::new(DCTL)
+        .args([
+            "--admin",
+            &node.admin,
+            "events",
+            "produce",
+            channel,
+            "--file",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(Value::Array(batch).to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn seq(r: std::ops::Range<usize>) -> Vec<String> {
+    r.map(|i| i.to_string()).collect()
+}
+
+fn three_nodes() -> (NodeProc, NodeProc, NodeProc) {
+    let n1 = NodeProc::start("n1");
+    let n2 = NodeProc::start_with("n2", &["--seed", &n1.gossip]);
+    let n3 = NodeProc::start_with("n3", &["--seed", &n1.gossip]);
+    wait_converged(&[&n1, &n2, &n3], &["n1", "n2", "n3"]);
+    (n1, n2, n3)
+}
+
+#[test]
+fn broadcast_across_nodes_and_queue_group_failover() {
+    let (n1, n2, n3) = three_nodes();
+    let c1 = Consumer::start(&n1, &["orders", "--count", "150"]);
+    let c2 = Consumer::start(&n2, &["orders", "--count", "150"]);
+    let mut g1 = Consumer::start(&n1, &["orders", "--group", "workers"]);
+    let g2 = Consumer::start(&n2, &["orders", "--group", "workers"]);
+    wait_until(
+        "n3 sees both nodes' interest",
+        Duration::from_secs(20),
+        || {
+            let mut i = interest(&n3, "orders", "workers");
+            i.sort();
+            i == vec![("n1".into(), 1, 1), ("n2".into(), 1, 1)]
+        },
+    );
+
+    // 100 events from one producer on n3: 50 single calls, then a batch of 50.
+    for i in 0..50 {
+        produce(&n3, "orders", &i.to_string());
+    }
+    produce_batch(&n3, "orders", 50..100);
+    c1.wait_for(100, "c1 gets 100");
+    c2.wait_for(100, "c2 gets 100");
+    assert_eq!(c1.ids(), seq(0..100), "every event, in order, once (n1)");
+    assert_eq!(c2.ids(), seq(0..100), "every event, in order, once (n2)");
+    wait_until("the group gets 100", Duration::from_secs(20), || {
+        g1.ids().len() + g2.ids().len() >= 100
+    });
+    let (a, b) = (g1.ids(), g2.ids());
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both members got a share: {} / {}",
+        a.len(),
+        b.len()
+    );
+    let mut all: Vec<String> = a.iter().chain(b.iter()).cloned().collect();
+    all.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
+    assert_eq!(all, seq(0..100), "each event to exactly one member");
+
+    // Kill one member: once the cluster has noticed, the survivor gets the rest.
+    g1.kill();
+    wait_until(
+        "n3 sees the group only on n2",
+        Duration::from_secs(20),
+        || {
+            let mut i = interest(&n3, "orders", "workers");
+            i.sort();
+            i == vec![("n1".into(), 1, 0), ("n2".into(), 1, 1)]
+        },
+    );
+    produce_batch(&n3, "orders", 100..150);
+    g2.wait_for(b.len() + 50, "the survivor gets the rest");
+    std::thread::sleep(Duration::from_millis(300)); // nothing extra should arrive
+    assert_eq!(g2.ids()[b.len()..].to_vec(), seq(100..150));
+    c1.wait_for(150, "c1 gets 150");
+    assert_eq!(c1.ids(), seq(0..150));
+    c2.wait_for(150, "c2 gets 150");
+    assert_eq!(c2.ids(), seq(0..150));
+    // One network crossing per interested node: n3 forwarded at most 150 events to each of n1
+    // and n2 (plus the 100 group events, which go to one of them).
+    let m = http_get(&n3.admin, "/broker/metrics");
+    let forwarded: u64 = metric(&m, "broker_events_forwarded_total");
+    assert!(forwarded <= 300, "forwarded {forwarded}");
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A raw HTTP/1.1 request; returns (status, body).
+fn http(
+    admin: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(admin).expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(body).expect("write");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn http_get(admin: &str, path: &str) -> String {
+    http(admin, "GET", path, &[], b"").1
+}
+
+#[test]
+fn invalid_events_get_clear_errors_and_the_broker_keeps_serving() {
+    let n = NodeProc::start("solo");
+    let c = Consumer::start(&n, &["ch", "--count", "2"]);
+    wait_until("subscribed", Duration::from_secs(10), || {
+        interest(&n, "ch", "").iter().any(|(_, b, _)| *b == 1)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("e.json");
+    std::fs::write(&f, r#"{"specversion":"1.0","source":"/s","type":"t"}"#).unwrap();
+    let out = n.dctl(&["events", "produce", "ch", "--file", f.to_str().unwrap()]);
+    assert_one_line_error(&out, "required attribute 'id' is missing (HTTP 400)");
+    std::fs::write(
+        &f,
+        r#"{"specversion":"0.3","id":"1","source":"/s","type":"t"}"#,
+    )
+    .unwrap();
+    let out = n.dctl(&["events", "produce", "ch", "--file", f.to_str().unwrap()]);
+    assert_one_line_error(&out, "unsupported specversion \"0.3\"");
+    let out = n.dctl(&[
+        "events", "produce", "ch", "--type", "t", "--source", "s", "--data", "{oops",
+    ]);
+    assert_one_line_error(&out, "--data is not valid JSON");
+    let out = n.dctl(&[
+        "events", "produce", "bad/name", "--type", "t", "--source", "s",
+    ]);
+    assert!(!out.status.success());
+
+    // HTTP binding: binary mode with a non-JSON body, structured mode without an id.
+    let ce = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "x1"),
+        ("ce-source", "/http"),
+        ("ce-type", "t"),
+        ("content-type", "application/json"),
+    ];
+    let (status, body) = http(
+        &n.admin,
+        "POST",
+        "/broker/channels/ch/events",
+        &ce,
+        b"{not json",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not valid JSON"), "{body}");
+    let (status, body) = http(
+        &n.admin,
+        "POST",
+        "/broker/channels/ch/events",
+        &[("content-type", "application/cloudevents+json")],
+        br#"{"specversion":"1.0","source":"/s","type":"t"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("'id' is missing"), "{body}");
+    let (status, body) = http(
+        &n.admin,
+        "POST",
+        "/broker/channels/ch/events",
+        &ce[1..],
+        b"{}",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("'specversion' is missing"), "{body}");
+
+    // Still serving: a binary-mode event and a CLI event both arrive, extensions intact.
+    let mut with_ext = ce.to_vec();
+    with_ext.push(("ce-traceparent", "00-abc"));
+    let (status, body) = http(
+        &n.admin,
+        "POST",
+        "/broker/channels/ch/events",
+        &with_ext,
+        br#"{"ok":true}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    produce(&n, "ch", "x2");
+    c.wait_for(2, "two valid events");
+    assert_eq!(c.ids(), vec!["x1", "x2"]);
+    let first: Value = serde_json::from_str(&c.lines.lock().unwrap()[0]).unwrap();
+    assert_eq!(first["traceparent"], "00-abc");
+    assert_eq!(first["data"], serde_json::json!({"ok": true}));
+    assert_eq!(first["datacontenttype"], "application/json");
+    let m = http_get(&n.admin, "/broker/metrics");
+    assert!(metric(&m, "broker_events_rejected_total") >= 3, "{m}");
+}
+
+/// A node process with a data directory of our choosing (kept across restarts).
+fn start_node(name: &str, data: &Path, seed: Option<&str>) -> NodeProc {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let admin = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let gossip = format!(
+        "127.0.0.1:{}",
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free udp port")
+            .port()
+    );
+    let log = std::fs::File::create(dir.path().join("node.log")).expect("log");
+    let mut cmd = Command::new(DCTL);
+    cmd.args(["--admin", &admin, "node", "start", "--name", name])
+        .args(["--listen", &listen, "--gossip", &gossip])
+        .arg("--data-dir")
+        .arg(data.join(name));
+    if let Some(s) = seed {
+        cmd.args(["--seed", s]);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("dctl node start");
+    let node = NodeProc {
+        name: name.into(),
+        admin,
+        listen,
+        gossip,
+        child: Some(child),
+        dir,
+    };
+    wait_until(&format!("{name} healthy"), Duration::from_secs(20), || {
+        node.dctl(&["tree", "--json"]).status.success()
+    });
+    node
+}
+
+fn durable_home(node: &NodeProc, channel: &str) -> Option<String> {
+    let out = node.dctl(&["--json", "events", "channels"]);
+    let v: Value = serde_json::from_str(&stdout(&out)).ok()?;
+    v["channels"][channel]["durable_home"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn durable_channel_survives_a_whole_cluster_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let cluster = |data: &Path| {
+        let n1 = start_node("n1", data, None);
+        let n2 = start_node("n2", data, Some(&n1.gossip));
+        let n3 = start_node("n3", data, Some(&n1.gossip));
+        wait_converged(&[&n1, &n2, &n3], &["n1", "n2", "n3"]);
+        (n1, n2, n3)
+    };
+    let (mut n1, mut n2, mut n3) = cluster(data.path());
+    let out = n1.dctl(&["events", "durable", "ledger"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("log on node n1"), "{}", stdout(&out));
+    wait_until(
+        "n3 knows ledger is durable",
+        Duration::from_secs(20),
+        || durable_home(&n3, "ledger").as_deref() == Some("n1"),
+    );
+    // Produced on n3 (the log is on n1): each acknowledgement carries the offset.
+    for i in 0..20 {
+        let ack = produce(&n3, "ledger", &i.to_string());
+        assert_eq!(ack["offsets"][0], i, "{ack}");
+    }
+    produce_batch(&n2, "ledger", 20..30);
+    // A queue group reads 10 from the beginning; its offset is committed.
+    let g = Consumer::start(
+        &n2,
+        &[
+            "ledger",
+            "--group",
+            "audit",
+            "--from",
+            "beginning",
+            "--count",
+            "10",
+        ],
+    );
+    g.wait_for(10, "group reads 10");
+    assert_eq!(g.ids(), seq(0..10));
+
+    // Restart everything (SIGKILL: nothing is flushed on the way out).
+    for n in [&mut n1, &mut n2, &mut n3] {
+        n.signal_and_wait("KILL");
+    }
+    let (n1b, n2b, _n3b) = cluster(data.path());
+    wait_until(
+        "n2 knows ledger is durable",
+        Duration::from_secs(20),
+        || durable_home(&n2b, "ledger").as_deref() == Some("n1"),
+    );
+    let r = Consumer::start(&n2b, &["ledger", "--from", "beginning", "--count", "30"]);
+    r.wait_for(30, "replay returns 30");
+    assert_eq!(r.ids(), seq(0..30), "every acknowledged event, in order");
+    // Replay then live: a consumer from offset 28 sees 28, 29 and then a new event.
+    let live = Consumer::start(&n1b, &["ledger", "--from", "28", "--count", "3"]);
+    live.wait_for(2, "replayed 28, 29");
+    let ack = produce(&n2b, "ledger", "30");
+    assert_eq!(ack["offsets"][0], 30);
+    live.wait_for(3, "live 30");
+    assert_eq!(live.ids(), seq(28..31));
+    // The group resumes after its committed offset.
+    let g = Consumer::start(&n2b, &["ledger", "--group", "audit", "--count", "5"]);
+    g.wait_for(5, "group resumes");
+    assert_eq!(g.ids(), seq(10..15));
+}

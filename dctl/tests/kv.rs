@@ -1,0 +1,459 @@
+//! The KV store across real `dctl node start` processes: replication, cas, watch order, TTL,
+//! bad input, leader kill -9 under continuous writes, restart catch-up, whole-cluster restart
+//! with snapshots and log compaction.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use common::{assert_one_line_error, free_port, stdout, wait_until, DCTL};
+use serde_json::Value;
+
+/// A node process whose data directory outlives it (so it can be restarted).
+struct KvProc {
+    name: String,
+    admin: String,
+    listen: String,
+    gossip: String,
+    data: PathBuf,
+    log: PathBuf,
+    voters: Vec<String>,
+    extra: Vec<String>,
+    seed: Option<String>,
+    child: Option<Child>,
+}
+
+fn free_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free udp port")
+        .port()
+}
+
+impl KvProc {
+    fn new(dir: &std::path::Path, name: &str, voters: &[&str], seed: Option<String>, extra: &[&str]) -> KvProc {
+        KvProc {
+            name: name.into(),
+            admin: format!("127.0.0.1:{}", free_port()),
+            listen: format!("127.0.0.1:{}", free_port()),
+            gossip: format!("127.0.0.1:{}", free_udp()),
+            data: dir.join(name),
+            log: dir.join(format!("{name}.log")),
+            voters: voters.iter().map(|v| v.to_string()).collect(),
+            extra: extra.iter().map(|v| v.to_string()).collect(),
+            seed,
+            child: None,
+        }
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(DCTL);
+        cmd.args(["--admin", &self.admin, "node", "start", "--name", &self.name])
+            .args(["--listen", &self.listen, "--gossip", &self.gossip])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(&self.extra)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for v in &self.voters {
+            cmd.args(["--kv-voter", v]);
+        }
+        if let Some(s) = &self.seed {
+            cmd.args(["--seed", s]);
+        }
+        self.child = Some(cmd.spawn().expect("dctl node start"));
+    }
+
+    fn wait_healthy(&self) {
+        wait_until(
+            &format!("node {} healthy", self.name),
+            Duration::from_secs(20),
+            || self.dctl(&["tree", "--json"]).status.success(),
+        );
+    }
+
+    fn dctl(&self, args: &[&str]) -> Output {
+        Command::new(DCTL)
+            .args(["--admin", &self.admin])
+            .args(args)
+            .output()
+            .expect("run dctl")
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn term(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn status(&self) -> Option<Value> {
+        let o = self.dctl(&["kv", "status", "--json"]);
+        if !o.status.success() {
+            return None;
+        }
+        serde_json::from_str(&stdout(&o)).ok()
+    }
+
+    /// Keys under `prefix` in this node's own copy, with their versions.
+    fn local_keys(&self, prefix: &str) -> Option<Vec<(String, u64)>> {
+        let (code, body) = http(
+            &self.admin,
+            "GET",
+            &format!("/kv/range?prefix={prefix}&serializable=true"),
+            "",
+        )
+        .ok()?;
+        if code != 200 {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&body).ok()?;
+        Some(
+            v["entries"]
+                .as_array()?
+                .iter()
+                .map(|e| {
+                    (
+                        e["key"].as_str().unwrap_or_default().to_string(),
+                        e["version"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for KvProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A raw HTTP/1.1 request (so tests can send anything, malformed bodies included).
+fn http(admin: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(admin).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(body.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad response: {text}"))?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    Ok((code, body))
+}
+
+/// Start three voters (n1..n3) and wait until they agree on a leader.
+fn cluster(dir: &std::path::Path, extra: &[&str]) -> Vec<KvProc> {
+    let voters = ["n1", "n2", "n3"];
+    let mut nodes = vec![KvProc::new(dir, "n1", &voters, None, extra)];
+    let seed = nodes[0].gossip.clone();
+    for n in ["n2", "n3"] {
+        nodes.push(KvProc::new(dir, n, &voters, Some(seed.clone()), extra));
+    }
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    for n in &nodes {
+        n.wait_healthy();
+    }
+    wait_leader(&nodes.iter().collect::<Vec<_>>(), None);
+    nodes
+}
+
+/// Wait until every given node names the same leader (not `not`); returns it.
+fn wait_leader(nodes: &[&KvProc], not: Option<&str>) -> String {
+    let mut leader = String::new();
+    wait_until("a KV leader all nodes agree on", Duration::from_secs(30), || {
+        let leaders: BTreeSet<Option<String>> = nodes
+            .iter()
+            .map(|n| {
+                n.status()
+                    .and_then(|s| s["leader"].as_str().map(str::to_string))
+            })
+            .collect();
+        match leaders.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(l)] if Some(l.as_str()) != not => {
+                leader = l.clone();
+                true
+            }
+            _ => false,
+        }
+    });
+    leader
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "command failed: {o:?}");
+    stdout(o)
+}
+
+#[test]
+fn replication_cas_watch_ttl_and_bad_input() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let nodes = cluster(dir.path(), &[]);
+    let (n1, n3) = (&nodes[0], &nodes[2]);
+
+    // A value put on node 1 is read on node 3 (linearizable by default).
+    ok(&n1.dctl(&["kv", "put", "app/color", "blue"]));
+    assert_eq!(ok(&n3.dctl(&["kv", "get", "app/color"])), "blue\n");
+    let missing = n3.dctl(&["kv", "get", "app/nope"]);
+    assert_one_line_error(&missing, "key 'app/nope' not found");
+
+    // A watch started before the changes sees every one of them, in order.
+    let rev = n1.status().expect("status")["revision"].as_u64().expect("revision");
+    let watcher = Command::new(DCTL)
+        .args(["--admin", &n3.admin, "kv", "watch", "app/", "--json"])
+        .args(["--from", &(rev + 1).to_string(), "--count", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("watch");
+
+    // cas with a wrong expectation fails and changes nothing; with the right one it swaps.
+    let bad = nodes[1].dctl(&["kv", "cas", "app/color", "--expect", "red", "green"]);
+    assert_one_line_error(&bad, "compare failed for key 'app/color'");
+    assert_eq!(ok(&n1.dctl(&["kv", "get", "app/color"])), "blue\n");
+    ok(&nodes[1].dctl(&["kv", "cas", "app/color", "--expect", "blue", "green"]));
+    assert_eq!(ok(&n3.dctl(&["kv", "get", "app/color"])), "green\n");
+    for i in 0..3 {
+        ok(&nodes[i].dctl(&["kv", "put", &format!("app/k{i}"), &format!("v{i}")]));
+    }
+    ok(&n1.dctl(&["kv", "del", "app/k0"]));
+    let out = watcher.wait_with_output().expect("watch output");
+    assert!(out.status.success(), "{out:?}");
+    let events: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json event"))
+        .collect();
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("").to_string(),
+                e["key"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("put", "app/color"),
+        ("put", "app/k0"),
+        ("put", "app/k1"),
+        ("put", "app/k2"),
+        ("delete", "app/k0"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(seen, want);
+    let revs: Vec<u64> = events.iter().filter_map(|e| e["revision"].as_u64()).collect();
+    assert!(revs.windows(2).all(|w| w[0] < w[1]), "revisions in order: {revs:?}");
+
+    // ls lists the prefix in key order.
+    assert_eq!(
+        ok(&n3.dctl(&["kv", "ls", "app/"])),
+        "app/color\tgreen\napp/k1\tv1\napp/k2\tv2\n"
+    );
+
+    // A key with a TTL disappears after it.
+    ok(&n1.dctl(&["kv", "put", "tmp/session", "x", "--ttl", "1"]));
+    assert_eq!(ok(&n3.dctl(&["kv", "get", "tmp/session"])), "x\n");
+    wait_until("the TTL key to vanish", Duration::from_secs(10), || {
+        !n3.dctl(&["kv", "get", "tmp/session"]).status.success()
+    });
+
+    // Bad input gets a clear error and changes nothing.
+    let big = "v".repeat(registry::kv::MAX_VALUE_BYTES + 1);
+    let (code, body) = http(&n1.admin, "POST", "/kv/put", &format!(r#"{{"key":"big","value":"{big}"}}"#)).expect("http");
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("value is 131073 bytes; the limit is 131072 bytes"), "{body}");
+    let long_key = "k".repeat(2000);
+    let o = n1.dctl(&["kv", "put", &long_key, "v"]);
+    assert_one_line_error(&o, "key is 2000 bytes; the limit is 1024 bytes");
+    let (code, body) = http(&n1.admin, "POST", "/kv/put", "{not json").expect("http");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("bad JSON body"), "{body}");
+    let (code, body) = http(&n1.admin, "POST", "/kv/cas", r#"{"key":"a","value":"b"}"#).expect("http");
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = http(&n1.admin, "GET", "/kv/get?key=big", "").expect("http");
+    assert_eq!(code, 404);
+    let o = n1.dctl(&["kv", "put", "x", "y", "--ttl", "0"]);
+    assert_one_line_error(&o, "ttl must be 1 to");
+
+    // Status names the leader, the voters, the term and the commit index.
+    let s = n3.status().expect("status");
+    assert_eq!(s["voters"], serde_json::json!(["n1", "n2", "n3"]));
+    assert!(s["leader"].is_string() && s["term"].as_u64() >= Some(1));
+    assert!(s["commit_index"].as_u64() >= Some(8), "{s}");
+
+    // Writes without a quorum fail with a clear error; acknowledged data stays.
+    let mut nodes = nodes;
+    nodes[1].kill9();
+    nodes[2].kill9();
+    let o = nodes[0].dctl(&["kv", "put", "noquorum", "x"]);
+    assert_one_line_error(&o, "no KV quorum");
+    nodes[1].spawn();
+    nodes[1].wait_healthy();
+    wait_leader(&[&nodes[0], &nodes[1]], None);
+    assert_eq!(ok(&nodes[1].dctl(&["kv", "get", "app/color"])), "green\n");
+}
+
+#[test]
+fn leader_kill_under_writes_then_restart_catches_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut nodes = cluster(dir.path(), &[]);
+    let leader = wait_leader(&nodes.iter().collect::<Vec<_>>(), None);
+    let li = nodes.iter().position(|n| n.name == leader).expect("leader index");
+    let admins: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.admin.clone()).collect());
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for t in 0..3usize {
+        let (admins, acked, stop) = (admins.clone(), acked.clone(), stop.clone());
+        writers.push(std::thread::spawn(move || {
+            let mut target = t % admins.len();
+            let mut i = 0;
+            let mut failures = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let key = format!("w/{t}-{i:05}");
+                let body = format!(r#"{{"key":"{key}","value":"{i}"}}"#);
+                match http(&admins[target], "POST", "/kv/put", &body) {
+                    Ok((200, _)) => acked.lock().expect("acked").push(key),
+                    _ => {
+                        failures += 1;
+                        target = (target + 1) % admins.len();
+                    }
+                }
+                i += 1;
+            }
+            failures
+        }));
+    }
+    let count = || acked.lock().expect("acked").len();
+    wait_until("writes before the kill", Duration::from_secs(30), || count() >= 60);
+    nodes[li].kill9();
+    let at_kill = count();
+    let survivors: Vec<&KvProc> = nodes.iter().filter(|n| n.name != leader).collect();
+    let new_leader = wait_leader(&survivors, Some(&leader));
+    assert_ne!(new_leader, leader);
+    wait_until("writes resume after the kill", Duration::from_secs(30), || {
+        count() >= at_kill + 60
+    });
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let acked: BTreeSet<String> = acked.lock().expect("acked").iter().cloned().collect();
+
+    // Every acknowledged write is on every surviving voter, applied exactly once.
+    for n in &survivors {
+        wait_until(
+            &format!("{} has every acknowledged write", n.name),
+            Duration::from_secs(20),
+            || {
+                n.local_keys("w/").is_some_and(|keys| {
+                    let have: BTreeSet<String> = keys.iter().map(|k| k.0.clone()).collect();
+                    acked.is_subset(&have)
+                })
+            },
+        );
+        let keys = n.local_keys("w/").expect("keys");
+        assert!(keys.iter().all(|(_, v)| *v == 1), "a write was applied twice on {}", n.name);
+    }
+
+    // The killed leader comes back from its disk and the log, and catches up.
+    nodes[li].spawn();
+    nodes[li].wait_healthy();
+    let back = &nodes[li];
+    wait_until("the restarted node catches up", Duration::from_secs(30), || {
+        back.local_keys("w/").is_some_and(|keys| {
+            let have: BTreeSet<String> = keys.iter().map(|k| k.0.clone()).collect();
+            acked.is_subset(&have) && keys.iter().all(|(_, v)| *v == 1)
+        })
+    });
+}
+
+#[test]
+fn whole_cluster_restart_keeps_data_with_snapshots() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut nodes = cluster(dir.path(), &["--kv-snapshot-every", "40"]);
+    // Enough writes for several snapshots and log compaction.
+    for i in 0..100 {
+        let n = &nodes[i % 3];
+        let (code, body) = http(&n.admin, "POST", "/kv/put", &format!(r#"{{"key":"d/{i:03}","value":"{i}"}}"#)).expect("http");
+        assert_eq!(code, 200, "{body}");
+    }
+    wait_until("snapshots and compaction on every voter", Duration::from_secs(20), || {
+        nodes.iter().all(|n| {
+            n.status().is_some_and(|s| {
+                s["snapshot_index"].as_u64().is_some() && s["purged_index"].as_u64().is_some()
+            })
+        })
+    });
+    for n in nodes.iter_mut() {
+        n.term();
+    }
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    for n in &nodes {
+        n.wait_healthy();
+    }
+    wait_leader(&nodes.iter().collect::<Vec<_>>(), None);
+    let out = ok(&nodes[2].dctl(&["kv", "ls", "d/", "--json"]));
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let entries = v["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 100);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["key"], format!("d/{i:03}"));
+        assert_eq!(e["value"], i.to_string());
+    }
+    // And the store still takes writes.
+    ok(&nodes[0].dctl(&["kv", "put", "after", "restart"]));
+    assert_eq!(ok(&nodes[1].dctl(&["kv", "get", "after"])), "restart\n");
+}

@@ -1,0 +1,186 @@
+//! End-to-end service registry with real `dctl node start` processes: propagation, watch,
+//! node death, graceful stop, bad input.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+fn start_seeded(name: &str, seed: &NodeProc) -> NodeProc {
+    NodeProc::start_with(name, &["--seed", &seed.gossip])
+}
+
+fn instances(node: &NodeProc, service: &str) -> Vec<Value> {
+    let out = node.dctl(&["svc", "ls", service, "--json"]);
+    serde_json::from_str::<Value>(&stdout(&out))
+        .ok()
+        .and_then(|v| v["instances"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn instances_propagate_are_watched_and_vanish_with_their_node() {
+    let n1 = NodeProc::start("r-n1");
+    let mut n2 = start_seeded("r-n2", &n1);
+    let n3 = start_seeded("r-n3", &n1);
+    wait_converged(&[&n1, &n2, &n3], &["r-n1", "r-n2", "r-n3"]);
+
+    // a watcher on node 1, started before anything is registered
+    let mut watcher = Command::new(DCTL)
+        .args(["--admin", &n1.admin, "svc", "watch", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pipe = watcher.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    let out = n2.dctl(&[
+        "svc",
+        "register",
+        "web",
+        "--addr",
+        "127.0.0.1:18081",
+        "--meta",
+        "zone=a",
+        "--id",
+        "web-1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let registered = Instant::now();
+    wait_until("web-1 listed on node 1", Duration::from_secs(10), || {
+        instances(&n1, "web").len() == 1
+    });
+    eprintln!(
+        "registration visible on node 1 after {:?}",
+        registered.elapsed()
+    );
+    let i = &instances(&n1, "web")[0];
+    assert_eq!(i["id"], "web-1");
+    assert_eq!(i["node"], "r-n2");
+    assert_eq!(i["address"], "127.0.0.1:18081");
+    assert_eq!(i["metadata"]["zone"], "a");
+    wait_until("web-1 listed on node 3", Duration::from_secs(10), || {
+        instances(&n3, "web").len() == 1
+    });
+    let human = stdout(&n1.dctl(&["svc", "ls"]));
+    assert!(
+        human.contains("web-1") && human.contains("zone=a"),
+        "{human}"
+    );
+
+    let killed = Instant::now();
+    n2.signal_and_wait("KILL");
+    wait_until("web-1 gone from node 1", Duration::from_secs(15), || {
+        instances(&n1, "web").is_empty()
+    });
+    eprintln!(
+        "instance of the killed node gone after {:?}",
+        killed.elapsed()
+    );
+
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events.len() < 2 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            events.push(serde_json::from_str::<Value>(&line).expect("one JSON event per line"));
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap_or(""),
+                e["instance"]["id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, vec![("added", "web-1"), ("removed", "web-1")]);
+}
+
+#[test]
+fn a_gracefully_stopping_node_deregisters_first() {
+    let n1 = NodeProc::start("rg-n1");
+    let mut n2 = start_seeded("rg-n2", &n1);
+    wait_converged(&[&n1, &n2], &["rg-n1", "rg-n2"]);
+    assert!(n2
+        .dctl(&["svc", "register", "api", "--addr", "127.0.0.1:18082"])
+        .status
+        .success());
+    wait_until("api listed on node 1", Duration::from_secs(10), || {
+        instances(&n1, "api").len() == 1
+    });
+    let status = n2.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0));
+    let log = std::fs::read_to_string(n2.log_path()).unwrap();
+    assert!(log.contains("deregistered this node's instances"), "{log}");
+    wait_until("api gone from node 1", Duration::from_secs(10), || {
+        instances(&n1, "api").is_empty()
+    });
+}
+
+#[test]
+fn bad_registry_requests_get_clear_errors() {
+    let n1 = NodeProc::start("rb-n1");
+    let n2 = start_seeded("rb-n2", &n1);
+    wait_converged(&[&n1, &n2], &["rb-n1", "rb-n2"]);
+    assert_one_line_error(
+        &n1.dctl(&["svc", "register", "web", "--addr", "nohost"]),
+        "must be HOST:PORT",
+    );
+    assert_one_line_error(
+        &n1.dctl(&["svc", "register", "bad name", "--addr", "127.0.0.1:1"]),
+        "service name 'bad name'",
+    );
+    assert_one_line_error(
+        &n1.dctl(&[
+            "svc",
+            "register",
+            "web",
+            "--addr",
+            "127.0.0.1:1",
+            "--meta",
+            "novalue",
+        ]),
+        "KEY=VALUE",
+    );
+    assert_one_line_error(
+        &n1.dctl(&["svc", "deregister", "web", "--id", "nope"]),
+        "no instance 'nope'",
+    );
+    assert!(n2
+        .dctl(&[
+            "svc",
+            "register",
+            "web",
+            "--addr",
+            "127.0.0.1:18083",
+            "--id",
+            "w2"
+        ])
+        .status
+        .success());
+    wait_until("w2 listed on node 1", Duration::from_secs(10), || {
+        instances(&n1, "web").len() == 1
+    });
+    assert_one_line_error(
+        &n1.dctl(&["svc", "deregister", "web", "--id", "w2"]),
+        "registered on node 'rb-n2'",
+    );
+    // still serving
+    assert_eq!(instances(&n1, "web").len(), 1);
+}

@@ -1,1 +1,0 @@
-//! The KV store (CP): see the crate docs.

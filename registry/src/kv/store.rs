@@ -1,0 +1,935 @@
+//! Raft log, vote and state machine on one redb database (`<data_dir>/kv/kv.redb`), plus the
+//! latest snapshot in `<data_dir>/kv/snapshot.bin`.
+//!
+//! Durability: log appends, votes, purges, truncations and snapshot installs commit with
+//! `Durability::Immediate` (fsync). State-machine applies commit with `Durability::None`: they
+//! reach the disk with the next immediate commit of the same database, and until then the
+//! entries they apply are still in the (fsync'd) log, from which openraft re-applies them after a
+//! crash. The log is only purged up to a snapshot, and a purge is itself an immediate commit.
+
+use std::{
+    fmt::Debug,
+    io::{Cursor, Write},
+    ops::RangeBounds,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use openraft::{
+    storage::{LogFlushed, RaftLogStorage, RaftStateMachine},
+    AnyError, Entry, EntryPayload, LogId, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::types::{
+    CmdResult, Command, EventKind, Expect, KvEntry, KvNode, Lease, NodeId, TypeConfig, WatchBatch,
+    WatchEvent,
+};
+
+const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("kv_data");
+const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("kv_leases");
+const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("kv_history");
+const DEDUP: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_dedup");
+
+/// How many past revisions are kept for watches that start in the past.
+pub(crate) const HISTORY_KEEP: u64 = 100_000;
+/// How many log entries a request id is remembered for (retries within that window apply once).
+const DEDUP_WINDOW: u64 = 200_000;
+
+type SErr = StorageError<NodeId>;
+
+fn serr(what: &str, e: impl std::fmt::Display) -> SErr {
+    StorageError::IO {
+        source: StorageIOError::write(AnyError::error(format!("{what}: {e}"))),
+    }
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    actors::codec::encode(v).map_err(|e| e.to_string())
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    actors::codec::decode(b).map_err(|e| e.to_string())
+}
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, SErr> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(serr(what, e)),
+        Err(e) => Err(serr(what, e)),
+    }
+}
+
+/// Open (or create) the database and its tables.
+pub(crate) fn open(dir: &Path) -> Result<Arc<Database>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("kv.redb");
+    let db = Database::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let txn = db.begin_write().map_err(s)?;
+    {
+        txn.open_table(LOGS).map_err(s)?;
+        txn.open_table(RAFT_META).map_err(s)?;
+        txn.open_table(DATA).map_err(s)?;
+        txn.open_table(SM_META).map_err(s)?;
+        txn.open_table(LEASES).map_err(s)?;
+        txn.open_table(HISTORY).map_err(s)?;
+        txn.open_table(DEDUP).map_err(s)?;
+    }
+    txn.commit().map_err(s)?;
+    Ok(Arc::new(db))
+}
+
+fn meta_get<T: DeserializeOwned>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    key: &str,
+) -> Result<Option<T>, String> {
+    let txn = db.begin_read().map_err(s)?;
+    let t = txn.open_table(table).map_err(s)?;
+    match t.get(key).map_err(s)? {
+        Some(v) => Ok(Some(dec(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn meta_put<T: Serialize>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    key: &str,
+    value: &T,
+    durability: Durability,
+) -> Result<(), String> {
+    let bytes = enc(value)?;
+    let mut txn = db.begin_write().map_err(s)?;
+    txn.set_durability(durability).map_err(s)?;
+    {
+        let mut t = txn.open_table(table).map_err(s)?;
+        t.insert(key, bytes.as_slice()).map_err(s)?;
+    }
+    txn.commit().map_err(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log store
+
+/// The Raft log and vote.
+#[derive(Clone)]
+pub(crate) struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    pub(crate) fn new(db: Arc<Database>) -> Self {
+        LogStore { db }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        let db = self.db.clone();
+        let start = range.start_bound().cloned();
+        let end = range.end_bound().cloned();
+        blocking("read log", move || {
+            let txn = db.begin_read().map_err(s)?;
+            let t = txn.open_table(LOGS).map_err(s)?;
+            let mut out = Vec::new();
+            for item in t.range::<u64>((start, end)).map_err(s)? {
+                let (_, v) = item.map_err(s)?;
+                out.push(dec::<Entry<TypeConfig>>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
+        let db = self.db.clone();
+        blocking("log state", move || {
+            let purged: Option<LogId<NodeId>> =
+                meta_get(&db, RAFT_META, "last_purged")?.flatten();
+            let txn = db.begin_read().map_err(s)?;
+            let t = txn.open_table(LOGS).map_err(s)?;
+            let last = match t.last().map_err(s)? {
+                Some((_, v)) => Some(dec::<Entry<TypeConfig>>(v.value())?.log_id),
+                None => purged,
+            };
+            Ok(LogState {
+                last_purged_log_id: purged,
+                last_log_id: last,
+            })
+        })
+        .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
+        let db = self.db.clone();
+        let vote = *vote;
+        blocking("save vote", move || {
+            meta_put(&db, RAFT_META, "vote", &vote, Durability::Immediate)
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
+        let db = self.db.clone();
+        blocking("read vote", move || meta_get(&db, RAFT_META, "vote")).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
+        let db = self.db.clone();
+        blocking("save committed", move || {
+            meta_put(&db, RAFT_META, "committed", &committed, Durability::None)
+        })
+        .await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
+        let db = self.db.clone();
+        blocking("read committed", move || {
+            Ok(meta_get::<Option<LogId<NodeId>>>(&db, RAFT_META, "committed")?.flatten())
+        })
+        .await
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut encoded = Vec::new();
+        for e in entries {
+            encoded.push((e.log_id.index, enc(&e).map_err(|e| serr("encode entry", e))?));
+        }
+        let db = self.db.clone();
+        let res = blocking("append", move || {
+            let txn = db.begin_write().map_err(s)?;
+            {
+                let mut t = txn.open_table(LOGS).map_err(s)?;
+                for (i, b) in &encoded {
+                    t.insert(*i, b.as_slice()).map_err(s)?;
+                }
+            }
+            txn.commit().map_err(s)
+        })
+        .await;
+        match &res {
+            Ok(()) => callback.log_io_completed(Ok(())),
+            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        }
+        res
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
+        let db = self.db.clone();
+        blocking("truncate", move || {
+            let txn = db.begin_write().map_err(s)?;
+            {
+                let mut t = txn.open_table(LOGS).map_err(s)?;
+                t.retain_in(log_id.index.., |_, _| false).map_err(s)?;
+            }
+            txn.commit().map_err(s)
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
+        let db = self.db.clone();
+        blocking("purge", move || {
+            let bytes = enc(&Some(log_id))?;
+            let txn = db.begin_write().map_err(s)?;
+            {
+                let mut m = txn.open_table(RAFT_META).map_err(s)?;
+                m.insert("last_purged", bytes.as_slice()).map_err(s)?;
+                let mut t = txn.open_table(LOGS).map_err(s)?;
+                t.retain_in(..=log_id.index, |_, _| false).map_err(s)?;
+            }
+            txn.commit().map_err(s)
+        })
+        .await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machine
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    revision: u64,
+    entries: Vec<KvEntry>,
+    leases: Vec<(u64, Lease)>,
+    dedup: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, KvNode>,
+    body: Vec<u8>,
+}
+
+/// The KV state machine (data, leases, watch history) and its snapshots.
+#[derive(Clone)]
+pub(crate) struct StateMachine {
+    db: Arc<Database>,
+    dir: PathBuf,
+    revision: watch::Sender<u64>,
+    /// Notified after every apply with the last applied index, for the lease reaper's wake-ups.
+    applied: watch::Sender<u64>,
+}
+
+struct Tables<'t> {
+    data: Table<'t, &'static str, &'static [u8]>,
+    leases: Table<'t, u64, &'static [u8]>,
+    history: Table<'t, u64, &'static [u8]>,
+}
+
+impl StateMachine {
+    pub(crate) fn new(db: Arc<Database>, dir: PathBuf) -> Result<Self, String> {
+        let rev: u64 = meta_get(&db, SM_META, "revision")?.unwrap_or(0);
+        let (revision, _) = watch::channel(rev);
+        let (applied, _) = watch::channel(0);
+        Ok(StateMachine {
+            db,
+            dir,
+            revision,
+            applied,
+        })
+    }
+
+    pub(crate) fn subscribe_revision(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+
+    pub(crate) fn revision(&self) -> u64 {
+        *self.revision.borrow()
+    }
+
+    /// Read one key.
+    pub(crate) async fn get(&self, key: String) -> Result<(Option<KvEntry>, u64), String> {
+        let db = self.db.clone();
+        let rev = self.revision();
+        run_blocking(move || {
+            let txn = db.begin_read().map_err(s)?;
+            let t = txn.open_table(DATA).map_err(s)?;
+            let v = match t.get(key.as_str()).map_err(s)? {
+                Some(v) => Some(dec::<KvEntry>(v.value())?),
+                None => None,
+            };
+            Ok((v, rev))
+        })
+        .await
+    }
+
+    /// Every key starting with `prefix`, in key order.
+    pub(crate) async fn range(
+        &self,
+        prefix: String,
+        limit: usize,
+    ) -> Result<(Vec<KvEntry>, u64), String> {
+        let db = self.db.clone();
+        let rev = self.revision();
+        run_blocking(move || {
+            let txn = db.begin_read().map_err(s)?;
+            let t = txn.open_table(DATA).map_err(s)?;
+            let mut out = Vec::new();
+            for item in t.range::<&str>(prefix.as_str()..).map_err(s)? {
+                let (k, v) = item.map_err(s)?;
+                if !k.value().starts_with(prefix.as_str()) || out.len() >= limit {
+                    break;
+                }
+                out.push(dec::<KvEntry>(v.value())?);
+            }
+            Ok((out, rev))
+        })
+        .await
+    }
+
+    /// Leases whose expiry is at or before `now_ms`.
+    pub(crate) async fn expired_leases(&self, now_ms: u64) -> Result<Vec<u64>, String> {
+        let db = self.db.clone();
+        run_blocking(move || {
+            let txn = db.begin_read().map_err(s)?;
+            let t = txn.open_table(LEASES).map_err(s)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(s)? {
+                let (k, v) = item.map_err(s)?;
+                if dec::<Lease>(v.value())?.expires_at_ms <= now_ms {
+                    out.push(k.value());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Events with revision `>= from` under `prefix` (at most `limit`), or an error when `from`
+    /// is older than the kept history.
+    pub(crate) async fn history(
+        &self,
+        prefix: String,
+        from: u64,
+        limit: usize,
+    ) -> Result<WatchBatch, super::KvError> {
+        let db = self.db.clone();
+        let current = self.revision();
+        let res = run_blocking(move || {
+            let first: u64 = meta_get(&db, SM_META, "history_first")?.unwrap_or(1);
+            if from < first && from <= current {
+                return Ok(Err(first));
+            }
+            let txn = db.begin_read().map_err(s)?;
+            let t = txn.open_table(HISTORY).map_err(s)?;
+            let mut events = Vec::new();
+            let mut next = from.max(first);
+            for item in t.range(from..).map_err(s)? {
+                let (k, v) = item.map_err(s)?;
+                next = k.value() + 1;
+                let ev: WatchEvent = dec(v.value())?;
+                if ev.key.starts_with(prefix.as_str()) {
+                    events.push(ev);
+                    if events.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            if events.len() < limit {
+                next = next.max(current + 1);
+            }
+            Ok(Ok(WatchBatch { events, next }))
+        })
+        .await
+        .map_err(super::KvError::Storage)?;
+        res.map_err(|oldest| super::KvError::Compacted { from, oldest })
+    }
+
+    fn apply_sync(
+        db: &Database,
+        entries: Vec<Entry<TypeConfig>>,
+    ) -> Result<(Vec<CmdResult>, u64, u64), String> {
+        let mut txn = db.begin_write().map_err(s)?;
+        txn.set_durability(Durability::None).map_err(s)?;
+        let mut out = Vec::with_capacity(entries.len());
+        let mut rev: u64;
+        let mut last_index = 0;
+        {
+            let mut meta = txn.open_table(SM_META).map_err(s)?;
+            rev = match meta.get("revision").map_err(s)? {
+                Some(v) => dec(v.value())?,
+                None => 0,
+            };
+            let mut dedup = txn.open_table(DEDUP).map_err(s)?;
+            let mut tables = Tables {
+                data: txn.open_table(DATA).map_err(s)?,
+                leases: txn.open_table(LEASES).map_err(s)?,
+                history: txn.open_table(HISTORY).map_err(s)?,
+            };
+            let mut last_applied = None;
+            let mut membership = None;
+            for entry in entries {
+                let index = entry.log_id.index;
+                last_index = index;
+                last_applied = Some(entry.log_id);
+                let result = match entry.payload {
+                    EntryPayload::Blank => CmdResult::None,
+                    EntryPayload::Membership(m) => {
+                        membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                        CmdResult::None
+                    }
+                    EntryPayload::Normal(p) => {
+                        let key = p.request.map(|(c, q)| {
+                            let mut k = c.to_be_bytes().to_vec();
+                            k.extend_from_slice(&q.to_be_bytes());
+                            k
+                        });
+                        let seen = match &key {
+                            Some(k) => match dedup.get(k.as_slice()).map_err(s)? {
+                                Some(v) => Some(dec::<(u64, CmdResult)>(v.value())?.1),
+                                None => None,
+                            },
+                            None => None,
+                        };
+                        match seen {
+                            Some(r) => r,
+                            None => {
+                                let r = apply_cmd(&mut tables, p.cmd, index, &mut rev)?;
+                                if let Some(k) = key {
+                                    let b = enc(&(index, r.clone()))?;
+                                    dedup.insert(k.as_slice(), b.as_slice()).map_err(s)?;
+                                }
+                                r
+                            }
+                        }
+                    }
+                };
+                out.push(result);
+                if index % 4096 == 0 && index > DEDUP_WINDOW {
+                    let cut = index - DEDUP_WINDOW;
+                    dedup
+                        .retain(|_, v| dec::<(u64, CmdResult)>(v).map(|x| x.0 >= cut).unwrap_or(false))
+                        .map_err(s)?;
+                }
+            }
+            if rev > HISTORY_KEEP {
+                let cut = rev - HISTORY_KEEP;
+                let first: u64 = match meta.get("history_first").map_err(s)? {
+                    Some(v) => dec(v.value())?,
+                    None => 1,
+                };
+                if first < cut {
+                    tables
+                        .history
+                        .retain_in(..cut, |_, _| false)
+                        .map_err(s)?;
+                    meta.insert("history_first", enc(&cut)?.as_slice())
+                        .map_err(s)?;
+                }
+            }
+            meta.insert("revision", enc(&rev)?.as_slice()).map_err(s)?;
+            if let Some(la) = last_applied {
+                meta.insert("last_applied", enc(&Some(la))?.as_slice())
+                    .map_err(s)?;
+            }
+            if let Some(m) = membership {
+                meta.insert("membership", enc(&m)?.as_slice()).map_err(s)?;
+            }
+        }
+        txn.commit().map_err(s)?;
+        Ok((out, rev, last_index))
+    }
+
+    fn build_snapshot_sync(
+        db: &Database,
+        dir: &Path,
+    ) -> Result<(SnapshotMeta<NodeId, KvNode>, Vec<u8>), String> {
+        let txn = db.begin_read().map_err(s)?;
+        let meta = txn.open_table(SM_META).map_err(s)?;
+        let get = |k: &str| -> Result<Option<Vec<u8>>, String> {
+            Ok(meta.get(k).map_err(s)?.map(|v| v.value().to_vec()))
+        };
+        let last_applied: Option<LogId<NodeId>> = match get("last_applied")? {
+            Some(b) => dec(&b)?,
+            None => None,
+        };
+        let membership: StoredMembership<NodeId, KvNode> = match get("membership")? {
+            Some(b) => dec(&b)?,
+            None => StoredMembership::default(),
+        };
+        let revision: u64 = match get("revision")? {
+            Some(b) => dec(&b)?,
+            None => 0,
+        };
+        let mut entries = Vec::new();
+        for item in txn.open_table(DATA).map_err(s)?.iter().map_err(s)? {
+            let (_, v) = item.map_err(s)?;
+            entries.push(dec::<KvEntry>(v.value())?);
+        }
+        let mut leases = Vec::new();
+        for item in txn.open_table(LEASES).map_err(s)?.iter().map_err(s)? {
+            let (k, v) = item.map_err(s)?;
+            leases.push((k.value(), dec::<Lease>(v.value())?));
+        }
+        let mut dedup = Vec::new();
+        for item in txn.open_table(DEDUP).map_err(s)?.iter().map_err(s)? {
+            let (k, v) = item.map_err(s)?;
+            dedup.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        let body = enc(&SnapshotBody {
+            revision,
+            entries,
+            leases,
+            dedup,
+        })?;
+        let snap_meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id: format!(
+                "{}-{}",
+                last_applied.map(|l| l.index).unwrap_or(0),
+                revision
+            ),
+        };
+        write_snapshot_file(dir, &snap_meta, &body)?;
+        Ok((snap_meta, body))
+    }
+
+    fn install_sync(
+        db: &Database,
+        dir: &Path,
+        meta: &SnapshotMeta<NodeId, KvNode>,
+        body: &[u8],
+    ) -> Result<u64, String> {
+        let snap: SnapshotBody = dec(body)?;
+        let txn: WriteTransaction = db.begin_write().map_err(s)?;
+        {
+            let mut data = txn.open_table(DATA).map_err(s)?;
+            data.retain(|_, _| false).map_err(s)?;
+            for e in &snap.entries {
+                data.insert(e.key.as_str(), enc(e)?.as_slice())
+                    .map_err(s)?;
+            }
+            let mut leases = txn.open_table(LEASES).map_err(s)?;
+            leases.retain(|_, _| false).map_err(s)?;
+            for (id, l) in &snap.leases {
+                leases.insert(*id, enc(l)?.as_slice()).map_err(s)?;
+            }
+            let mut dedup = txn.open_table(DEDUP).map_err(s)?;
+            dedup.retain(|_, _| false).map_err(s)?;
+            for (k, v) in &snap.dedup {
+                dedup.insert(k.as_slice(), v.as_slice()).map_err(s)?;
+            }
+            let mut history = txn.open_table(HISTORY).map_err(s)?;
+            history.retain(|_, _| false).map_err(s)?;
+            let mut m = txn.open_table(SM_META).map_err(s)?;
+            m.insert("revision", enc(&snap.revision)?.as_slice())
+                .map_err(s)?;
+            m.insert("history_first", enc(&(snap.revision + 1))?.as_slice())
+                .map_err(s)?;
+            m.insert("last_applied", enc(&meta.last_log_id)?.as_slice())
+                .map_err(s)?;
+            m.insert("membership", enc(&meta.last_membership)?.as_slice())
+                .map_err(s)?;
+        }
+        txn.commit().map_err(s)?;
+        write_snapshot_file(dir, meta, body)?;
+        Ok(snap.revision)
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("storage task failed: {e}"))?
+}
+
+fn write_snapshot_file(
+    dir: &Path,
+    meta: &SnapshotMeta<NodeId, KvNode>,
+    body: &[u8],
+) -> Result<(), String> {
+    let bytes = enc(&SnapshotFile {
+        meta: meta.clone(),
+        body: body.to_vec(),
+    })?;
+    let tmp = dir.join("snapshot.bin.tmp");
+    let dst = dir.join("snapshot.bin");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(&bytes).map_err(s)?;
+    f.sync_all().map_err(s)?;
+    std::fs::rename(&tmp, &dst).map_err(s)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, String> {
+    let path = dir.join("snapshot.bin");
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(dec(&b)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn get_entry(t: &Table<'_, &'static str, &'static [u8]>, key: &str) -> Result<Option<KvEntry>, String> {
+    match t.get(key).map_err(s)? {
+        Some(v) => Ok(Some(dec(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn get_lease(t: &Table<'_, u64, &'static [u8]>, id: u64) -> Result<Option<Lease>, String> {
+    match t.get(id).map_err(s)? {
+        Some(v) => Ok(Some(dec(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn record(t: &mut Tables<'_>, ev: WatchEvent) -> Result<(), String> {
+    t.history
+        .insert(ev.revision, enc(&ev)?.as_slice())
+        .map_err(s)?;
+    Ok(())
+}
+
+fn detach(t: &mut Tables<'_>, lease: Option<u64>, key: &str) -> Result<(), String> {
+    if let Some(id) = lease {
+        if let Some(mut l) = get_lease(&t.leases, id)? {
+            l.keys.retain(|k| k != key);
+            t.leases.insert(id, enc(&l)?.as_slice()).map_err(s)?;
+        }
+    }
+    Ok(())
+}
+
+fn do_put(
+    t: &mut Tables<'_>,
+    key: String,
+    value: String,
+    lease: Option<u64>,
+    rev: &mut u64,
+) -> Result<CmdResult, String> {
+    let mut new_lease = None;
+    if let Some(id) = lease {
+        match get_lease(&t.leases, id)? {
+            Some(l) => new_lease = Some(l),
+            None => return Ok(CmdResult::Refused(format!("lease {id} not found (expired or revoked)"))),
+        }
+    }
+    let prev = get_entry(&t.data, &key)?;
+    *rev += 1;
+    let entry = KvEntry {
+        key: key.clone(),
+        value: value.clone(),
+        create_revision: prev.as_ref().map(|p| p.create_revision).unwrap_or(*rev),
+        mod_revision: *rev,
+        version: prev.as_ref().map(|p| p.version + 1).unwrap_or(1),
+        lease,
+    };
+    let prev_lease = prev.as_ref().and_then(|p| p.lease);
+    if prev_lease != lease {
+        detach(t, prev_lease, &key)?;
+        if let (Some(id), Some(mut l)) = (lease, new_lease) {
+            l.keys.push(key.clone());
+            t.leases.insert(id, enc(&l)?.as_slice()).map_err(s)?;
+        }
+    }
+    t.data
+        .insert(key.as_str(), enc(&entry)?.as_slice())
+        .map_err(s)?;
+    record(
+        t,
+        WatchEvent {
+            revision: *rev,
+            kind: EventKind::Put,
+            key,
+            value: Some(value),
+        },
+    )?;
+    Ok(CmdResult::Put {
+        revision: *rev,
+        prev,
+    })
+}
+
+fn do_delete(t: &mut Tables<'_>, key: String, rev: &mut u64) -> Result<CmdResult, String> {
+    let prev = match t.data.remove(key.as_str()).map_err(s)? {
+        Some(v) => Some(dec::<KvEntry>(v.value())?),
+        None => None,
+    };
+    if let Some(p) = &prev {
+        *rev += 1;
+        detach(t, p.lease, &key)?;
+        record(
+            t,
+            WatchEvent {
+                revision: *rev,
+                kind: EventKind::Delete,
+                key,
+                value: None,
+            },
+        )?;
+    }
+    Ok(CmdResult::Delete {
+        revision: *rev,
+        prev,
+    })
+}
+
+fn do_revoke(t: &mut Tables<'_>, id: u64, rev: &mut u64) -> Result<Option<Lease>, String> {
+    let lease = match t.leases.remove(id).map_err(s)? {
+        Some(v) => dec::<Lease>(v.value())?,
+        None => return Ok(None),
+    };
+    for key in &lease.keys {
+        if get_entry(&t.data, key)?.and_then(|e| e.lease) == Some(id) {
+            do_delete(t, key.clone(), rev)?;
+        }
+    }
+    Ok(Some(lease))
+}
+
+fn apply_cmd(t: &mut Tables<'_>, cmd: Command, index: u64, rev: &mut u64) -> Result<CmdResult, String> {
+    match cmd {
+        Command::Put { key, value, lease } => do_put(t, key, value, lease, rev),
+        Command::Delete { key } => do_delete(t, key, rev),
+        Command::Cas {
+            key,
+            expect,
+            new,
+            lease,
+        } => {
+            let current = get_entry(&t.data, &key)?;
+            let ok = match &expect {
+                Expect::Value(v) => current.as_ref().map(|c| &c.value) == v.as_ref(),
+                Expect::Revision(r) => current.as_ref().map(|c| c.mod_revision).unwrap_or(0) == *r,
+            };
+            if !ok {
+                return Ok(CmdResult::Cas {
+                    ok: false,
+                    revision: *rev,
+                    current,
+                });
+            }
+            let r = match new {
+                Some(v) => do_put(t, key, v, lease, rev)?,
+                None => do_delete(t, key, rev)?,
+            };
+            if let CmdResult::Refused(m) = r {
+                return Ok(CmdResult::Refused(m));
+            }
+            Ok(CmdResult::Cas {
+                ok: true,
+                revision: *rev,
+                current,
+            })
+        }
+        Command::Grant { ttl_ms, now_ms } => {
+            let l = Lease {
+                ttl_ms,
+                expires_at_ms: now_ms.saturating_add(ttl_ms),
+                keys: Vec::new(),
+            };
+            t.leases.insert(index, enc(&l)?.as_slice()).map_err(s)?;
+            Ok(CmdResult::Lease { id: index, ttl_ms })
+        }
+        Command::KeepAlive { id, now_ms } => match get_lease(&t.leases, id)? {
+            Some(mut l) => {
+                l.expires_at_ms = now_ms.saturating_add(l.ttl_ms);
+                t.leases.insert(id, enc(&l)?.as_slice()).map_err(s)?;
+                Ok(CmdResult::Lease {
+                    id,
+                    ttl_ms: l.ttl_ms,
+                })
+            }
+            None => Ok(CmdResult::Refused(format!("lease {id} not found (expired or revoked)"))),
+        },
+        Command::Revoke { id } => match do_revoke(t, id, rev)? {
+            Some(l) => Ok(CmdResult::Lease {
+                id,
+                ttl_ms: l.ttl_ms,
+            }),
+            None => Ok(CmdResult::Refused(format!("lease {id} not found (expired or revoked)"))),
+        },
+        Command::Expire { now_ms } => {
+            let mut expired = Vec::new();
+            for item in t.leases.iter().map_err(s)? {
+                let (k, v) = item.map_err(s)?;
+                if dec::<Lease>(v.value())?.expires_at_ms <= now_ms {
+                    expired.push(k.value());
+                }
+            }
+            for id in expired {
+                do_revoke(t, id, rev)?;
+            }
+            Ok(CmdResult::None)
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
+        let db = self.db.clone();
+        let dir = self.dir.clone();
+        let (meta, body) =
+            blocking("build snapshot", move || Self::build_snapshot_sync(&db, &dir)).await?;
+        tracing::info!(snapshot = %meta, "kv: snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(body)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, KvNode>), SErr> {
+        let db = self.db.clone();
+        blocking("applied state", move || {
+            let la: Option<LogId<NodeId>> = meta_get(&db, SM_META, "last_applied")?.flatten();
+            let m: StoredMembership<NodeId, KvNode> =
+                meta_get(&db, SM_META, "membership")?.unwrap_or_default();
+            Ok((la, m))
+        })
+        .await
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CmdResult>, SErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let db = self.db.clone();
+        let (out, rev, last) =
+            blocking("apply", move || Self::apply_sync(&db, entries)).await?;
+        self.revision.send_replace(rev);
+        self.applied.send_replace(last);
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SErr> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, KvNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SErr> {
+        let db = self.db.clone();
+        let dir = self.dir.clone();
+        let meta2 = meta.clone();
+        let body = snapshot.into_inner();
+        let rev = blocking("install snapshot", move || {
+            Self::install_sync(&db, &dir, &meta2, &body)
+        })
+        .await?;
+        tracing::info!(snapshot = %meta, "kv: snapshot installed");
+        self.revision.send_replace(rev);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
+        let dir = self.dir.clone();
+        let file = blocking("read snapshot", move || read_snapshot_file(&dir)).await?;
+        Ok(file.map(|f| Snapshot {
+            meta: f.meta,
+            snapshot: Box::new(Cursor::new(f.body)),
+        }))
+    }
+}

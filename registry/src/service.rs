@@ -1,1 +1,0 @@
-//! The service registry (AP): see the crate docs.

@@ -86,3 +86,24 @@ fn tree_page_shows_the_tree_in_a_browser() {
         "page did not finish a refresh:\n{dom}"
     );
 }
+
+#[test]
+fn tree_page_shows_every_node_of_the_cluster() {
+    let Some(browser) = chromium() else {
+        eprintln!("SKIPPED: no Chromium installed (scripts/test.sh installs it)");
+        return;
+    };
+    let n1 = NodeProc::start("e2e-page-1");
+    let n2 = NodeProc::start_with("e2e-page-2", &["--seed", &n1.gossip]);
+    wait_converged(&[&n1, &n2], &["e2e-page-1", "e2e-page-2"]);
+    assert!(n1
+        .dctl(&["spawn", "echo", "--name", "page-remote", "--on", "e2e-page-2"])
+        .status
+        .success());
+    let dom = dump_dom(&browser, &format!("http://{}/", n1.admin));
+    for node in ["e2e-page-1", "e2e-page-2"] {
+        assert!(dom.contains(&format!("data-node=\"{node}\"")), "{node} missing:\n{dom}");
+    }
+    let second = dom.split("data-node=\"e2e-page-2\"").nth(1).unwrap_or("");
+    assert!(second.contains("data-name=\"page-remote\""), "remote actor not drawn under its node");
+}

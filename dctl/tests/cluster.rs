@@ -234,3 +234,43 @@ fn garbage_on_the_cluster_ports_leaves_the_node_running() {
     });
     wait_converged(&[&n1, &n2], &["g-n1", "g-n2"]);
 }
+
+#[test]
+fn remote_call_errors_distinguish_timeout_and_crash() {
+    let n1 = NodeProc::start("x-n1");
+    let n2 = NodeProc::start_with("x-n2", &["--seed", &n1.gossip]);
+    wait_converged(&[&n1, &n2], &["x-n1", "x-n2"]);
+    assert!(n1
+        .dctl(&["spawn", "echo", "--name", "xe", "--on", "x-n2"])
+        .status
+        .success());
+    wait_until("xe reachable from node 1", Duration::from_secs(10), || {
+        call(&n1, "xe", "{}").status.success()
+    });
+    assert_one_line_error(
+        &n1.dctl(&[
+            "send",
+            "xe",
+            r#"{"sleep_ms":2000}"#,
+            "--call",
+            "--timeout",
+            "300",
+        ]),
+        "timed out after 300ms",
+    );
+    assert_one_line_error(
+        &n1.dctl(&[
+            "send",
+            "xe",
+            r#"{"crash":true}"#,
+            "--call",
+            "--timeout",
+            "5000",
+        ]),
+        "stopped before replying",
+    );
+    // restarted on node 2, reachable again from node 1
+    wait_until("xe back", Duration::from_secs(10), || {
+        call(&n1, "xe", "{}").status.success()
+    });
+}

@@ -611,14 +611,18 @@ impl Node {
     ) -> Result<Value, RuntimeError> {
         let actor = self.resolve_json(name).await?;
         let bytes = payload.to_string().into_bytes();
+        let started = tokio::time::Instant::now();
         let reply = match self
             .call(&actor, |port| JsonMsg::Call(bytes, port), timeout)
             .await
         {
             Ok(r) => r,
-            // A remote call that times out surfaces as a dropped reply port: say "timeout".
+            // ractor_cluster reports a remote call that ran out of time as a dropped reply port
+            // (not a timeout): if the time is up and the proxy still runs, it was a timeout.
             Err(RuntimeError::NoReply(_))
-                if !actor.get_id().is_local() && self.is_alive_remote(actor.get_cell()) =>
+                if !actor.get_id().is_local()
+                    && started.elapsed() >= timeout
+                    && self.is_alive_remote(actor.get_cell()) =>
             {
                 return Err(RuntimeError::Timeout {
                     name: name.to_string(),

@@ -42,7 +42,13 @@ fn free_udp() -> u16 {
 }
 
 impl KvProc {
-    fn new(dir: &std::path::Path, name: &str, voters: &[&str], seed: Option<String>, extra: &[&str]) -> KvProc {
+    fn new(
+        dir: &std::path::Path,
+        name: &str,
+        voters: &[&str],
+        seed: Option<String>,
+        extra: &[&str],
+    ) -> KvProc {
         KvProc {
             name: name.into(),
             admin: format!("127.0.0.1:{}", free_port()),
@@ -64,14 +70,21 @@ impl KvProc {
             .open(&self.log)
             .expect("log file");
         let mut cmd = Command::new(DCTL);
-        cmd.args(["--admin", &self.admin, "node", "start", "--name", &self.name])
-            .args(["--listen", &self.listen, "--gossip", &self.gossip])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(&self.extra)
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::null())
-            .stderr(log);
+        cmd.args([
+            "--admin",
+            &self.admin,
+            "node",
+            "start",
+            "--name",
+            &self.name,
+        ])
+        .args(["--listen", &self.listen, "--gossip", &self.gossip])
+        .arg("--data-dir")
+        .arg(&self.data)
+        .args(&self.extra)
+        .env("RUST_LOG", "info,openraft=warn")
+        .stdout(Stdio::null())
+        .stderr(log);
         for v in &self.voters {
             cmd.args(["--kv-voter", v]);
         }
@@ -185,7 +198,11 @@ fn http(admin: &str, method: &str, path: &str, body: &str) -> Result<(u16, Strin
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad response: {text}"))?;
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     Ok((code, body))
 }
 
@@ -210,22 +227,26 @@ fn cluster(dir: &std::path::Path, extra: &[&str]) -> Vec<KvProc> {
 /// Wait until every given node names the same leader (not `not`); returns it.
 fn wait_leader(nodes: &[&KvProc], not: Option<&str>) -> String {
     let mut leader = String::new();
-    wait_until("a KV leader all nodes agree on", Duration::from_secs(30), || {
-        let leaders: BTreeSet<Option<String>> = nodes
-            .iter()
-            .map(|n| {
-                n.status()
-                    .and_then(|s| s["leader"].as_str().map(str::to_string))
-            })
-            .collect();
-        match leaders.into_iter().collect::<Vec<_>>().as_slice() {
-            [Some(l)] if Some(l.as_str()) != not => {
-                leader = l.clone();
-                true
+    wait_until(
+        "a KV leader all nodes agree on",
+        Duration::from_secs(30),
+        || {
+            let leaders: BTreeSet<Option<String>> = nodes
+                .iter()
+                .map(|n| {
+                    n.status()
+                        .and_then(|s| s["leader"].as_str().map(str::to_string))
+                })
+                .collect();
+            match leaders.into_iter().collect::<Vec<_>>().as_slice() {
+                [Some(l)] if Some(l.as_str()) != not => {
+                    leader = l.clone();
+                    true
+                }
+                _ => false,
             }
-            _ => false,
-        }
-    });
+        },
+    );
     leader
 }
 
@@ -247,7 +268,9 @@ fn replication_cas_watch_ttl_and_bad_input() {
     assert_one_line_error(&missing, "key 'app/nope' not found");
 
     // A watch started before the changes sees every one of them, in order.
-    let rev = n1.status().expect("status")["revision"].as_u64().expect("revision");
+    let rev = n1.status().expect("status")["revision"]
+        .as_u64()
+        .expect("revision");
     let watcher = Command::new(DCTL)
         .args(["--admin", &n3.admin, "kv", "watch", "app/", "--json"])
         .args(["--from", &(rev + 1).to_string(), "--count", "5"])
@@ -261,8 +284,8 @@ fn replication_cas_watch_ttl_and_bad_input() {
     assert_eq!(ok(&n1.dctl(&["kv", "get", "app/color"])), "blue\n");
     ok(&nodes[1].dctl(&["kv", "cas", "app/color", "--expect", "blue", "green"]));
     assert_eq!(ok(&n3.dctl(&["kv", "get", "app/color"])), "green\n");
-    for i in 0..3 {
-        ok(&nodes[i].dctl(&["kv", "put", &format!("app/k{i}"), &format!("v{i}")]));
+    for (i, n) in nodes.iter().enumerate() {
+        ok(&n.dctl(&["kv", "put", &format!("app/k{i}"), &format!("v{i}")]));
     }
     ok(&n1.dctl(&["kv", "del", "app/k0"]));
     let out = watcher.wait_with_output().expect("watch output");
@@ -291,8 +314,14 @@ fn replication_cas_watch_ttl_and_bad_input() {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(seen, want);
-    let revs: Vec<u64> = events.iter().filter_map(|e| e["revision"].as_u64()).collect();
-    assert!(revs.windows(2).all(|w| w[0] < w[1]), "revisions in order: {revs:?}");
+    let revs: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["revision"].as_u64())
+        .collect();
+    assert!(
+        revs.windows(2).all(|w| w[0] < w[1]),
+        "revisions in order: {revs:?}"
+    );
 
     // ls lists the prefix in key order.
     assert_eq!(
@@ -309,16 +338,26 @@ fn replication_cas_watch_ttl_and_bad_input() {
 
     // Bad input gets a clear error and changes nothing.
     let big = "v".repeat(registry::kv::MAX_VALUE_BYTES + 1);
-    let (code, body) = http(&n1.admin, "POST", "/kv/put", &format!(r#"{{"key":"big","value":"{big}"}}"#)).expect("http");
+    let (code, body) = http(
+        &n1.admin,
+        "POST",
+        "/kv/put",
+        &format!(r#"{{"key":"big","value":"{big}"}}"#),
+    )
+    .expect("http");
     assert_eq!(code, 413, "{body}");
-    assert!(body.contains("value is 131073 bytes; the limit is 131072 bytes"), "{body}");
+    assert!(
+        body.contains("value is 131073 bytes; the limit is 131072 bytes"),
+        "{body}"
+    );
     let long_key = "k".repeat(2000);
     let o = n1.dctl(&["kv", "put", &long_key, "v"]);
     assert_one_line_error(&o, "key is 2000 bytes; the limit is 1024 bytes");
     let (code, body) = http(&n1.admin, "POST", "/kv/put", "{not json").expect("http");
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("bad JSON body"), "{body}");
-    let (code, body) = http(&n1.admin, "POST", "/kv/cas", r#"{"key":"a","value":"b"}"#).expect("http");
+    let (code, body) =
+        http(&n1.admin, "POST", "/kv/cas", r#"{"key":"a","value":"b"}"#).expect("http");
     assert_eq!(code, 400, "{body}");
     let (code, _) = http(&n1.admin, "GET", "/kv/get?key=big", "").expect("http");
     assert_eq!(code, 404);
@@ -348,7 +387,10 @@ fn leader_kill_under_writes_then_restart_catches_up() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut nodes = cluster(dir.path(), &[]);
     let leader = wait_leader(&nodes.iter().collect::<Vec<_>>(), None);
-    let li = nodes.iter().position(|n| n.name == leader).expect("leader index");
+    let li = nodes
+        .iter()
+        .position(|n| n.name == leader)
+        .expect("leader index");
     let admins: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.admin.clone()).collect());
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -375,15 +417,19 @@ fn leader_kill_under_writes_then_restart_catches_up() {
         }));
     }
     let count = || acked.lock().expect("acked").len();
-    wait_until("writes before the kill", Duration::from_secs(30), || count() >= 60);
+    wait_until("writes before the kill", Duration::from_secs(30), || {
+        count() >= 60
+    });
     nodes[li].kill9();
     let at_kill = count();
     let survivors: Vec<&KvProc> = nodes.iter().filter(|n| n.name != leader).collect();
     let new_leader = wait_leader(&survivors, Some(&leader));
     assert_ne!(new_leader, leader);
-    wait_until("writes resume after the kill", Duration::from_secs(30), || {
-        count() >= at_kill + 60
-    });
+    wait_until(
+        "writes resume after the kill",
+        Duration::from_secs(30),
+        || count() >= at_kill + 60,
+    );
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.join().expect("writer");
@@ -403,19 +449,27 @@ fn leader_kill_under_writes_then_restart_catches_up() {
             },
         );
         let keys = n.local_keys("w/").expect("keys");
-        assert!(keys.iter().all(|(_, v)| *v == 1), "a write was applied twice on {}", n.name);
+        assert!(
+            keys.iter().all(|(_, v)| *v == 1),
+            "a write was applied twice on {}",
+            n.name
+        );
     }
 
     // The killed leader comes back from its disk and the log, and catches up.
     nodes[li].spawn();
     nodes[li].wait_healthy();
     let back = &nodes[li];
-    wait_until("the restarted node catches up", Duration::from_secs(30), || {
-        back.local_keys("w/").is_some_and(|keys| {
-            let have: BTreeSet<String> = keys.iter().map(|k| k.0.clone()).collect();
-            acked.is_subset(&have) && keys.iter().all(|(_, v)| *v == 1)
-        })
-    });
+    wait_until(
+        "the restarted node catches up",
+        Duration::from_secs(30),
+        || {
+            back.local_keys("w/").is_some_and(|keys| {
+                let have: BTreeSet<String> = keys.iter().map(|k| k.0.clone()).collect();
+                acked.is_subset(&have) && keys.iter().all(|(_, v)| *v == 1)
+            })
+        },
+    );
 }
 
 #[test]
@@ -425,16 +479,26 @@ fn whole_cluster_restart_keeps_data_with_snapshots() {
     // Enough writes for several snapshots and log compaction.
     for i in 0..100 {
         let n = &nodes[i % 3];
-        let (code, body) = http(&n.admin, "POST", "/kv/put", &format!(r#"{{"key":"d/{i:03}","value":"{i}"}}"#)).expect("http");
+        let (code, body) = http(
+            &n.admin,
+            "POST",
+            "/kv/put",
+            &format!(r#"{{"key":"d/{i:03}","value":"{i}"}}"#),
+        )
+        .expect("http");
         assert_eq!(code, 200, "{body}");
     }
-    wait_until("snapshots and compaction on every voter", Duration::from_secs(20), || {
-        nodes.iter().all(|n| {
-            n.status().is_some_and(|s| {
-                s["snapshot_index"].as_u64().is_some() && s["purged_index"].as_u64().is_some()
+    wait_until(
+        "snapshots and compaction on every voter",
+        Duration::from_secs(20),
+        || {
+            nodes.iter().all(|n| {
+                n.status().is_some_and(|s| {
+                    s["snapshot_index"].as_u64().is_some() && s["purged_index"].as_u64().is_some()
+                })
             })
-        })
-    });
+        },
+    );
     for n in nodes.iter_mut() {
         n.term();
     }

@@ -66,7 +66,12 @@ impl Kv {
         let lease = self.grant(ttl).await?;
         loop {
             let r = self
-                .cas_with_lease(&key, Expect::Value(None), Some(owner.to_string()), Some(lease))
+                .cas_with_lease(
+                    &key,
+                    Expect::Value(None),
+                    Some(owner.to_string()),
+                    Some(lease),
+                )
                 .await?;
             if r.ok {
                 break;

@@ -115,7 +115,10 @@ async fn h_put(State(kv): State<Kv>, body: Bytes) -> Response {
             .put_with_lease(&b.key, &b.value, l)
             .await
             .map(|r| json!({"revision": r, "lease": l})),
-        (None, None) => kv.put(&b.key, &b.value).await.map(|r| json!({"revision": r})),
+        (None, None) => kv
+            .put(&b.key, &b.value)
+            .await
+            .map(|r| json!({"revision": r})),
     };
     match res {
         Ok(v) => ok(v),
@@ -156,7 +159,9 @@ struct CasBody {
 
 mod double_option {
     use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Ok(Some(Option::<String>::deserialize(d)?))
     }
 }
@@ -166,16 +171,15 @@ async fn h_cas(State(kv): State<Kv>, body: Bytes) -> Response {
         Ok(b) => b,
         Err(e) => return err(e),
     };
-    let expect = match (b.expect_value, b.expect_revision) {
-        (Some(v), None) => Expect::Value(v),
-        (None, Some(r)) => Expect::Revision(r),
-        _ => {
-            return err(KvError::Invalid(
+    let expect =
+        match (b.expect_value, b.expect_revision) {
+            (Some(v), None) => Expect::Value(v),
+            (None, Some(r)) => Expect::Revision(r),
+            _ => return err(KvError::Invalid(
                 "give exactly one of expect_value (string or null for absent) and expect_revision"
                     .into(),
-            ))
-        }
-    };
+            )),
+        };
     match kv.cas(&b.key, expect, b.value).await {
         Ok(r) if r.ok => ok(json!({"ok": true, "revision": r.revision})),
         Ok(r) => {

@@ -243,7 +243,9 @@ pub struct Kv {
 
 impl std::fmt::Debug for Kv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kv").field("node", &self.inner.node).finish()
+        f.debug_struct("Kv")
+            .field("node", &self.inner.node)
+            .finish()
     }
 }
 
@@ -291,7 +293,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             election_timeout_max: 1600,
             max_payload_entries: 64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every.max(10)),
-            max_in_snapshot_log_to_keep: 500,
+            max_in_snapshot_log_to_keep: (config.snapshot_every / 2).min(500),
             install_snapshot_timeout: 5000,
             ..Default::default()
         }
@@ -310,7 +312,9 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     } else {
         (None, None)
     };
-    let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     let (stop, _) = tokio::sync::watch::channel(false);
     let kv = Kv {
         inner: Arc::new(Shared {
@@ -430,7 +434,9 @@ fn validate(cmd: &Command) -> Result<(), KvError> {
             validate_value(value)
         }
         Command::Delete { key } => validate_key(key),
-        Command::Cas { key, expect, new, .. } => {
+        Command::Cas {
+            key, expect, new, ..
+        } => {
             validate_key(key)?;
             if let Expect::Value(Some(v)) = expect {
                 validate_value(v)?;
@@ -662,7 +668,12 @@ impl Kv {
         })
     }
 
-    async fn watch_poll(&self, prefix: &str, from: u64, wait_ms: u64) -> Result<WatchBatch, KvError> {
+    async fn watch_poll(
+        &self,
+        prefix: &str,
+        from: u64,
+        wait_ms: u64,
+    ) -> Result<WatchBatch, KvError> {
         match self
             .exec(Request::Watch {
                 prefix: prefix.into(),
@@ -774,7 +785,7 @@ impl Kv {
                 });
             }
             match hop {
-                Some(l) if attempt % 4 != 0 => target = l,
+                Some(l) if !attempt.is_multiple_of(4) => target = l,
                 _ => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     target = self.pick_target(needs_leader, Some(&target)).await;
@@ -816,7 +827,12 @@ impl Kv {
         voters.get(pos).cloned().unwrap_or_else(|| me.clone())
     }
 
-    async fn forward(&self, target: &str, req: &Request, deadline: Instant) -> Result<Response, KvError> {
+    async fn forward(
+        &self,
+        target: &str,
+        req: &Request,
+        deadline: Instant,
+    ) -> Result<Response, KvError> {
         let wait = match req {
             Request::Watch { wait_ms, .. } => Duration::from_millis(*wait_ms),
             _ => Duration::ZERO,
@@ -913,7 +929,10 @@ impl Kv {
                         return Ok(Response::Watch(b));
                     }
                     from = b.next;
-                    if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                    if tokio::time::timeout_at(deadline, rx.changed())
+                        .await
+                        .is_err()
+                    {
                         let b = sm.history(prefix.clone(), from, 1000).await?;
                         return Ok(Response::Watch(b));
                     }

@@ -56,10 +56,7 @@ pub enum KvMsg {
     Raft(Wire<RaftReq>, RpcReplyPort<Wire<RaftResp>>),
     /// A client request forwarded by another node.
     #[rpc]
-    Client(
-        Wire<Request>,
-        RpcReplyPort<Wire<Result<Response, KvError>>>,
-    ),
+    Client(Wire<Request>, RpcReplyPort<Wire<Result<Response, KvError>>>),
 }
 
 /// The KV actor: serves Raft RPCs and forwarded requests for its node.
@@ -151,7 +148,9 @@ pub(crate) async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned + Sen
         Ok(CallResult::SenderError) => Err(CallFail::NoAnswer(format!(
             "node '{node}' dropped the request (connection lost?)"
         ))),
-        Err(e) => Err(CallFail::Unreachable(format!("cannot send to node '{node}': {e}"))),
+        Err(e) => Err(CallFail::Unreachable(format!(
+            "cannot send to node '{node}': {e}"
+        ))),
     }
 }
 
@@ -205,7 +204,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, KvNode, RaftError<NodeId>>> {
-        match self.rpc(RaftReq::Append(rpc), &option).await.map_err(rpc_err)? {
+        match self
+            .rpc(RaftReq::Append(rpc), &option)
+            .await
+            .map_err(rpc_err)?
+        {
             RaftResp::Append(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
@@ -238,7 +241,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, KvNode, RaftError<NodeId>>> {
-        match self.rpc(RaftReq::Vote(rpc), &option).await.map_err(rpc_err)? {
+        match self
+            .rpc(RaftReq::Vote(rpc), &option)
+            .await
+            .map_err(rpc_err)?
+        {
             RaftResp::Vote(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }

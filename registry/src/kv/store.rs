@@ -167,8 +167,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
         let db = self.db.clone();
         blocking("log state", move || {
-            let purged: Option<LogId<NodeId>> =
-                meta_get(&db, RAFT_META, "last_purged")?.flatten();
+            let purged: Option<LogId<NodeId>> = meta_get(&db, RAFT_META, "last_purged")?.flatten();
             let txn = db.begin_read().map_err(s)?;
             let t = txn.open_table(LOGS).map_err(s)?;
             let last = match t.last().map_err(s)? {
@@ -224,7 +223,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut encoded = Vec::new();
         for e in entries {
-            encoded.push((e.log_id.index, enc(&e).map_err(|e| serr("encode entry", e))?));
+            encoded.push((
+                e.log_id.index,
+                enc(&e).map_err(|e| serr("encode entry", e))?,
+            ));
         }
         let db = self.db.clone();
         let res = blocking("append", move || {
@@ -490,7 +492,11 @@ impl StateMachine {
                 if index % 4096 == 0 && index > DEDUP_WINDOW {
                     let cut = index - DEDUP_WINDOW;
                     dedup
-                        .retain(|_, v| dec::<(u64, CmdResult)>(v).map(|x| x.0 >= cut).unwrap_or(false))
+                        .retain(|_, v| {
+                            dec::<(u64, CmdResult)>(v)
+                                .map(|x| x.0 >= cut)
+                                .unwrap_or(false)
+                        })
                         .map_err(s)?;
                 }
             }
@@ -501,10 +507,7 @@ impl StateMachine {
                     None => 1,
                 };
                 if first < cut {
-                    tables
-                        .history
-                        .retain_in(..cut, |_, _| false)
-                        .map_err(s)?;
+                    tables.history.retain_in(..cut, |_, _| false).map_err(s)?;
                     meta.insert("history_first", enc(&cut)?.as_slice())
                         .map_err(s)?;
                 }
@@ -589,8 +592,7 @@ impl StateMachine {
             let mut data = txn.open_table(DATA).map_err(s)?;
             data.retain(|_, _| false).map_err(s)?;
             for e in &snap.entries {
-                data.insert(e.key.as_str(), enc(e)?.as_slice())
-                    .map_err(s)?;
+                data.insert(e.key.as_str(), enc(e)?.as_slice()).map_err(s)?;
             }
             let mut leases = txn.open_table(LEASES).map_err(s)?;
             leases.retain(|_, _| false).map_err(s)?;
@@ -658,7 +660,10 @@ fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, String> {
     }
 }
 
-fn get_entry(t: &Table<'_, &'static str, &'static [u8]>, key: &str) -> Result<Option<KvEntry>, String> {
+fn get_entry(
+    t: &Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<KvEntry>, String> {
     match t.get(key).map_err(s)? {
         Some(v) => Ok(Some(dec(v.value())?)),
         None => Ok(None),
@@ -700,7 +705,11 @@ fn do_put(
     if let Some(id) = lease {
         match get_lease(&t.leases, id)? {
             Some(l) => new_lease = Some(l),
-            None => return Ok(CmdResult::Refused(format!("lease {id} not found (expired or revoked)"))),
+            None => {
+                return Ok(CmdResult::Refused(format!(
+                    "lease {id} not found (expired or revoked)"
+                )))
+            }
         }
     }
     let prev = get_entry(&t.data, &key)?;
@@ -776,7 +785,12 @@ fn do_revoke(t: &mut Tables<'_>, id: u64, rev: &mut u64) -> Result<Option<Lease>
     Ok(Some(lease))
 }
 
-fn apply_cmd(t: &mut Tables<'_>, cmd: Command, index: u64, rev: &mut u64) -> Result<CmdResult, String> {
+fn apply_cmd(
+    t: &mut Tables<'_>,
+    cmd: Command,
+    index: u64,
+    rev: &mut u64,
+) -> Result<CmdResult, String> {
     match cmd {
         Command::Put { key, value, lease } => do_put(t, key, value, lease, rev),
         Command::Delete { key } => do_delete(t, key, rev),
@@ -829,14 +843,18 @@ fn apply_cmd(t: &mut Tables<'_>, cmd: Command, index: u64, rev: &mut u64) -> Res
                     ttl_ms: l.ttl_ms,
                 })
             }
-            None => Ok(CmdResult::Refused(format!("lease {id} not found (expired or revoked)"))),
+            None => Ok(CmdResult::Refused(format!(
+                "lease {id} not found (expired or revoked)"
+            ))),
         },
         Command::Revoke { id } => match do_revoke(t, id, rev)? {
             Some(l) => Ok(CmdResult::Lease {
                 id,
                 ttl_ms: l.ttl_ms,
             }),
-            None => Ok(CmdResult::Refused(format!("lease {id} not found (expired or revoked)"))),
+            None => Ok(CmdResult::Refused(format!(
+                "lease {id} not found (expired or revoked)"
+            ))),
         },
         Command::Expire { now_ms } => {
             let mut expired = Vec::new();
@@ -858,8 +876,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
         let db = self.db.clone();
         let dir = self.dir.clone();
-        let (meta, body) =
-            blocking("build snapshot", move || Self::build_snapshot_sync(&db, &dir)).await?;
+        let (meta, body) = blocking("build snapshot", move || {
+            Self::build_snapshot_sync(&db, &dir)
+        })
+        .await?;
         tracing::info!(snapshot = %meta, "kv: snapshot built");
         Ok(Snapshot {
             meta,
@@ -891,8 +911,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<_> = entries.into_iter().collect();
         let db = self.db.clone();
-        let (out, rev, last) =
-            blocking("apply", move || Self::apply_sync(&db, entries)).await?;
+        let (out, rev, last) = blocking("apply", move || Self::apply_sync(&db, entries)).await?;
         self.revision.send_replace(rev);
         self.applied.send_replace(last);
         Ok(out)

@@ -70,7 +70,10 @@ impl Actor for BrokerActor {
                         match codec::decode::<(String, Vec<String>)>(&bytes) {
                             Err(e) => Err(e.to_string()),
                             Ok((channel, events)) => broker
-                                .append_local(&channel, events.into_iter().map(Into::into).collect())
+                                .append_local(
+                                    &channel,
+                                    events.into_iter().map(Into::into).collect(),
+                                )
                                 .await
                                 .map_err(|e| e.to_string()),
                         };

@@ -80,9 +80,7 @@ impl std::str::FromStr for StartAt {
             return Ok(StartAt::Beginning);
         }
         s.parse::<u64>().map(StartAt::Offset).map_err(|_| {
-            BrokerError::BadRequest(format!(
-                "invalid start '{s}': use 'beginning' or an offset"
-            ))
+            BrokerError::BadRequest(format!("invalid start '{s}': use 'beginning' or an offset"))
         })
     }
 }
@@ -469,10 +467,8 @@ impl Broker {
         };
         if !lock(&self.inner.logs).contains_key(channel) {
             let log = Log::open(&self.inner.dir, channel).map_err(log_err)?;
-            lock(&self.inner.logs).insert(
-                channel.to_string(),
-                Arc::new(tokio::sync::Mutex::new(log)),
-            );
+            lock(&self.inner.logs)
+                .insert(channel.to_string(), Arc::new(tokio::sync::Mutex::new(log)));
         }
         self.inner
             .durable
@@ -602,7 +598,8 @@ impl Broker {
             reason,
         };
         let target = remote_broker(home).ok_or_else(|| unavailable("not connected".into()))?;
-        let req = codec::encode(&(channel.to_string(), events)).map_err(|e| unavailable(e.to_string()))?;
+        let req = codec::encode(&(channel.to_string(), events))
+            .map_err(|e| unavailable(e.to_string()))?;
         let reply = target
             .call(|r| BrokerMsg::Append(req, r), Some(Duration::from_secs(10)))
             .await
@@ -675,7 +672,10 @@ impl Broker {
         let target = remote_broker(&home)?;
         let req = codec::encode(&(channel.to_string(), group.to_string())).ok()?;
         let reply = target
-            .call(|r| BrokerMsg::Committed(req, r), Some(Duration::from_secs(10)))
+            .call(
+                |r| BrokerMsg::Committed(req, r),
+                Some(Duration::from_secs(10)),
+            )
             .await
             .ok()?;
         let ractor::rpc::CallResult::Success(bytes) = reply else {
@@ -914,7 +914,10 @@ impl Broker {
                 Ok(dropped) => {
                     self.inner.metrics.delivered.fetch_add(1, Ordering::Relaxed);
                     if dropped > 0 {
-                        self.inner.metrics.dropped.fetch_add(dropped, Ordering::Relaxed);
+                        self.inner
+                            .metrics
+                            .dropped
+                            .fetch_add(dropped, Ordering::Relaxed);
                     }
                 }
                 Err(Closed) => {
@@ -1004,11 +1007,7 @@ impl Broker {
                 .entry(node.to_string())
                 .or_insert_with(|| {
                     let (tx, rx) = mpsc::channel(LINK_CAPACITY);
-                    tokio::spawn(link_task(
-                        Arc::downgrade(&self.inner),
-                        node.to_string(),
-                        rx,
-                    ));
+                    tokio::spawn(link_task(Arc::downgrade(&self.inner), node.to_string(), rx));
                     tx
                 })
                 .clone()
@@ -1019,7 +1018,16 @@ impl Broker {
     }
 
     /// What this node knows: local subscriptions, other nodes' interest, durable homes.
-    pub fn channels(&self) -> serde_json::Value {
+    pub async fn channels(&self) -> serde_json::Value {
+        let logs: Vec<(String, Arc<tokio::sync::Mutex<Log>>)> = lock(&self.inner.logs)
+            .iter()
+            .map(|(c, l)| (c.clone(), l.clone()))
+            .collect();
+        let mut committed = HashMap::new();
+        for (c, l) in logs {
+            let l = l.lock().await;
+            committed.insert(c, (l.groups.clone(), l.len()));
+        }
         let local: BTreeMap<String, Interest> = lock(&self.inner.channels)
             .iter()
             .map(|(c, ch)| (c.clone(), ch.interest()))
@@ -1052,10 +1060,12 @@ impl Broker {
             for (n, i) in remote.get(c).into_iter().flatten() {
                 nodes.insert(n.clone(), serde_json::json!(i));
             }
-            out.insert(
-                c.clone(),
-                serde_json::json!({ "nodes": nodes, "durable_home": durable.get(c) }),
-            );
+            let mut entry = serde_json::json!({ "nodes": nodes, "durable_home": durable.get(c) });
+            if let Some((groups, len)) = committed.get(c) {
+                entry["log_length"] = serde_json::json!(len);
+                entry["committed"] = serde_json::json!(groups);
+            }
+            out.insert(c.clone(), entry);
         }
         serde_json::json!({ "node": self.inner.name, "channels": out })
     }
@@ -1085,7 +1095,9 @@ impl Broker {
         ];
         let mut out = String::new();
         for (name, kind, help, v) in rows {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
         }
         out
     }
@@ -1103,8 +1115,13 @@ struct ConsumeState {
 impl ConsumeState {
     async fn next(&mut self) -> Option<Delivery> {
         let d = self.next_inner().await?;
-        if let (Delivery::Event { offset: Some(o), .. }, Some(g), true) =
-            (&d, &self.guard.queue.group, self.durable)
+        if let (
+            Delivery::Event {
+                offset: Some(o), ..
+            },
+            Some(g),
+            true,
+        ) = (&d, &self.guard.queue.group, self.durable)
         {
             self.since_commit += 1;
             let idle = self.guard.queue.lock().is_empty();
@@ -1229,8 +1246,14 @@ async fn link_task(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if sent {
-            inner.metrics.forwarded_events.fetch_add(n, Ordering::Relaxed);
-            inner.metrics.forwarded_messages.fetch_add(1, Ordering::Relaxed);
+            inner
+                .metrics
+                .forwarded_events
+                .fetch_add(n, Ordering::Relaxed);
+            inner
+                .metrics
+                .forwarded_messages
+                .fetch_add(1, Ordering::Relaxed);
         } else {
             tracing::warn!("broker: node {node} unreachable; {n} events not delivered there");
             inner.metrics.undeliverable.fetch_add(n, Ordering::Relaxed);
@@ -1246,7 +1269,8 @@ async fn publish_interest(inner: std::sync::Weak<Inner>) {
             Some(i) => {
                 let n = Arc::clone(&i);
                 // Wait for a change (or re-check every few seconds).
-                let _ = tokio::time::timeout(Duration::from_secs(5), n.interest_changed.notified()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), n.interest_changed.notified())
+                    .await;
                 i
             }
             None => return,
@@ -1259,13 +1283,19 @@ async fn publish_interest(inner: std::sync::Weak<Inner>) {
         for (c, i) in &now {
             if published.get(c) != Some(i) {
                 if let Ok(v) = serde_json::to_string(i) {
-                    notified.node.gossip_set(&format!("{INTEREST_PREFIX}{c}"), &v).await;
+                    notified
+                        .node
+                        .gossip_set(&format!("{INTEREST_PREFIX}{c}"), &v)
+                        .await;
                 }
             }
         }
         for c in published.keys() {
             if !now.contains_key(c) {
-                notified.node.gossip_delete(&format!("{INTEREST_PREFIX}{c}")).await;
+                notified
+                    .node
+                    .gossip_delete(&format!("{INTEREST_PREFIX}{c}"))
+                    .await;
             }
         }
         published = now;

@@ -5,11 +5,12 @@
 //!   application/cloudevents+json`) or batch mode (`application/cloudevents-batch+json`).
 //!   Answers `{"accepted": n, "offsets": [...]}`, or 400 `{"error": reason}` for an invalid event.
 //! - `GET /broker/channels/{channel}/events?group=G&from=beginning|N&policy=block|drop&capacity=N`:
-//!   consume as Server-Sent Events: first `event: subscribed`, then one `data:` line per event
+//!   (`&count=N` ends the stream after N events) consume as Server-Sent Events: first `event: subscribed`, then one `data:` line per event
 //!   (structured-mode JSON; `id:` is the log offset on durable channels), and `event: lost` with
 //!   `{"dropped": n}` when a drop-policy subscription lost events.
 //! - `PUT /broker/channels/{channel}/durable`: declare the channel durable (home: this node).
-//! - `GET /broker/channels`: interest and durable homes as this node sees them.
+//! - `GET /broker/channels`: interest and durable homes as this node sees them; for durable
+//!   channels homed here, `log_length` and the groups' `committed` offsets.
 //! - `GET /broker/metrics`: Prometheus text.
 
 use std::convert::Infallible;
@@ -70,7 +71,9 @@ async fn produce(
         }
     };
     match broker.produce_batch(&channel, events).await {
-        Ok(offsets) => Json(json!({ "accepted": offsets.len(), "offsets": offsets })).into_response(),
+        Ok(offsets) => {
+            Json(json!({ "accepted": offsets.len(), "offsets": offsets })).into_response()
+        }
         Err(e) => broker_error(e),
     }
 }
@@ -121,8 +124,16 @@ pub fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<CloudEvent>,
         }
         let is_json = base.is_empty() || base == "application/json" || base.ends_with("+json");
         if is_json {
-            let v: Value = serde_json::from_slice(body)
-                .map_err(|e| format!("body is not valid JSON (content type '{}'): {e}", if base.is_empty() { "application/json" } else { &base }))?;
+            let v: Value = serde_json::from_slice(body).map_err(|e| {
+                format!(
+                    "body is not valid JSON (content type '{}'): {e}",
+                    if base.is_empty() {
+                        "application/json"
+                    } else {
+                        &base
+                    }
+                )
+            })?;
             map.insert("data".into(), v);
         } else {
             match std::str::from_utf8(body) {
@@ -146,7 +157,10 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -167,8 +181,16 @@ fn base64(bytes: &[u8]) -> String {
             | *chunk.get(2).unwrap_or(&0) as u32;
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -179,6 +201,8 @@ struct ConsumeQuery {
     from: Option<String>,
     policy: Option<String>,
     capacity: Option<usize>,
+    /// End the stream after this many events.
+    count: Option<u64>,
 }
 
 async fn consume(
@@ -212,7 +236,19 @@ async fn consume(
     let first = futures::stream::once(async {
         Ok::<_, Infallible>(SseEvent::default().event("subscribed").data("{}"))
     });
-    let events = sub.map(|d| {
+    // Stop after `count` events without taking (or committing) one more.
+    let limited = futures::stream::unfold((sub, q.count), |(mut sub, left)| async move {
+        if left == Some(0) {
+            return None;
+        }
+        let d = sub.next().await?;
+        let left = match (&d, left) {
+            (Delivery::Event { .. }, Some(n)) => Some(n - 1),
+            (_, l) => l,
+        };
+        Some((d, (sub, left)))
+    });
+    let events = limited.map(|d| {
         Ok::<_, Infallible>(match d {
             Delivery::Event { event, offset } => {
                 let e = SseEvent::default().data(event.as_json());
@@ -233,13 +269,15 @@ async fn consume(
 
 async fn declare(State(broker): State<Broker>, Path(channel): Path<String>) -> Response {
     match broker.declare_durable(&channel).await {
-        Ok(home) => Json(json!({ "channel": channel, "durable": true, "home": home })).into_response(),
+        Ok(home) => {
+            Json(json!({ "channel": channel, "durable": true, "home": home })).into_response()
+        }
         Err(e) => broker_error(e),
     }
 }
 
 async fn channels(State(broker): State<Broker>) -> Response {
-    Json(broker.channels()).into_response()
+    Json(broker.channels().await).into_response()
 }
 
 async fn metrics(State(broker): State<Broker>) -> Response {

@@ -98,7 +98,11 @@ impl Log {
             buf.extend_from_slice(&fnv(p).to_le_bytes());
             buf.extend_from_slice(p);
         }
-        if let Err(e) = self.file.write_all(&buf).and_then(|_| self.file.sync_data()) {
+        if let Err(e) = self
+            .file
+            .write_all(&buf)
+            .and_then(|_| self.file.sync_data())
+        {
             // Do not leave a partial record behind an acknowledged one.
             let _ = self.file.set_len(self.end);
             return Err(e);
@@ -106,6 +110,11 @@ impl Log {
         self.end += buf.len() as u64;
         self.index.extend(positions);
         Ok(first)
+    }
+
+    /// Number of records (the next offset to be written).
+    pub(crate) fn len(&self) -> u64 {
+        self.index.len() as u64
     }
 
     /// The next offset to be written.
@@ -125,9 +134,8 @@ impl Log {
             let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
             let mut payload = vec![0u8; len];
             self.file.read_exact_at(&mut payload, pos + 8)?;
-            let text = String::from_utf8(payload).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-            })?;
+            let text = String::from_utf8(payload)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
             out.push((off, text));
             off += 1;
         }

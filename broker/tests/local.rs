@@ -48,8 +48,14 @@ async fn broadcast_groups_drop_and_durable_replay() {
     // Broadcast: both get all, in order; a group of two splits.
     let mut a = b.consume("c", ConsumeOptions::default()).await.unwrap();
     let mut c = b.consume("c", ConsumeOptions::default()).await.unwrap();
-    let mut g1 = b.consume("c", ConsumeOptions::default().group("g")).await.unwrap();
-    let mut g2 = b.consume("c", ConsumeOptions::default().group("g")).await.unwrap();
+    let mut g1 = b
+        .consume("c", ConsumeOptions::default().group("g"))
+        .await
+        .unwrap();
+    let mut g2 = b
+        .consume("c", ConsumeOptions::default().group("g"))
+        .await
+        .unwrap();
     for i in 0..10 {
         b.produce("c", ev(i)).await.unwrap();
     }
@@ -71,10 +77,16 @@ async fn broadcast_groups_drop_and_durable_replay() {
 
     // Drop policy: a slow consumer loses the oldest, is told how many, others are unaffected.
     let mut slow = b
-        .consume("d", ConsumeOptions::default().policy(Policy::Drop).capacity(4))
+        .consume(
+            "d",
+            ConsumeOptions::default().policy(Policy::Drop).capacity(4),
+        )
         .await
         .unwrap();
-    let mut fast = b.consume("d", ConsumeOptions::default().capacity(100)).await.unwrap();
+    let mut fast = b
+        .consume("d", ConsumeOptions::default().capacity(100))
+        .await
+        .unwrap();
     for i in 0..10 {
         b.produce("d", ev(i)).await.unwrap();
     }
@@ -102,7 +114,10 @@ async fn broadcast_groups_drop_and_durable_replay() {
     b.produce("log", ev(5)).await.unwrap();
     assert_eq!(
         next(&mut r).await,
-        Delivery::Event { event: ev(5), offset: Some(5) }
+        Delivery::Event {
+            event: ev(5),
+            offset: Some(5)
+        }
     );
     // Not durable: --from is refused.
     let err = b
@@ -120,7 +135,10 @@ fn invalid_events_are_refused_with_reasons() {
     assert_eq!(e.to_string(), "required attribute 'id' is missing");
     let e = CloudEvent::from_json(r#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#)
         .unwrap_err();
-    assert!(e.to_string().contains("unsupported specversion \"0.3\""), "{e}");
+    assert!(
+        e.to_string().contains("unsupported specversion \"0.3\""),
+        "{e}"
+    );
     let e = CloudEvent::from_json("nope").unwrap_err();
     assert!(e.to_string().contains("not valid JSON"), "{e}");
     let e = CloudEvent::from_json(
@@ -133,5 +151,8 @@ fn invalid_events_are_refused_with_reasons() {
     let ok = CloudEvent::from_json(text).unwrap();
     assert_eq!(ok.attr("time").as_deref(), Some("2024-01-02T03:04:05Z"));
     assert_eq!(ok.attr("traceparent").as_deref(), Some("00-ab"));
-    assert_eq!(ok.to_value(), serde_json::from_str::<serde_json::Value>(text).unwrap());
+    assert_eq!(
+        ok.to_value(),
+        serde_json::from_str::<serde_json::Value>(text).unwrap()
+    );
 }

@@ -191,6 +191,10 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
             if let Some(f) = from {
                 q.push(("from", f));
             }
+            if let Some(c) = count {
+                // The node then hands out (and, for a durable group, commits) no more than this.
+                q.push(("count", c.to_string()));
+            }
             let resp = http
                 .get(format!("{url}/broker/channels/{}/events", seg(&channel)))
                 .query(&q)

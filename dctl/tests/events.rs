@@ -154,7 +154,19 @@ fn three_nodes() -> (NodeProc, NodeProc, NodeProc) {
     let n2 = NodeProc::start_with("n2", &["--seed", &n1.gossip]);
     let n3 = NodeProc::start_with("n3", &["--seed", &n1.gossip]);
     wait_converged(&[&n1, &n2, &n3], &["n1", "n2", "n3"]);
+    for n in [&n1, &n2, &n3] {
+        wait_broker(n);
+    }
     (n1, n2, n3)
+}
+
+/// The node's services start after its admin API: wait for the broker's routes.
+fn wait_broker(n: &NodeProc) {
+    wait_until(
+        &format!("{} broker up", n.name),
+        Duration::from_secs(20),
+        || n.dctl(&["events", "channels"]).status.success(),
+    );
 }
 
 #[test]
@@ -267,6 +279,7 @@ fn http_get(admin: &str, path: &str) -> String {
 #[test]
 fn invalid_events_get_clear_errors_and_the_broker_keeps_serving() {
     let n = NodeProc::start("solo");
+    wait_broker(&n);
     let c = Consumer::start(&n, &["ch", "--count", "2"]);
     wait_until("subscribed", Duration::from_secs(10), || {
         interest(&n, "ch", "").iter().any(|(_, b, _)| *b == 1)
@@ -406,6 +419,9 @@ fn durable_channel_survives_a_whole_cluster_restart() {
         let n2 = start_node("n2", data, Some(&n1.gossip));
         let n3 = start_node("n3", data, Some(&n1.gossip));
         wait_converged(&[&n1, &n2, &n3], &["n1", "n2", "n3"]);
+        for n in [&n1, &n2, &n3] {
+            wait_broker(n);
+        }
         (n1, n2, n3)
     };
     let (mut n1, mut n2, mut n3) = cluster(data.path());
@@ -438,6 +454,16 @@ fn durable_channel_survives_a_whole_cluster_restart() {
     );
     g.wait_for(10, "group reads 10");
     assert_eq!(g.ids(), seq(0..10));
+    wait_until(
+        "n1 has committed the group's offset",
+        Duration::from_secs(10),
+        || {
+            let out = n1.dctl(&["--json", "events", "channels"]);
+            serde_json::from_str::<Value>(&stdout(&out))
+                .map(|v| v["channels"]["ledger"]["committed"]["audit"] == 10)
+                .unwrap_or(false)
+        },
+    );
 
     // Restart everything (SIGKILL: nothing is flushed on the way out).
     for n in [&mut n1, &mut n2, &mut n3] {

@@ -8,6 +8,7 @@
 //! * [`cluster`] — cross-node call latency and one-way throughput versus raw TCP, failure
 //!   detection after `kill -9`, and convergence of a multi-node cluster, with `dctl node start`
 //!   child processes as the other nodes (one OS process is one node).
+//! * [`registry`] — service-registry propagation time for 3- and 10-node clusters.
 //!
 //! Benchmarks return a report value (printable with `Display`, serialisable to JSON) rather than
 //! printing themselves, so tests can run them in a quick mode and inspect the results.
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod local;
 pub mod procs;
 pub mod rawtcp;
+pub mod registry;
 pub mod stats;
 
 pub use cluster::{run_cluster, ClusterConfig, ClusterReport, RawServerMode};

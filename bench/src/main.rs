@@ -30,6 +30,15 @@ enum Command {
     /// Cross-node call latency and one-way throughput vs raw TCP, failure detection and
     /// convergence, with `dctl node start` child processes as the other nodes.
     Cluster(ClusterArgs),
+    /// Service-registry propagation time (register on one node -> listed on all), 3 and 10 nodes.
+    Registry {
+        /// Small smoke run (3 nodes, 3 registrations).
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The raw-TCP echo server of the cluster benchmark's baseline (prints its address, serves
     /// until killed or stdin closes). Internal.
     #[command(hide = true)]
@@ -193,6 +202,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Cluster(args) => {
             let report = run_cluster(&args.config()?).await?;
             if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Registry { quick, json } => {
+            let config = if quick {
+                bench::registry::RegistryConfig::quick()
+            } else {
+                bench::registry::RegistryConfig::default()
+            };
+            let report = bench::registry::run_registry(&config).await?;
+            if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!("{report}");

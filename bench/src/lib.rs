@@ -8,6 +8,7 @@
 //! * [`cluster`] — cross-node call latency and one-way throughput versus raw TCP, failure
 //!   detection after `kill -9`, and convergence of a multi-node cluster, with `dctl node start`
 //!   child processes as the other nodes (one OS process is one node).
+//! * [`kv`] — KV store put/get throughput and p99 versus etcd 3.4, three members each.
 //! * [`registry`] — service-registry propagation time for 3- and 10-node clusters.
 //!
 //! Benchmarks return a report value (printable with `Display`, serialisable to JSON) rather than
@@ -15,7 +16,9 @@
 
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod cluster;
+pub mod kv;
 pub mod local;
 pub mod procs;
 pub mod rawtcp;

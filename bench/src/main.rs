@@ -39,6 +39,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// KV store (3 voters) vs etcd 3.4 (3 members): put and linearizable get throughput and p99.
+    Kv {
+        /// Small smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Concurrent client requests (both sides).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Only our side (no etcd).
+        #[arg(long)]
+        no_etcd: bool,
+    },
+    /// Broker fan-out (1 producer -> 10 consumers over 3 nodes) vs a 3-server nats-server cluster.
+    Broker {
+        /// Small smoke run (5k events, 200 latency samples).
+        #[arg(long)]
+        quick: bool,
+        /// Events in the throughput run [default: 100000].
+        #[arg(long)]
+        events: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The raw-TCP echo server of the cluster benchmark's baseline (prints its address, serves
     /// until killed or stdin closes). Internal.
     #[command(hide = true)]
@@ -214,6 +241,47 @@ async fn main() -> anyhow::Result<()> {
                 bench::registry::RegistryConfig::default()
             };
             let report = bench::registry::run_registry(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Kv {
+            quick,
+            json,
+            concurrency,
+            no_etcd,
+        } => {
+            let mut config = if quick {
+                bench::kv::KvConfig::quick()
+            } else {
+                bench::kv::KvConfig::default()
+            };
+            config.concurrency = concurrency.unwrap_or(config.concurrency).max(1);
+            config.etcd = !no_etcd;
+            let report = bench::kv::run_kv(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Broker {
+            quick,
+            events,
+            json,
+        } => {
+            let base = if quick {
+                bench::broker::BrokerConfig::quick()
+            } else {
+                bench::broker::BrokerConfig::default()
+            };
+            let config = bench::broker::BrokerConfig {
+                events: events.unwrap_or(base.events),
+                ..base
+            };
+            let report = bench::broker::run_broker(&config).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -114,6 +114,7 @@ async fn listed(client: &reqwest::Client, admin: &str, service: &str) -> bool {
 pub async fn run_registry(config: &RegistryConfig) -> anyhow::Result<RegistryReport> {
     let dctl =
         locate_dctl().ok_or_else(|| anyhow!("dctl binary not found (build it or set DCTL_BIN)"))?;
+    anyhow::ensure!(config.rounds > 0, "rounds must be at least 1");
     let client = http_client()?;
     let mut rows = Vec::new();
     for &n in &config.sizes {
@@ -181,7 +182,7 @@ pub async fn run_registry(config: &RegistryConfig) -> anyhow::Result<RegistryRep
             samples.push(started.elapsed());
         }
         samples.sort_unstable();
-        let p50 = percentile(&samples, 50.0);
+        let p50 = percentile(&samples, 0.5);
         let max = samples.last().copied().unwrap_or_default();
         rows.push(RegistryRow {
             nodes: n,

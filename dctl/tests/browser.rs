@@ -97,13 +97,26 @@ fn tree_page_shows_every_node_of_the_cluster() {
     let n2 = NodeProc::start_with("e2e-page-2", &["--seed", &n1.gossip]);
     wait_converged(&[&n1, &n2], &["e2e-page-1", "e2e-page-2"]);
     assert!(n1
-        .dctl(&["spawn", "echo", "--name", "page-remote", "--on", "e2e-page-2"])
+        .dctl(&[
+            "spawn",
+            "echo",
+            "--name",
+            "page-remote",
+            "--on",
+            "e2e-page-2"
+        ])
         .status
         .success());
     let dom = dump_dom(&browser, &format!("http://{}/", n1.admin));
     for node in ["e2e-page-1", "e2e-page-2"] {
-        assert!(dom.contains(&format!("data-node=\"{node}\"")), "{node} missing:\n{dom}");
+        assert!(
+            dom.contains(&format!("data-node=\"{node}\"")),
+            "{node} missing:\n{dom}"
+        );
     }
     let second = dom.split("data-node=\"e2e-page-2\"").nth(1).unwrap_or("");
-    assert!(second.contains("data-name=\"page-remote\""), "remote actor not drawn under its node");
+    assert!(
+        second.contains("data-name=\"page-remote\""),
+        "remote actor not drawn under its node"
+    );
 }

@@ -34,13 +34,17 @@ async fn config_lock_lease_and_persistence() {
     let (node, kv) = node("kv-helpers", dir.path()).await;
 
     // Dynamic config: the current value, then every change live (deletion included).
-    kv.put("config/billing", r#"{"rate":1}"#).await.expect("put");
+    kv.put("config/billing", r#"{"rate":1}"#)
+        .await
+        .expect("put");
     let mut cfg = ConfigWatcher::start(kv.clone(), "config/billing")
         .await
         .expect("watcher");
     assert_eq!(cfg.current().as_deref(), Some(r#"{"rate":1}"#));
     kv.put("config/billing-other", "x").await.expect("put");
-    kv.put("config/billing", r#"{"rate":2}"#).await.expect("put");
+    kv.put("config/billing", r#"{"rate":2}"#)
+        .await
+        .expect("put");
     let changed = tokio::time::timeout(Duration::from_secs(5), cfg.changed())
         .await
         .expect("a change in time");
@@ -56,20 +60,29 @@ async fn config_lock_lease_and_persistence() {
         .lock("leader", "a", Duration::from_secs(2))
         .await
         .expect("lock a");
-    assert_eq!(kv.lock_owner("leader").await.expect("owner").as_deref(), Some("a"));
+    assert_eq!(
+        kv.lock_owner("leader").await.expect("owner").as_deref(),
+        Some("a")
+    );
     let kv2 = kv.clone();
     let b = tokio::spawn(async move { kv2.lock("leader", "b", Duration::from_secs(2)).await });
     // a's lease is renewed, so b keeps waiting past a's TTL.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(!b.is_finished(), "b must wait while a holds the lock");
-    assert_eq!(kv.lock_owner("leader").await.expect("owner").as_deref(), Some("a"));
+    assert_eq!(
+        kv.lock_owner("leader").await.expect("owner").as_deref(),
+        Some("a")
+    );
     a.unlock().await.expect("unlock");
     let b = tokio::time::timeout(Duration::from_secs(5), b)
         .await
         .expect("b gets the lock")
         .expect("task")
         .expect("lock b");
-    assert_eq!(kv.lock_owner("leader").await.expect("owner").as_deref(), Some("b"));
+    assert_eq!(
+        kv.lock_owner("leader").await.expect("owner").as_deref(),
+        Some("b")
+    );
     // A holder that stops renewing (crash) loses the lock when its lease expires.
     drop(b);
     eventually("the dropped holder's lock expires", || async {
@@ -89,8 +102,18 @@ async fn config_lock_lease_and_persistence() {
 
     // cas on revision.
     let rev = kv.put("r", "1").await.expect("put");
-    assert!(!kv.cas("r", Expect::Revision(rev + 100), Some("2".into())).await.expect("cas").ok);
-    assert!(kv.cas("r", Expect::Revision(rev), Some("2".into())).await.expect("cas").ok);
+    assert!(
+        !kv.cas("r", Expect::Revision(rev + 100), Some("2".into()))
+            .await
+            .expect("cas")
+            .ok
+    );
+    assert!(
+        kv.cas("r", Expect::Revision(rev), Some("2".into()))
+            .await
+            .expect("cas")
+            .ok
+    );
 
     // Watch from the past replays in order.
     let mut w = kv.watch("config/", Some(1)).await.expect("watch");

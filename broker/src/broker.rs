@@ -33,6 +33,11 @@ const DURABLE_PREFIX: &str = "broker/d/";
 const BATCH: usize = 512;
 /// Events queued towards one remote node before producers wait.
 const LINK_CAPACITY: usize = 16 * 1024;
+/// Batches sent to one node and not yet acknowledged (processed) by it before the link waits:
+/// this carries a blocked subscriber's back-pressure to producers on other nodes.
+const WINDOW: u64 = 8;
+/// An acknowledgement that does not come within this time is presumed lost (node restarted).
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The process group of a node's broker actor.
 pub(crate) fn broker_group(node: &str) -> String {
@@ -325,6 +330,8 @@ pub(crate) struct Inner {
     /// Logs of the durable channels homed here.
     logs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Log>>>>,
     links: Mutex<HashMap<String, mpsc::Sender<WireEnvelope>>>,
+    /// Unacknowledged batches per destination node.
+    credits: Mutex<HashMap<String, Arc<Credit>>>,
     group_rr: Mutex<HashMap<(String, String), usize>>,
     interest_changed: Notify,
     next_sub: AtomicU64,
@@ -418,6 +425,7 @@ impl Broker {
             durable: RwLock::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
+            credits: Mutex::new(HashMap::new()),
             group_rr: Mutex::new(HashMap::new()),
             interest_changed: Notify::new(),
             next_sub: AtomicU64::new(1),
@@ -999,6 +1007,24 @@ impl Broker {
         }
     }
 
+    fn credit(&self, node: &str) -> Arc<Credit> {
+        lock(&self.inner.credits)
+            .entry(node.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// `node` has processed `n` of our batches.
+    pub(crate) fn acked(&self, node: &str, n: u64) {
+        let c = self.credit(node);
+        let _ = c
+            .inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.saturating_sub(n))
+            });
+        c.notify.notify_waiters();
+    }
+
     /// Queue an envelope on the link to `node` (one sender task per destination keeps order).
     async fn send_to(&self, node: &str, env: WireEnvelope) {
         let tx = {
@@ -1103,6 +1129,12 @@ impl Broker {
     }
 }
 
+#[derive(Default)]
+struct Credit {
+    inflight: AtomicU64,
+    notify: Notify,
+}
+
 struct ConsumeState {
     guard: SubGuard,
     replay: bool,
@@ -1190,7 +1222,7 @@ impl ConsumeState {
     }
 }
 
-fn remote_broker(node: &str) -> Option<ActorRef<BrokerMsg>> {
+pub(crate) fn remote_broker(node: &str) -> Option<ActorRef<BrokerMsg>> {
     ractor::pg::get_members(&broker_group(node))
         .into_iter()
         .find(|c| !c.get_id().is_local())
@@ -1216,7 +1248,24 @@ async fn link_task(
             return;
         };
         let n = batch.len() as u64;
-        let bytes = match codec::encode(&batch) {
+        let credit = Broker {
+            inner: inner.clone(),
+        }
+        .credit(&node);
+        // Wait while the destination has WINDOW batches unprocessed.
+        loop {
+            let notified = credit.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if credit.inflight.load(Ordering::Acquire) < WINDOW {
+                break;
+            }
+            if tokio::time::timeout(ACK_TIMEOUT, notified).await.is_err() {
+                tracing::warn!("broker: no acknowledgement from {node}; resetting its window");
+                credit.inflight.store(0, Ordering::Release);
+            }
+        }
+        let bytes = match codec::encode(&(&inner.name, &batch)) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("broker: cannot encode a batch for {node}: {e}");
@@ -1232,10 +1281,12 @@ async fn link_task(
                 target = remote_broker(&node);
             }
             if let Some(t) = &target {
+                credit.inflight.fetch_add(1, Ordering::AcqRel);
                 if t.cast(BrokerMsg::Deliver(bytes.clone())).is_ok() {
                     sent = true;
                     break;
                 }
+                credit.inflight.fetch_sub(1, Ordering::AcqRel);
                 target = None;
                 continue;
             }

@@ -19,15 +19,28 @@ use serde_json::Value;
 struct Consumer {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    _stderr: Option<tempfile::NamedTempFile>,
 }
 
 impl Consumer {
     fn start(node: &NodeProc, args: &[&str]) -> Consumer {
+        Self::start_logged(node, args, None)
+    }
+
+    fn start_logged(
+        node: &NodeProc,
+        args: &[&str],
+        stderr: Option<tempfile::NamedTempFile>,
+    ) -> Consumer {
+        let err = match &stderr {
+            Some(f) => Stdio::from(f.reopen().expect("stderr file")),
+            None => Stdio::null(),
+        };
         let mut child = Command::new(DCTL)
             .args(["--admin", &node.admin, "events", "consume"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .expect("dctl events consume");
         let out = child.stdout.take().expect("stdout");
@@ -38,7 +51,11 @@ impl Consumer {
                 sink.lock().unwrap().push(line);
             }
         });
-        Consumer { child, lines }
+        Consumer {
+            child,
+            lines,
+            _stderr: stderr,
+        }
     }
 
     /// The `id`s received so far.
@@ -489,4 +506,64 @@ fn durable_channel_survives_a_whole_cluster_restart() {
     let g = Consumer::start(&n2b, &["ledger", "--group", "audit", "--count", "5"]);
     g.wait_for(5, "group resumes");
     assert_eq!(g.ids(), seq(10..15));
+}
+
+#[test]
+fn drop_policy_slow_consumer_loses_counted_events_and_stalls_no_one() {
+    let n1 = NodeProc::start("d1");
+    let n2 = NodeProc::start_with("d2", &["--seed", &n1.gossip]);
+    wait_converged(&[&n1, &n2], &["d1", "d2"]);
+    wait_broker(&n1);
+    wait_broker(&n2);
+    let total = 40_000;
+    let fast = Consumer::start(&n1, &["flow", "--count", &total.to_string()]);
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let err_path = err.path().to_path_buf();
+    let slow = Consumer::start_logged(
+        &n2,
+        &["flow", "--policy", "drop", "--capacity", "16"],
+        Some(err),
+    );
+    wait_until("d1 sees both consumers", Duration::from_secs(20), || {
+        let mut i = interest(&n1, "flow", "");
+        i.sort();
+        i == vec![("d1".into(), 1, 0), ("d2".into(), 1, 0)]
+    });
+    // The slow consumer stops reading altogether.
+    let pid = slow.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    for start in (0..total).step_by(2_000) {
+        produce_batch(&n1, "flow", start..start + 2_000);
+    }
+    fast.wait_for(total, "the fast consumer gets everything");
+    assert_eq!(fast.ids(), seq(0..total), "in order, nothing lost");
+    wait_until("d2 counts dropped events", Duration::from_secs(20), || {
+        metric(
+            &http_get(&n2.admin, "/broker/metrics"),
+            "broker_events_dropped_total",
+        ) > 0
+    });
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("the slow consumer is told", Duration::from_secs(20), || {
+        std::fs::read_to_string(&err_path)
+            .unwrap_or_default()
+            .contains("event(s) dropped")
+    });
+    // What it did get is in order, ending with the last event.
+    wait_until(
+        "the slow consumer catches up",
+        Duration::from_secs(20),
+        || slow.ids().last().map(String::as_str) == Some("39999"),
+    );
+    let got: Vec<u64> = slow.ids().iter().map(|s| s.parse().unwrap()).collect();
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert!((got.len() as u64) < total as u64, "some were dropped");
 }

@@ -35,9 +35,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_tracing(cli: &cli::Cli) {
-    // Daemons log at info by default; client commands stay quiet unless RUST_LOG says otherwise.
+    // Daemons log at info by default (openraft's per-election chatter at warn); client commands
+    // stay quiet unless RUST_LOG says otherwise.
     let default = if cli.command.is_daemon() {
-        "info"
+        "info,openraft=warn"
     } else {
         "warn"
     };

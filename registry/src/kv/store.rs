@@ -1,11 +1,12 @@
 //! Raft log, vote and state machine on one redb database (`<data_dir>/kv/kv.redb`), plus the
 //! latest snapshot in `<data_dir>/kv/snapshot.bin`.
 //!
-//! Durability: log appends, votes, purges, truncations and snapshot installs commit with
-//! `Durability::Immediate` (fsync). State-machine applies commit with `Durability::None`: they
-//! reach the disk with the next immediate commit of the same database, and until then the
-//! entries they apply are still in the (fsync'd) log, from which openraft re-applies them after a
-//! crash. The log is only purged up to a snapshot, and a purge is itself an immediate commit.
+//! Durability: log appends, votes, purges, truncations, snapshot installs and state-machine
+//! applies all commit with `Durability::Immediate` (fsync) before they are acknowledged. The
+//! applied state has to be durable too: a whole cluster restarted at once can bring back the old
+//! leader in its old term, whose commit index then comes from the applied state on disk; with a
+//! lagging applied state, acknowledged writes would be invisible to reads until the next write.
+//! (The committed-index hint is saved without fsync; it only speeds up re-applying on start.)
 
 use std::{
     fmt::Debug,
@@ -434,7 +435,7 @@ impl StateMachine {
         entries: Vec<Entry<TypeConfig>>,
     ) -> Result<(Vec<CmdResult>, u64, u64), String> {
         let mut txn = db.begin_write().map_err(s)?;
-        txn.set_durability(Durability::None).map_err(s)?;
+        txn.set_durability(Durability::Immediate).map_err(s)?;
         let mut out = Vec::with_capacity(entries.len());
         let mut rev: u64;
         let mut last_index = 0;

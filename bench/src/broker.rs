@@ -168,7 +168,7 @@ fn now_ns() -> u64 {
 
 /// A JSON payload of exactly `size` bytes (when `size` allows) carrying the send time.
 fn payload(size: usize) -> String {
-    let head = format!("{{\"ts\":{:020},\"pad\":\"", now_ns());
+    let head = format!("{{\"ts\":{},\"pad\":\"", now_ns());
     let pad = size.saturating_sub(head.len() + 2);
     format!("{head}{}\"}}", "x".repeat(pad))
 }

@@ -453,6 +453,8 @@ impl Broker {
         tokio::spawn(publish_interest(Arc::downgrade(&broker.inner)));
         tokio::spawn(watch_gossip(Arc::downgrade(&broker.inner)));
         node.add_admin_routes(crate::http::routes(broker.clone()));
+        let scraped = broker.clone();
+        node.metrics().add_source(move || scraped.metrics_text());
         Ok(broker)
     }
 
@@ -1119,10 +1121,12 @@ impl Broker {
             ("broker_events_rejected_total", "counter", "Invalid events refused at the HTTP binding.", m.rejected.load(Ordering::Relaxed)),
             ("broker_subscriptions", "gauge", "Live local subscriptions.", subs as u64),
         ];
+        // OpenMetrics text: a counter family is named without `_total`, its sample with it.
         let mut out = String::new();
         for (name, kind, help, v) in rows {
+            let family = name.strip_suffix("_total").unwrap_or(name);
             out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+                "# HELP {family} {help}\n# TYPE {family} {kind}\n{name} {v}\n"
             ));
         }
         out

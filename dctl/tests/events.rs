@@ -547,6 +547,14 @@ fn drop_policy_slow_consumer_loses_counted_events_and_stalls_no_one() {
             "broker_events_dropped_total",
         ) > 0
     });
+    // the node's own /metrics carries the broker's families too
+    assert!(
+        metric(
+            &http_get(&n2.admin, "/metrics"),
+            "broker_events_dropped_total"
+        ) > 0,
+        "broker metrics missing from /metrics"
+    );
     assert!(Command::new("kill")
         .args(["-CONT", &pid])
         .status()

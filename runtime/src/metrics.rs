@@ -1,6 +1,6 @@
 //! Prometheus metrics of a node.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use actors::SupervisorStats;
 use prometheus_client::{
@@ -22,7 +22,11 @@ pub struct Metrics {
     escalations: Counter,
     alive: Gauge,
     sync: Mutex<()>,
+    sources: Mutex<Vec<Source>>,
 }
+
+/// A function producing more metric families (OpenMetrics text) at every scrape.
+type Source = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -58,6 +62,7 @@ impl Default for Metrics {
             escalations,
             alive,
             sync: Mutex::new(()),
+            sources: Mutex::new(Vec::new()),
         }
     }
 }
@@ -66,6 +71,21 @@ impl Metrics {
     /// Messages handled so far by user actors.
     pub fn messages_handled(&self) -> u64 {
         self.messages.get()
+    }
+
+    /// Add metric families rendered by another component (KV, broker...) at every scrape. The
+    /// function returns OpenMetrics text without the final `# EOF`: counters as
+    /// `# TYPE name counter` followed by `name_total value`.
+    ///
+    /// ```
+    /// let m = runtime::Metrics::default();
+    /// m.add_source(|| "# TYPE demo_events counter\ndemo_events_total 3\n".to_string());
+    /// ```
+    pub fn add_source(&self, source: impl Fn() -> String + Send + Sync + 'static) {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(source));
     }
 
     /// Render the text exposition, after bringing the sampled values up to date.
@@ -79,6 +99,20 @@ impl Metrics {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.push_str("# metrics encoding failed\n");
+        }
+        let sources: Vec<Source> = self
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !sources.is_empty() {
+            if let Some(body) = out.strip_suffix("# EOF\n") {
+                out = body.to_string();
+            }
+            for source in sources {
+                out.push_str(&source());
+            }
+            out.push_str("# EOF\n");
         }
         out
     }

@@ -947,7 +947,7 @@ impl Kv {
             Err(_) => Err(KvError::NoQuorum(
                 "the leader could not confirm its leadership with a majority within 5 s".into(),
             )),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => self.wait_own_term_applied(raft).await,
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 Err(KvError::NotLeader {
                     leader: f.leader_node.map(|n| n.name),
@@ -957,6 +957,32 @@ impl Kv {
                 Err(KvError::NoQuorum(q.to_string()))
             }
             Ok(Err(e)) => Err(KvError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// openraft 0.9 uses the leader's commit index as the read index even before the blank
+    /// entry of its term is committed; a new leader's commit index can lag what the previous
+    /// leader acknowledged. Wait until an entry of the current term is applied: then everything
+    /// committed before the term is applied too.
+    async fn wait_own_term_applied(&self, raft: &Raft<TypeConfig>) -> Result<(), KvError> {
+        let mut rx = raft.metrics();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            {
+                let m = rx.borrow_and_update();
+                if m.last_applied.map(|l| l.leader_id.term) == Some(m.current_term) {
+                    return Ok(());
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(KvError::Unavailable("Raft stopped".into())),
+                Err(_) => {
+                    return Err(KvError::NoQuorum(
+                        "the new leader could not commit an entry of its term within 5 s".into(),
+                    ))
+                }
+            }
         }
     }
 

@@ -67,18 +67,6 @@ fn base(admin: &str) -> String {
     }
 }
 
-fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
     if resp.status().is_success() {
         return Ok(resp);
@@ -146,7 +134,10 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
                 }
             };
             let resp = http
-                .post(format!("{url}/broker/channels/{}/events", seg(&channel)))
+                .post(format!(
+                    "{url}/broker/channels/{}/events",
+                    crate::commands::encode(&channel)
+                ))
                 .header("content-type", ctype)
                 .body(body)
                 .send()
@@ -196,7 +187,10 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
                 q.push(("count", c.to_string()));
             }
             let resp = http
-                .get(format!("{url}/broker/channels/{}/events", seg(&channel)))
+                .get(format!(
+                    "{url}/broker/channels/{}/events",
+                    crate::commands::encode(&channel)
+                ))
                 .query(&q)
                 .send()
                 .await
@@ -206,7 +200,10 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
         }
         EventsCmd::Durable { channel } => {
             let resp = http
-                .put(format!("{url}/broker/channels/{}/durable", seg(&channel)))
+                .put(format!(
+                    "{url}/broker/channels/{}/durable",
+                    crate::commands::encode(&channel)
+                ))
                 .send()
                 .await
                 .map_err(connect_err(admin))?;

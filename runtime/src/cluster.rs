@@ -424,7 +424,6 @@ impl Cluster {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        let me = self.name.clone();
         self.chitchat
             .with_chitchat(move |c| {
                 let self_id = c.self_chitchat_id().clone();
@@ -469,7 +468,6 @@ impl Cluster {
                         },
                     );
                 }
-                let _ = &me;
                 by_name.into_values().collect()
             })
             .await

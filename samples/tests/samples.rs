@@ -17,3 +17,12 @@ async fn supervised_bank_restarts_the_crashed_account() {
         report.tree
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_config_applies_kv_changes_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = samples::live_config(dir.path()).await.unwrap();
+    assert_eq!(report.before, "Bonjour, Ada!");
+    assert_eq!(report.after, "Hola, Ada!");
+    assert_eq!(report.deleted, "Hello, Ada!");
+}

@@ -108,7 +108,11 @@ impl Actor for RegistryActor {
     type State = State;
     type Arguments = ();
 
-    async fn pre_start(&self, myself: ActorRef<RegistryMsg>, _: ()) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        _: (),
+    ) -> Result<State, ActorProcessingErr> {
         let mut tasks = Vec::new();
         if let Some(mut changes) = self.node.gossip_changes().await {
             let me = myself.clone();
@@ -130,7 +134,11 @@ impl Actor for RegistryActor {
         Ok(state)
     }
 
-    async fn post_stop(&self, _: ActorRef<RegistryMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<RegistryMsg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         for t in state.tasks.drain(..) {
             t.abort();
         }
@@ -144,21 +152,19 @@ impl Actor for RegistryActor {
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RegistryMsg::Register(instance, reply) => {
-                match serde_json::to_string(&instance) {
-                    Ok(value) => {
-                        self.node
-                            .gossip_set(&key(&instance.service, &instance.id), &value)
-                            .await;
-                        self.refresh(state).await;
-                        tracing::info!(service = %instance.service, id = %instance.id, address = %instance.address, "registered");
-                        let _ = reply.send(Ok(instance));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(RegistryError::Invalid(e.to_string())));
-                    }
+            RegistryMsg::Register(instance, reply) => match serde_json::to_string(&instance) {
+                Ok(value) => {
+                    self.node
+                        .gossip_set(&key(&instance.service, &instance.id), &value)
+                        .await;
+                    self.refresh(state).await;
+                    tracing::info!(service = %instance.service, id = %instance.id, address = %instance.address, "registered");
+                    let _ = reply.send(Ok(instance));
                 }
-            }
+                Err(e) => {
+                    let _ = reply.send(Err(RegistryError::Invalid(e.to_string())));
+                }
+            },
             RegistryMsg::Deregister(service, id, reply) => {
                 let k = (service.clone(), id.clone());
                 let result = match state.view.get(&k) {
@@ -171,7 +177,10 @@ impl Actor for RegistryActor {
                     Some(i) => Err(RegistryError::NotFound {
                         service,
                         id,
-                        hint: format!(" (it is registered on node '{}'; deregister it there)", i.node),
+                        hint: format!(
+                            " (it is registered on node '{}'; deregister it there)",
+                            i.node
+                        ),
                     }),
                     None => Err(RegistryError::NotFound {
                         service,

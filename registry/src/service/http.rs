@@ -88,5 +88,7 @@ async fn watch(State(reg): State<Registry>, Query(f): Query<Filter>) -> Result<R
         let data = serde_json::to_string(&e).unwrap_or_default();
         Some((Ok::<_, Infallible>(Event::default().data(data)), rx))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

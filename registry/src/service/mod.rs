@@ -72,7 +72,10 @@ impl Registry {
         node.on_shutdown(move || async move {
             let n = on_stop.deregister_all().await;
             if n > 0 {
-                tracing::info!(instances = n, "deregistered this node's instances before stopping");
+                tracing::info!(
+                    instances = n,
+                    "deregistered this node's instances before stopping"
+                );
                 tokio::time::sleep(DRAIN).await;
             }
         });
@@ -93,7 +96,11 @@ impl Registry {
         &self,
         build: impl FnOnce(ractor::RpcReplyPort<T>) -> RegistryMsg,
     ) -> Result<T, RegistryError> {
-        match self.actor()?.call(build, Some(Duration::from_secs(10))).await {
+        match self
+            .actor()?
+            .call(build, Some(Duration::from_secs(10)))
+            .await
+        {
             Ok(CallResult::Success(v)) => Ok(v),
             Ok(_) => Err(RegistryError::Unavailable(
                 "the registry actor did not answer".into(),

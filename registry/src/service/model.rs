@@ -215,12 +215,26 @@ mod tests {
 
     #[test]
     fn registrations_are_validated() {
-        let ok = Registration::new("billing", "127.0.0.1:80").into_instance("n1").unwrap();
+        let ok = Registration::new("billing", "127.0.0.1:80")
+            .into_instance("n1")
+            .unwrap();
         assert_eq!(ok.id, "n1-127.0.0.1-80");
         assert_eq!(ok.protocol, "http");
-        for (svc, addr) in [("", "a:1"), ("bad name", "a:1"), ("s", "nohost"), ("s", "h:0"), ("s", ":80"), ("s", "h:99999")] {
-            let err = Registration::new(svc, addr).into_instance("n1").unwrap_err();
-            assert!(matches!(err, RegistryError::Invalid(_)), "{svc} {addr}: {err}");
+        for (svc, addr) in [
+            ("", "a:1"),
+            ("bad name", "a:1"),
+            ("s", "nohost"),
+            ("s", "h:0"),
+            ("s", ":80"),
+            ("s", "h:99999"),
+        ] {
+            let err = Registration::new(svc, addr)
+                .into_instance("n1")
+                .unwrap_err();
+            assert!(
+                matches!(err, RegistryError::Invalid(_)),
+                "{svc} {addr}: {err}"
+            );
         }
         let huge = Registration::new("s", "h:1").meta("k", "v".repeat(5000));
         assert!(huge.into_instance("n1").is_err());

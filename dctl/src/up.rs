@@ -173,11 +173,28 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         );
     }
     println!("  sample service: sample-echo (echo) on {target}");
+    let voters = procs
+        .iter()
+        .take(3)
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "  on every node: service registry, KV store (Raft voters: {voters}), CloudEvents broker"
+    );
+    println!("  metrics: http://{}/metrics", procs[0].admin);
     println!("try:");
     let a = &procs[0].admin;
     println!("  dctl --admin {a} cluster status");
     println!("  dctl --admin {a} tree --all");
     println!("  dctl --admin {a} send sample-echo '{{\"hello\":\"world\"}}' --call");
+    println!("  dctl --admin {a} kv put greeting hello && dctl --admin {a} kv get greeting");
+    println!(
+        "  dctl --admin {a} svc register web --addr 127.0.0.1:8080 && dctl --admin {a} svc ls"
+    );
+    println!(
+        "  dctl --admin {a} events consume demo --count 1 &  dctl --admin {a} events produce demo --type t --source s --data '{{}}'"
+    );
     println!("Ctrl-C stops every node.");
     runtime::wait_for_signal().await;
     eprintln!("stopping {n} nodes...");

@@ -64,6 +64,15 @@ fn tls_nodes_cluster_and_plain_nodes_cannot_connect() {
     assert!(members(&n1)
         .iter()
         .any(|(name, state, connected)| name == "t-n3" && state == "alive" && !connected));
+    wait_until(
+        "t-n3 sees t-n2 alive through gossip",
+        Duration::from_secs(20),
+        || {
+            members(&plain)
+                .iter()
+                .any(|(name, state, _)| name == "t-n2" && state == "alive")
+        },
+    );
     assert_one_line_error(
         &plain.dctl(&["send", "tls-echo", "1", "--call"]),
         "node 't-n2' is unreachable",

@@ -382,42 +382,10 @@ fn invalid_events_get_clear_errors_and_the_broker_keeps_serving() {
 
 /// A node process with a data directory of our choosing (kept across restarts).
 fn start_node(name: &str, data: &Path, seed: Option<&str>) -> NodeProc {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let admin = format!("127.0.0.1:{}", free_port());
-    let listen = format!("127.0.0.1:{}", free_port());
-    let gossip = format!(
-        "127.0.0.1:{}",
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("free udp port")
-            .port()
-    );
-    let log = std::fs::File::create(dir.path().join("node.log")).expect("log");
-    let mut cmd = Command::new(DCTL);
-    cmd.args(["--admin", &admin, "node", "start", "--name", name])
-        .args(["--listen", &listen, "--gossip", &gossip])
-        .arg("--data-dir")
-        .arg(data.join(name));
-    if let Some(s) = seed {
-        cmd.args(["--seed", s]);
+    match seed {
+        Some(s) => NodeProc::start_in(name, &data.join(name), &["--seed", s]),
+        None => NodeProc::start_in(name, &data.join(name), &[]),
     }
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("dctl node start");
-    let node = NodeProc {
-        name: name.into(),
-        admin,
-        listen,
-        gossip,
-        child: Some(child),
-        dir,
-    };
-    wait_until(&format!("{name} healthy"), Duration::from_secs(20), || {
-        node.dctl(&["tree", "--json"]).status.success()
-    });
-    node
 }
 
 fn durable_home(node: &NodeProc, channel: &str) -> Option<String> {

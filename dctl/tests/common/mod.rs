@@ -43,7 +43,19 @@ impl NodeProc {
     }
 
     pub fn start_with(name: &str, extra: &[&str]) -> NodeProc {
+        Self::spawn(name, None, extra)
+    }
+
+    /// Start with a data directory of the caller's (kept across restarts).
+    pub fn start_in(name: &str, data: &std::path::Path, extra: &[&str]) -> NodeProc {
+        Self::spawn(name, Some(data), extra)
+    }
+
+    fn spawn(name: &str, data: Option<&std::path::Path>, extra: &[&str]) -> NodeProc {
         let dir = tempfile::tempdir().expect("temp dir");
+        let data = data
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().join("data"));
         let admin = format!("127.0.0.1:{}", free_port());
         let listen = format!("127.0.0.1:{}", free_port());
         let gossip = format!(
@@ -58,7 +70,7 @@ impl NodeProc {
             .args(["--admin", &admin, "node", "start", "--name", name])
             .args(["--listen", &listen, "--gossip", &gossip])
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(&data)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)

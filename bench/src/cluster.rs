@@ -27,6 +27,7 @@
 //! medians over the rounds and the ratios of the medians. Targets are reported (PASS/MISS), never
 //! asserted. Every child process is killed at the end, also on errors.
 
+pub use crate::stats::Limit;
 use std::{
     fmt,
     path::PathBuf,
@@ -259,38 +260,6 @@ pub struct Convergence {
     pub from_first_spawn_secs: f64,
     /// Poll interval, seconds (the resolution of the measurement).
     pub poll_secs: f64,
-}
-
-/// A bound a metric must meet.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub enum Limit {
-    /// At least this.
-    AtLeast(f64),
-    /// At most this.
-    AtMost(f64),
-    /// Strictly below this.
-    Below(f64),
-}
-
-impl Limit {
-    /// Whether `value` meets the bound.
-    pub fn met_by(self, value: f64) -> bool {
-        match self {
-            Limit::AtLeast(t) => value >= t,
-            Limit::AtMost(t) => value <= t,
-            Limit::Below(t) => value < t,
-        }
-    }
-}
-
-impl fmt::Display for Limit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Limit::AtLeast(t) => write!(f, ">= {t:.2}"),
-            Limit::AtMost(t) => write!(f, "<= {t:.2}"),
-            Limit::Below(t) => write!(f, "< {t:.2}"),
-        }
-    }
 }
 
 /// A metric checked against its target (reported, never asserted).

@@ -15,6 +15,7 @@
 //! Runs alternate bare, runtime, bare, runtime… for `rounds` rounds after a warm-up; the report
 //! gives the median of each metric over the rounds and the runtime/bare ratios of the medians.
 
+use crate::stats::Limit;
 use std::{fmt, time::Duration, time::Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -160,34 +161,6 @@ pub struct Ratios {
     pub mean: f64,
 }
 
-/// Which way a ratio must go to meet its target.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub enum Target {
-    /// The ratio must be at least this.
-    AtLeast(f64),
-    /// The ratio must be at most this.
-    AtMost(f64),
-}
-
-impl Target {
-    /// Whether `ratio` meets the target.
-    pub fn met_by(self, ratio: f64) -> bool {
-        match self {
-            Target::AtLeast(t) => ratio >= t,
-            Target::AtMost(t) => ratio <= t,
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::AtLeast(t) => write!(f, ">= {t:.2}"),
-            Target::AtMost(t) => write!(f, "<= {t:.2}"),
-        }
-    }
-}
-
 /// A ratio checked against its target (reported, never asserted).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
@@ -196,7 +169,7 @@ pub struct Check {
     /// The measured ratio runtime/bare.
     pub ratio: f64,
     /// Its target.
-    pub target: Target,
+    pub target: Limit,
     /// Whether the target was met.
     pub pass: bool,
 }
@@ -446,7 +419,7 @@ async fn measure(
         p99: paired_ratio(&bare.p99_ns, &runtime.p99_ns),
         mean: paired_ratio(&bare.mean_ns, &runtime.mean_ns),
     };
-    let check = |metric: &str, ratio: f64, target: Target| Check {
+    let check = |metric: &str, ratio: f64, target: Limit| Check {
         metric: metric.to_string(),
         ratio,
         target,
@@ -456,10 +429,10 @@ async fn measure(
         check(
             "throughput",
             ratios.throughput,
-            Target::AtLeast(THROUGHPUT_RATIO_TARGET),
+            Limit::AtLeast(THROUGHPUT_RATIO_TARGET),
         ),
-        check("call p50", ratios.p50, Target::AtMost(LATENCY_RATIO_TARGET)),
-        check("call p99", ratios.p99, Target::AtMost(LATENCY_RATIO_TARGET)),
+        check("call p50", ratios.p50, Limit::AtMost(LATENCY_RATIO_TARGET)),
+        check("call p99", ratios.p99, Limit::AtMost(LATENCY_RATIO_TARGET)),
     ];
     Ok(LocalReport {
         config: config.clone(),

@@ -1,6 +1,6 @@
 //! Small statistics helpers shared by the benchmarks.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use serde::Serialize;
 
@@ -74,6 +74,38 @@ impl Rounds {
             max: sorted[n - 1],
             values,
         })
+    }
+}
+
+/// A bound a metric must meet.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Limit {
+    /// At least this.
+    AtLeast(f64),
+    /// At most this.
+    AtMost(f64),
+    /// Strictly below this.
+    Below(f64),
+}
+
+impl Limit {
+    /// Whether `value` meets the bound.
+    pub fn met_by(self, value: f64) -> bool {
+        match self {
+            Limit::AtLeast(t) => value >= t,
+            Limit::AtMost(t) => value <= t,
+            Limit::Below(t) => value < t,
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::AtLeast(t) => write!(f, ">= {t:.2}"),
+            Limit::AtMost(t) => write!(f, "<= {t:.2}"),
+            Limit::Below(t) => write!(f, "< {t:.2}"),
+        }
     }
 }
 

@@ -35,7 +35,7 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context};
-use ractor::{rpc::CallResult, ActorRef};
+use ractor::ActorRef;
 use runtime::{JsonMsg, MemberState, Node};
 use serde::Serialize;
 
@@ -480,7 +480,7 @@ async fn with_node_a(
                 .members()
                 .await
                 .iter()
-                .any(|m| m.name == b_name && m.state == MemberState::Alive && m.connected)
+                .any(|m| m.name == b_name && m.state == MemberState::Alive && m.connected && m.lane)
                 .then_some(()))
         },
     )
@@ -535,11 +535,11 @@ async fn with_node_a(
     for p in &payloads {
         if config.warmup_calls > 0 {
             client.latency(p, config.warmup_calls).await?;
-            runtime_latency(&echo, p, config.warmup_calls, timeout).await?;
+            runtime_latency(node, &echo, p, config.warmup_calls, timeout).await?;
         }
         if config.warmup_messages > 0 {
             client.stream(p, config.warmup_messages, &flush).await?;
-            runtime_stream(&echo, p, config.warmup_messages, &flush, timeout).await?;
+            runtime_stream(node, &echo, p, config.warmup_messages, &flush, timeout).await?;
         }
     }
 
@@ -559,7 +559,7 @@ async fn with_node_a(
     for round in 1..=config.rounds {
         for (p, acc) in payloads.iter().zip(per.iter_mut()) {
             let rl = summary(client.latency(p, config.calls).await?)?;
-            let tl = summary(runtime_latency(&echo, p, config.calls, timeout).await?)?;
+            let tl = summary(runtime_latency(node, &echo, p, config.calls, timeout).await?)?;
             let rt = rate(
                 config.messages,
                 client.stream(p, config.messages, &flush).await?,
@@ -570,7 +570,7 @@ async fn with_node_a(
             );
             let tt = rate(
                 config.messages,
-                runtime_stream(&echo, p, config.messages, &flush, timeout).await?,
+                runtime_stream(node, &echo, p, config.messages, &flush, timeout).await?,
             );
             progress(config, || {
                 format!(
@@ -634,22 +634,20 @@ async fn with_node_a(
 }
 
 async fn runtime_call(
+    node: &Node,
     echo: &ActorRef<JsonMsg>,
     payload: &[u8],
     timeout: Duration,
 ) -> anyhow::Result<usize> {
-    match echo
-        .call(|p| JsonMsg::Call(payload.to_vec(), p), Some(timeout))
+    let reply = node
+        .call(echo, |p| JsonMsg::Call(payload.to_vec(), p), timeout)
         .await
-    {
-        Ok(CallResult::Success(reply)) => Ok(reply.len()),
-        Ok(CallResult::Timeout) => bail!("remote echo call timed out after {timeout:?}"),
-        Ok(CallResult::SenderError) => bail!("remote echo call got no reply"),
-        Err(e) => bail!("remote echo call failed: {e}"),
-    }
+        .map_err(|e| anyhow!("remote echo call failed: {e}"))?;
+    Ok(reply.len())
 }
 
 async fn runtime_latency(
+    node: &Node,
     echo: &ActorRef<JsonMsg>,
     payload: &[u8],
     calls: usize,
@@ -658,7 +656,7 @@ async fn runtime_latency(
     let mut samples = Vec::with_capacity(calls);
     for _ in 0..calls {
         let start = Instant::now();
-        let n = runtime_call(echo, payload, timeout).await?;
+        let n = runtime_call(node, echo, payload, timeout).await?;
         samples.push(start.elapsed());
         if n != payload.len() {
             bail!("remote echo returned {n} bytes for {}", payload.len());
@@ -668,6 +666,7 @@ async fn runtime_latency(
 }
 
 async fn runtime_stream(
+    node: &Node,
     echo: &ActorRef<JsonMsg>,
     payload: &[u8],
     n: u64,
@@ -676,10 +675,10 @@ async fn runtime_stream(
 ) -> anyhow::Result<Duration> {
     let start = Instant::now();
     for _ in 0..n {
-        echo.send_message(JsonMsg::Tell(payload.to_vec()))
+        node.tell(echo, JsonMsg::Tell(payload.to_vec()))
             .map_err(|e| anyhow!("tell to the remote echo failed: {e}"))?;
     }
-    let got = runtime_call(echo, flush, timeout).await?;
+    let got = runtime_call(node, echo, flush, timeout).await?;
     let elapsed = start.elapsed();
     if got != flush.len() {
         bail!("remote flush returned {got} bytes for {}", flush.len());

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     config::NodeConfig,
     error::RuntimeError,
+    lane::{Lane, Lanes},
     tls::{server_name, Tls},
 };
 
@@ -45,6 +46,7 @@ const KEY_ADMIN_ADDR: &str = "admin_addr";
 const KEY_VERSION: &str = "version";
 const KEY_ROLES: &str = "roles";
 const KEY_ACTORS: &str = "actors";
+const KEY_LANE_ADDR: &str = "lane_addr";
 
 /// How often membership is reconciled with the transport's sessions.
 const RECONCILE_EVERY: Duration = Duration::from_millis(200);
@@ -73,6 +75,9 @@ pub struct Member {
     pub is_self: bool,
     /// Whether an authenticated actor-transport session to it is up (always true for self).
     pub connected: bool,
+    /// Whether the direct message lane to it is up (always true for self).
+    #[serde(default)]
+    pub lane: bool,
     /// Gossip address.
     pub gossip_addr: String,
     /// Actor-transport address.
@@ -173,6 +178,7 @@ pub(crate) struct Cluster {
     server: ActorRef<NodeServerMessage>,
     sessions: Arc<Sessions>,
     tls: Option<Arc<Tls>>,
+    lanes: Arc<Lanes>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) actor_addr: SocketAddr,
     pub(crate) gossip_addr: SocketAddr,
@@ -234,6 +240,19 @@ impl Cluster {
                 addr: actor_addr.to_string(),
                 source: std::io::Error::other(e.to_string()),
             })?;
+        let lane_bind = config
+            .lane_addr
+            .unwrap_or_else(|| SocketAddr::new(actor_addr.ip(), 0));
+        let lanes = match Lanes::start(&config.name, &config.cookie, tls.clone(), lane_bind).await {
+            Ok(l) => l,
+            Err(source) => {
+                server.stop(None);
+                return Err(RuntimeError::Bind {
+                    addr: lane_bind.to_string(),
+                    source,
+                });
+            }
+        };
         let sessions = Arc::new(Sessions::default());
         let _ = server.cast(NodeServerMessage::SubscribeToEvents {
             id: "draft-cluster".into(),
@@ -265,6 +284,7 @@ impl Cluster {
             ),
             (KEY_ROLES.to_string(), "runtime".to_string()),
             (KEY_ACTORS.to_string(), String::new()),
+            (KEY_LANE_ADDR.to_string(), lanes.addr.to_string()),
         ];
         if let Some(a) = admin_addr {
             kv.push((KEY_ADMIN_ADDR.to_string(), a.to_string()));
@@ -273,6 +293,7 @@ impl Cluster {
             Ok(c) => c,
             Err(e) => {
                 server.stop(None);
+                lanes.shutdown();
                 return Err(RuntimeError::Bind {
                     addr: gossip_addr.to_string(),
                     source: std::io::Error::other(e.to_string()),
@@ -293,6 +314,7 @@ impl Cluster {
             server,
             sessions,
             tls,
+            lanes,
             task: Mutex::new(None),
             actor_addr,
             gossip_addr,
@@ -300,11 +322,13 @@ impl Cluster {
         let weak = Arc::downgrade(&cluster);
         let task = tokio::spawn(async move {
             let mut last_dial: HashMap<String, Instant> = HashMap::new();
+            let mut last_lane_dial: HashMap<String, Instant> = HashMap::new();
             let mut published = String::new();
             loop {
                 tokio::time::sleep(RECONCILE_EVERY).await;
                 let Some(cluster) = weak.upgrade() else { break };
                 cluster.reconcile(&mut last_dial, &mut published).await;
+                cluster.reconcile_lanes(&mut last_lane_dial).await;
             }
         });
         if let Ok(mut t) = cluster.task.lock() {
@@ -405,6 +429,67 @@ impl Cluster {
         }
     }
 
+    /// Dial lanes to live nodes we should dial; close lanes of dead nodes.
+    async fn reconcile_lanes(&self, last_dial: &mut HashMap<String, Instant>) {
+        let (live, dead) = self
+            .chitchat
+            .with_chitchat(|c| {
+                let me = c.self_chitchat_id().clone();
+                let live: BTreeMap<String, Option<String>> = c
+                    .live_nodes()
+                    .filter(|id| **id != me)
+                    .map(|id| {
+                        let addr = c
+                            .node_state(id)
+                            .and_then(|s| s.get(KEY_LANE_ADDR))
+                            .map(str::to_string);
+                        (id.node_id.to_string(), addr)
+                    })
+                    .collect();
+                let dead: HashSet<String> =
+                    c.dead_nodes().map(|id| id.node_id.to_string()).collect();
+                (live, dead)
+            })
+            .await;
+        let up: HashSet<String> = self.lanes.connected().into_iter().collect();
+        for name in &up {
+            if dead.contains(name) && !live.contains_key(name) {
+                tracing::warn!(peer = %name, "node declared dead; closing its lane");
+                self.lanes.drop_peer(name);
+            }
+        }
+        for (name, addr) in live {
+            if up.contains(&name) || self.name.as_str() >= name.as_str() {
+                continue;
+            }
+            let Some(addr) = addr.and_then(|a| a.parse::<SocketAddr>().ok()) else {
+                continue;
+            };
+            if last_dial
+                .get(&name)
+                .is_some_and(|t| t.elapsed() < REDIAL_AFTER)
+            {
+                continue;
+            }
+            last_dial.insert(name.clone(), Instant::now());
+            let lanes = self.lanes.clone();
+            tokio::spawn(async move {
+                if let Err(e) = lanes.dial(&name, addr).await {
+                    tracing::warn!(peer = %name, %addr, "cannot open a lane: {e}");
+                }
+            });
+        }
+    }
+
+    /// The lane to the node hosting `cell` (a remote proxy), with the actor's pid on that node.
+    pub(crate) fn lane_to(&self, cell: &ActorCell) -> Option<(Arc<Lane>, u64)> {
+        let ActorId::Remote { pid, .. } = cell.get_id() else {
+            return None;
+        };
+        let node = self.node_of(cell)?;
+        self.lanes.get(&node).map(|lane| (lane, pid))
+    }
+
     /// Authenticated sessions by peer node name.
     async fn session_list(&self) -> Vec<(String, ActorRef<ractor_cluster::NodeSessionMessage>)> {
         match ractor::call_t!(self.server, NodeServerMessage::GetSessions, 2000) {
@@ -424,6 +509,7 @@ impl Cluster {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
+        let lanes: HashSet<String> = self.lanes.connected().into_iter().collect();
         self.chitchat
             .with_chitchat(move |c| {
                 let self_id = c.self_chitchat_id().clone();
@@ -453,6 +539,7 @@ impl Cluster {
                         Member {
                             is_self: *id == self_id,
                             connected: *id == self_id || (alive && connected.contains(&name)),
+                            lane: *id == self_id || (alive && lanes.contains(&name)),
                             state: if alive {
                                 MemberState::Alive
                             } else {
@@ -549,6 +636,7 @@ impl Cluster {
             t.abort();
         }
         let _ = self.chitchat.initiate_shutdown();
+        self.lanes.shutdown();
         let _ = self
             .server
             .stop_and_wait(None, Some(Duration::from_secs(5)))

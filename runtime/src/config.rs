@@ -17,6 +17,9 @@ pub struct NodeConfig {
     pub listen_addr: SocketAddr,
     /// Gossip address (UDP); port 0 picks a free port.
     pub gossip_addr: SocketAddr,
+    /// Address of the direct message lane (TCP, see the `lane` docs of [`Node::tell`]); `None`
+    /// binds a free port on the actor-transport IP. Peers learn it through gossip.
+    pub lane_addr: Option<SocketAddr>,
     /// Gossip addresses of nodes to join.
     pub seeds: Vec<String>,
     /// Shared secret of the cluster.
@@ -35,6 +38,7 @@ impl Default for NodeConfig {
             admin_enabled: true,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             gossip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            lane_addr: None,
             seeds: Vec::new(),
             cookie: "draft-cookie".into(),
             data_dir: PathBuf::from(".dctl").join("node1"),
@@ -110,6 +114,15 @@ impl NodeBuilder {
     pub fn listen_addr(mut self, addr: &str) -> Self {
         if let Some(a) = parse_addr("listen address", addr, &mut self.errors) {
             self.config.listen_addr = a;
+        }
+        self
+    }
+
+    /// The direct message lane's address, `HOST:PORT` (default: a free port on the
+    /// actor-transport IP).
+    pub fn lane_addr(mut self, addr: &str) -> Self {
+        if let Some(a) = parse_addr("lane address", addr, &mut self.errors) {
+            self.config.lane_addr = Some(a);
         }
         self
     }

@@ -33,6 +33,7 @@ mod error;
 mod factory;
 pub mod inspector;
 mod json;
+mod lane;
 mod metrics;
 mod node;
 pub mod spawner;

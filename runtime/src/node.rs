@@ -25,6 +25,7 @@ use crate::{
     factory::{spec_for, Factory},
     inspector::{Inspector, InspectorMsg},
     json::JsonMsg,
+    lane::{Lane, LaneError},
     metrics::Metrics,
     spawner::{SpawnReply, SpawnRequest, Spawner, SpawnerMsg},
     watch::Watch,
@@ -505,6 +506,29 @@ impl Node {
                 .get_name()
                 .unwrap_or_else(|| actor.get_id().to_string())
         };
+        if let Some((lane, pid)) = self.lane_to::<M>(actor) {
+            let started = tokio::time::Instant::now();
+            let (tx, rx) = ractor::concurrency::oneshot();
+            let msg = build((tx, timeout).into());
+            let msg = msg
+                .serialize()
+                .map_err(|_| RuntimeError::WrongMessageType(name(), "network"))?;
+            lane.send(pid, msg)
+                .map_err(|e| lane_error(&lane, &name(), e))?;
+            return match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(r)) => Ok(r),
+                // The reply port's own timeout fires with ours: that is a timeout too.
+                Ok(Err(_)) if started.elapsed() >= timeout => Err(RuntimeError::Timeout {
+                    name: name(),
+                    timeout,
+                }),
+                Ok(Err(_)) => Err(RuntimeError::NoReply(name())),
+                Err(_) => Err(RuntimeError::Timeout {
+                    name: name(),
+                    timeout,
+                }),
+            };
+        }
         match actor.call(build, Some(timeout)).await {
             Ok(CallResult::Success(r)) => Ok(r),
             Ok(CallResult::Timeout) => Err(RuntimeError::Timeout {
@@ -597,9 +621,52 @@ impl Node {
     /// Send a JSON message to a named actor on any node (it must take [`JsonMsg`]).
     pub async fn tell_json(&self, name: &str, payload: Value) -> Result<(), RuntimeError> {
         let actor = self.resolve_json(name).await?;
+        self.tell(&actor, JsonMsg::tell(&payload))
+    }
+
+    /// Send a one-way message to a typed actor on any node.
+    ///
+    /// An actor on another node is reached over the direct lane to that node when it is up: one
+    /// frame, batched with others, straight into the actor's mailbox. Otherwise the message goes
+    /// through ractor_cluster's session. Messages sent through the node from one sender to one
+    /// actor keep their order; `ActorRef::cast` on a remote reference takes ractor_cluster's
+    /// slower path and is not ordered with them, so send through the node when order matters.
+    ///
+    /// ```
+    /// # use runtime::{Node, JsonMsg};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let node = Node::builder().name("tell-doc").without_admin().start().await.unwrap();
+    /// node.spawn("tell-doc-echo", runtime::echo::Echo, ()).await.unwrap();
+    /// let echo = node.lookup::<JsonMsg>("tell-doc-echo").unwrap();
+    /// node.tell(&echo, JsonMsg::Tell(b"{}".to_vec())).unwrap();
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub fn tell<M: Message>(&self, actor: &ActorRef<M>, msg: M) -> Result<(), RuntimeError> {
+        let name = || {
+            actor
+                .get_name()
+                .unwrap_or_else(|| actor.get_id().to_string())
+        };
+        if let Some((lane, pid)) = self.lane_to::<M>(actor) {
+            let msg = msg
+                .serialize()
+                .map_err(|_| RuntimeError::WrongMessageType(name(), "network"))?;
+            return lane
+                .send(pid, msg)
+                .map_err(|e| lane_error(&lane, &name(), e));
+        }
         actor
-            .send_message(JsonMsg::tell(&payload))
-            .map_err(|e| messaging_error(name, e))
+            .send_message(msg)
+            .map_err(|e| messaging_error(&name(), e))
+    }
+
+    /// The lane to a remote actor's node, when the message type can travel on it.
+    fn lane_to<M: Message>(&self, actor: &ActorRef<M>) -> Option<(Arc<Lane>, u64)> {
+        if actor.get_id().is_local() || !M::serializable() {
+            return None;
+        }
+        self.inner.cluster.get()?.lane_to(&actor.get_cell())
     }
 
     /// Call a named actor with a JSON payload and return its JSON reply.
@@ -857,6 +924,19 @@ fn spawn_error(e: SupervisorError) -> RuntimeError {
         SupervisorError::AlreadyPresent(n) => RuntimeError::NameTaken(n),
         SupervisorError::StartFailed { reason, .. } => RuntimeError::SpawnFailed(reason),
         other => RuntimeError::Unavailable(other.to_string()),
+    }
+}
+
+fn lane_error(lane: &Lane, name: &str, e: LaneError) -> RuntimeError {
+    match e {
+        LaneError::Closed => RuntimeError::Unreachable {
+            node: lane.peer().to_string(),
+            what: format!("the connection to it closed; actor '{name}' lives there"),
+        },
+        LaneError::NotSerializable => RuntimeError::WrongMessageType(name.to_string(), "network"),
+        LaneError::TooLarge => {
+            RuntimeError::Config(format!("message to '{name}' is too large for a frame"))
+        }
     }
 }
 

@@ -1,0 +1,728 @@
+//! The direct lane: one lean TCP connection per pair of nodes that carries actor messages
+//! (tells, calls and their replies) straight from the sender to the receiving actor's mailbox.
+//!
+//! ractor_cluster keeps the control plane (process groups, remote actor proxies, monitors,
+//! remote spawn). Its data path costs a proxy actor, a session actor, a protobuf envelope and a
+//! reader actor in each direction, plus two unbuffered reads per frame. On the lane a message is
+//! one length-prefixed frame appended to a per-peer buffer that a writer task flushes in batches;
+//! the reader decodes frames from a buffered stream and hands each to the target actor as a
+//! ractor [`SerializedMessage`], exactly what ractor_cluster would hand it.
+//!
+//! * Authentication: both sides prove they know the cookie (SHA-256 over the cookie and the
+//!   other side's fresh nonce, with distinct labels for the two directions). A peer with another
+//!   cookie is refused and the refusal is logged on both sides.
+//! * Optional mutual TLS with the transport's certificates.
+//! * At most one lane per pair: the node whose name sorts first dials (as for sessions); a newer
+//!   connection from the same peer replaces an older one. A lane is closed when its peer is
+//!   declared dead, and calls waiting on it then fail at once.
+//! * Only actors published in a process group (as ractor_cluster requires) can be reached.
+//! * Messages sent with `Node::tell` / `Node::call` from one sender to one actor arrive in the
+//!   order sent while the lane stays up. Before a lane is up they travel over ractor_cluster, and
+//!   the switch can reorder messages sent in the instant a lane comes up. `ActorRef::cast` /
+//!   `call` on a remote reference always take ractor_cluster's path, so they are not ordered
+//!   with messages sent through the node.
+//!
+//! Frames (big-endian): `u32 len | u8 kind | body` where body is
+//! `CAST: u64 pid | u16 vlen | variant | args`,
+//! `CALL: u64 pid | u64 id | u32 timeout_ms | u16 vlen | variant | args`,
+//! `REPLY: u64 id | bytes`, `FAIL: u64 id` (no such actor, or it dropped the reply port).
+
+use std::{
+    collections::HashMap,
+    io,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
+};
+
+use ractor::{message::SerializedMessage, pg, ActorCell, ActorId, RpcReplyPort};
+use sha2::{Digest, Sha256};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+    task::AbortHandle,
+};
+
+use crate::tls::{server_name, Tls};
+
+const MAGIC: &[u8; 8] = b"DLANE/1\n";
+/// Largest frame accepted from a peer; a bigger one closes the lane.
+pub(crate) const MAX_FRAME: usize = 16 << 20;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+const READ_BUF: usize = 64 << 10;
+const NONCE: usize = 32;
+
+const CAST: u8 = 1;
+const CALL: u8 = 2;
+const REPLY: u8 = 3;
+const FAIL: u8 = 4;
+
+/// Why a message could not be put on a lane.
+#[derive(Debug)]
+pub(crate) enum LaneError {
+    /// The lane closed (its connection was lost or the peer declared dead).
+    Closed,
+    /// The message cannot be sent over the network (its type is not remote-capable).
+    NotSerializable,
+    /// The variant name is longer than a frame allows.
+    TooLarge,
+}
+
+/// The lanes of this node: a listener, and one [`Lane`] per connected peer.
+pub(crate) struct Lanes {
+    me: String,
+    cookie: String,
+    tls: Option<Arc<Tls>>,
+    /// Where the lane listener is bound.
+    pub(crate) addr: SocketAddr,
+    peers: RwLock<HashMap<String, Arc<Lane>>>,
+    accept: Mutex<Option<AbortHandle>>,
+}
+
+/// A connection to one peer node.
+pub(crate) struct Lane {
+    peer: String,
+    out: Mutex<Vec<u8>>,
+    wake: Notify,
+    pending: Mutex<HashMap<u64, RpcReplyPort<Vec<u8>>>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Lanes {
+    /// Bind the lane listener and start accepting peers.
+    pub(crate) async fn start(
+        me: &str,
+        cookie: &str,
+        tls: Option<Arc<Tls>>,
+        bind: SocketAddr,
+    ) -> io::Result<Arc<Lanes>> {
+        let listener = TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let lanes = Arc::new(Lanes {
+            me: me.to_string(),
+            cookie: cookie.to_string(),
+            tls,
+            addr,
+            peers: RwLock::new(HashMap::new()),
+            accept: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&lanes);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, from)) = listener.accept().await else {
+                    continue;
+                };
+                let Some(lanes) = weak.upgrade() else { break };
+                tokio::spawn(async move {
+                    if let Err(e) = lanes.accept(stream).await {
+                        tracing::warn!(%from, "lane connection refused: {e}");
+                    }
+                });
+            }
+        });
+        if let Ok(mut a) = lanes.accept.lock() {
+            *a = Some(task.abort_handle());
+        }
+        Ok(lanes)
+    }
+
+    /// The lane to `peer`, if one is up.
+    pub(crate) fn get(&self, peer: &str) -> Option<Arc<Lane>> {
+        self.peers
+            .read()
+            .ok()
+            .and_then(|p| p.get(peer).cloned())
+            .filter(|l| !l.is_closed())
+    }
+
+    /// Names of the peers with a lane up.
+    pub(crate) fn connected(&self) -> Vec<String> {
+        self.peers
+            .read()
+            .map(|p| {
+                p.iter()
+                    .filter(|(_, l)| !l.is_closed())
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Close the lane to `peer` (declared dead).
+    pub(crate) fn drop_peer(&self, peer: &str) {
+        let lane = self.peers.write().ok().and_then(|mut p| p.remove(peer));
+        if let Some(lane) = lane {
+            lane.close();
+        }
+    }
+
+    /// Close every lane and stop listening.
+    pub(crate) fn shutdown(&self) {
+        if let Some(a) = self.accept.lock().ok().and_then(|mut a| a.take()) {
+            a.abort();
+        }
+        let all: Vec<Arc<Lane>> = self
+            .peers
+            .write()
+            .map(|mut p| p.drain().map(|(_, l)| l).collect())
+            .unwrap_or_default();
+        for lane in all {
+            lane.close();
+        }
+    }
+
+    /// Dial `peer` at `addr` and install the lane.
+    pub(crate) async fn dial(self: &Arc<Self>, peer: &str, addr: SocketAddr) -> io::Result<()> {
+        let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        tcp.set_nodelay(true)?;
+        match &self.tls {
+            None => {
+                let (mut r, mut w) = tcp.into_split();
+                self.dial_handshake(peer, &mut r, &mut w).await?;
+                self.install(peer, r, w);
+            }
+            Some(tls) => {
+                let stream = tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    tls.connector.connect(server_name(addr.ip()), tcp),
+                )
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??;
+                let (mut r, mut w) = tokio::io::split(stream);
+                self.dial_handshake(peer, &mut r, &mut w).await?;
+                self.install(peer, r, w);
+            }
+        }
+        tracing::info!(%peer, %addr, "lane connected");
+        Ok(())
+    }
+
+    async fn accept(self: &Arc<Self>, tcp: TcpStream) -> io::Result<()> {
+        tcp.set_nodelay(true)?;
+        match &self.tls {
+            None => {
+                let (mut r, mut w) = tcp.into_split();
+                let peer = self.accept_handshake(&mut r, &mut w).await?;
+                tracing::info!(%peer, "lane accepted");
+                self.install(&peer, r, w);
+            }
+            Some(tls) => {
+                let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })??;
+                let (mut r, mut w) = tokio::io::split(stream);
+                let peer = self.accept_handshake(&mut r, &mut w).await?;
+                tracing::info!(%peer, "lane accepted (TLS)");
+                self.install(&peer, r, w);
+            }
+        }
+        Ok(())
+    }
+
+    async fn dial_handshake<R, W>(&self, peer: &str, r: &mut R, w: &mut W) -> io::Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let run = async {
+            let nonce = fresh_nonce()?;
+            let mut hello = Vec::with_capacity(64);
+            hello.extend_from_slice(MAGIC);
+            put_name(&mut hello, &self.me)?;
+            hello.extend_from_slice(&nonce);
+            w.write_all(&hello).await?;
+            w.flush().await?;
+
+            read_magic(r).await?;
+            let name = read_name(r).await?;
+            let mut their_nonce = [0u8; NONCE];
+            r.read_exact(&mut their_nonce).await?;
+            let mut their_proof = [0u8; 32];
+            r.read_exact(&mut their_proof).await?;
+            if name != peer {
+                return Err(bad_data(format!(
+                    "expected node '{peer}' at this address, found '{name}'"
+                )));
+            }
+            if their_proof != proof(&self.cookie, b"accept", &nonce, &name) {
+                return Err(bad_data(format!(
+                    "node '{name}' does not know our cookie (wrong cookie)"
+                )));
+            }
+            w.write_all(&proof(&self.cookie, b"dial", &their_nonce, &self.me))
+                .await?;
+            w.flush().await?;
+            match r.read_u8().await {
+                Ok(1) => Ok(()),
+                Ok(_) | Err(_) => Err(bad_data(format!("node '{name}' refused our cookie"))),
+            }
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "lane handshake timed out"))?
+    }
+
+    async fn accept_handshake<R, W>(&self, r: &mut R, w: &mut W) -> io::Result<String>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let run = async {
+            read_magic(r).await?;
+            let name = read_name(r).await?;
+            let mut their_nonce = [0u8; NONCE];
+            r.read_exact(&mut their_nonce).await?;
+            let nonce = fresh_nonce()?;
+            let mut hello = Vec::with_capacity(128);
+            hello.extend_from_slice(MAGIC);
+            put_name(&mut hello, &self.me)?;
+            hello.extend_from_slice(&nonce);
+            hello.extend_from_slice(&proof(&self.cookie, b"accept", &their_nonce, &self.me));
+            w.write_all(&hello).await?;
+            w.flush().await?;
+            let mut their_proof = [0u8; 32];
+            r.read_exact(&mut their_proof).await?;
+            if their_proof != proof(&self.cookie, b"dial", &nonce, &name) {
+                let _ = w.write_u8(0).await;
+                let _ = w.flush().await;
+                return Err(bad_data(format!(
+                    "node '{name}' does not know our cookie (wrong cookie)"
+                )));
+            }
+            w.write_u8(1).await?;
+            w.flush().await?;
+            Ok(name)
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "lane handshake timed out"))?
+    }
+
+    /// Start the reader and writer of a handshaken connection and make it the lane to `peer`.
+    fn install<R, W>(self: &Arc<Self>, peer: &str, r: R, w: W)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let lane = Arc::new(Lane {
+            peer: peer.to_string(),
+            out: Mutex::new(Vec::with_capacity(READ_BUF)),
+            wake: Notify::new(),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let writer = {
+            let lane = lane.clone();
+            tokio::spawn(async move {
+                if let Err(e) = lane.write_loop(w).await {
+                    tracing::info!(peer = %lane.peer, "lane write failed: {e}");
+                }
+                lane.close();
+            })
+        };
+        let reader = {
+            let lane = lane.clone();
+            let lanes = Arc::downgrade(self);
+            tokio::spawn(async move {
+                match lane.read_loop(r).await {
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        tracing::info!(peer = %lane.peer, "lane closed by the peer")
+                    }
+                    Err(e) => tracing::warn!(peer = %lane.peer, "lane closed: {e}"),
+                    Ok(()) => {}
+                }
+                lane.close();
+                if let Some(lanes) = lanes.upgrade() {
+                    if let Ok(mut p) = lanes.peers.write() {
+                        if p.get(&lane.peer).is_some_and(|l| Arc::ptr_eq(l, &lane)) {
+                            p.remove(&lane.peer);
+                        }
+                    }
+                }
+            })
+        };
+        if let Ok(mut t) = lane.tasks.lock() {
+            t.push(writer.abort_handle());
+            t.push(reader.abort_handle());
+        }
+        let old = self
+            .peers
+            .write()
+            .ok()
+            .and_then(|mut p| p.insert(peer.to_string(), lane));
+        if let Some(old) = old {
+            old.close();
+        }
+    }
+}
+
+impl Lane {
+    /// The peer node's name.
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Close the connection and fail every call waiting on it.
+    pub(crate) fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.wake.notify_one();
+        if let Ok(mut t) = self.tasks.lock() {
+            for task in t.drain(..) {
+                task.abort();
+            }
+        }
+        // Dropping the reply ports fails the callers ("stopped before replying").
+        let pending: Vec<_> = self
+            .pending
+            .lock()
+            .map(|mut p| p.drain().collect())
+            .unwrap_or_default();
+        drop(pending);
+    }
+
+    /// Send a serialized message to the actor `pid` of the peer.
+    pub(crate) fn send(&self, pid: u64, msg: SerializedMessage) -> Result<(), LaneError> {
+        match msg {
+            SerializedMessage::Cast { variant, args, .. } => self.cast(pid, &variant, &args),
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                ..
+            } => self.call(pid, &variant, &args, reply),
+            // Replies travel as REPLY frames, never as messages.
+            SerializedMessage::CallReply(..) => Err(LaneError::NotSerializable),
+        }
+    }
+
+    fn cast(&self, pid: u64, variant: &str, args: &[u8]) -> Result<(), LaneError> {
+        let vlen = u16::try_from(variant.len()).map_err(|_| LaneError::TooLarge)?;
+        let len = 1 + 8 + 2 + variant.len() + args.len();
+        let len = u32::try_from(len).map_err(|_| LaneError::TooLarge)?;
+        self.push(|b| {
+            b.extend_from_slice(&len.to_be_bytes());
+            b.push(CAST);
+            b.extend_from_slice(&pid.to_be_bytes());
+            b.extend_from_slice(&vlen.to_be_bytes());
+            b.extend_from_slice(variant.as_bytes());
+            b.extend_from_slice(args);
+        })
+    }
+
+    fn call(
+        &self,
+        pid: u64,
+        variant: &str,
+        args: &[u8],
+        reply: RpcReplyPort<Vec<u8>>,
+    ) -> Result<(), LaneError> {
+        let vlen = u16::try_from(variant.len()).map_err(|_| LaneError::TooLarge)?;
+        let len = 1 + 8 + 8 + 4 + 2 + variant.len() + args.len();
+        let len = u32::try_from(len).map_err(|_| LaneError::TooLarge)?;
+        let timeout_ms = reply
+            .get_timeout()
+            .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1))
+            .unwrap_or(0);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut p) = self.pending.lock() {
+            // Ports of callers that gave up are dropped now and then, so the map stays small.
+            if p.len() >= 1024 && id.is_multiple_of(256) {
+                p.retain(|_, port| !port.is_closed());
+            }
+            p.insert(id, reply);
+        }
+        let sent = self.push(|b| {
+            b.extend_from_slice(&len.to_be_bytes());
+            b.push(CALL);
+            b.extend_from_slice(&pid.to_be_bytes());
+            b.extend_from_slice(&id.to_be_bytes());
+            b.extend_from_slice(&timeout_ms.to_be_bytes());
+            b.extend_from_slice(&vlen.to_be_bytes());
+            b.extend_from_slice(variant.as_bytes());
+            b.extend_from_slice(args);
+        });
+        if sent.is_err() {
+            if let Ok(mut p) = self.pending.lock() {
+                p.remove(&id);
+            }
+        }
+        sent
+    }
+
+    fn reply(&self, id: u64, data: Option<&[u8]>) {
+        let _ = self.push(|b| match data {
+            Some(data) => {
+                let len = (1 + 8 + data.len()) as u32;
+                b.extend_from_slice(&len.to_be_bytes());
+                b.push(REPLY);
+                b.extend_from_slice(&id.to_be_bytes());
+                b.extend_from_slice(data);
+            }
+            None => {
+                b.extend_from_slice(&9u32.to_be_bytes());
+                b.push(FAIL);
+                b.extend_from_slice(&id.to_be_bytes());
+            }
+        });
+    }
+
+    /// Append one frame to the outgoing buffer, waking the writer if it was idle.
+    fn push(&self, frame: impl FnOnce(&mut Vec<u8>)) -> Result<(), LaneError> {
+        if self.is_closed() {
+            return Err(LaneError::Closed);
+        }
+        let was_empty = {
+            let mut out = self.out.lock().map_err(|_| LaneError::Closed)?;
+            let was_empty = out.is_empty();
+            frame(&mut out);
+            was_empty
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn write_loop<W: AsyncWrite + Unpin>(&self, mut w: W) -> io::Result<()> {
+        let mut batch: Vec<u8> = Vec::with_capacity(READ_BUF);
+        loop {
+            {
+                let mut out = self
+                    .out
+                    .lock()
+                    .map_err(|_| io::Error::other("lane buffer poisoned"))?;
+                std::mem::swap(&mut *out, &mut batch);
+            }
+            if batch.is_empty() {
+                if self.is_closed() {
+                    return Ok(());
+                }
+                self.wake.notified().await;
+                continue;
+            }
+            w.write_all(&batch).await?;
+            w.flush().await?;
+            batch.clear();
+            if batch.capacity() > 8 << 20 {
+                batch.shrink_to(READ_BUF);
+            }
+        }
+    }
+
+    async fn read_loop<R: AsyncRead + Unpin>(self: &Arc<Self>, r: R) -> io::Result<()> {
+        let mut r = BufReader::with_capacity(READ_BUF, r);
+        let mut actors: HashMap<u64, ActorCell> = HashMap::new();
+        loop {
+            let len = r.read_u32().await? as usize;
+            if len == 0 || len > MAX_FRAME {
+                return Err(bad_data(format!(
+                    "frame of {len} bytes (limit {MAX_FRAME})"
+                )));
+            }
+            let kind = r.read_u8().await?;
+            let least = match kind {
+                CAST => 11,
+                CALL => 23,
+                _ => 9,
+            };
+            if len < least {
+                return Err(bad_data(format!(
+                    "frame of kind {kind} has only {len} bytes"
+                )));
+            }
+            match kind {
+                CAST => {
+                    let pid = r.read_u64().await?;
+                    let variant = read_variant(&mut r, len - 9).await?;
+                    let args = read_rest(&mut r, len - 11 - variant.len()).await?;
+                    if let Some(cell) = published(&mut actors, pid) {
+                        let msg = SerializedMessage::Cast {
+                            variant,
+                            args,
+                            metadata: None,
+                        };
+                        if cell.send_serialized(msg).is_err() {
+                            actors.remove(&pid);
+                        }
+                    } else {
+                        tracing::debug!(peer = %self.peer, pid, "lane message for an unknown or unpublished actor dropped");
+                    }
+                }
+                CALL => {
+                    let pid = r.read_u64().await?;
+                    let id = r.read_u64().await?;
+                    let timeout_ms = r.read_u32().await?;
+                    let variant = read_variant(&mut r, len - 21).await?;
+                    let args = read_rest(&mut r, len - 23 - variant.len()).await?;
+                    self.serve_call(&mut actors, pid, id, timeout_ms, variant, args);
+                }
+                REPLY => {
+                    let id = r.read_u64().await?;
+                    let data = read_rest(&mut r, len - 9).await?;
+                    let port = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                    if let Some(port) = port {
+                        let _ = port.send(data);
+                    }
+                }
+                FAIL => {
+                    let id = r.read_u64().await?;
+                    let _ = read_rest(&mut r, len - 9).await?;
+                    let port = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                    drop(port);
+                }
+                other => return Err(bad_data(format!("unknown frame kind {other}"))),
+            }
+        }
+    }
+
+    fn serve_call(
+        self: &Arc<Self>,
+        actors: &mut HashMap<u64, ActorCell>,
+        pid: u64,
+        id: u64,
+        timeout_ms: u32,
+        variant: String,
+        args: Vec<u8>,
+    ) {
+        let Some(cell) = published(actors, pid) else {
+            tracing::debug!(peer = %self.peer, pid, "lane call for an unknown or unpublished actor");
+            self.reply(id, None);
+            return;
+        };
+        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let reply: RpcReplyPort<Vec<u8>> = match timeout {
+            Some(t) => (tx, t).into(),
+            None => tx.into(),
+        };
+        let msg = SerializedMessage::Call {
+            variant,
+            args,
+            reply,
+            metadata: None,
+        };
+        if cell.send_serialized(msg).is_err() {
+            actors.remove(&pid);
+            self.reply(id, None);
+            return;
+        }
+        let lane = self.clone();
+        tokio::spawn(async move {
+            let answer = match timeout {
+                Some(t) => tokio::time::timeout(t, rx).await.ok().and_then(Result::ok),
+                None => rx.await.ok(),
+            };
+            lane.reply(id, answer.as_deref());
+        });
+    }
+}
+
+/// A local actor that the peer may reach: it exists, accepts remote messages and is published
+/// in a process group.
+fn published(cache: &mut HashMap<u64, ActorCell>, pid: u64) -> Option<ActorCell> {
+    if let Some(cell) = cache.get(&pid) {
+        return Some(cell.clone());
+    }
+    let cell = ractor::registry::where_is_pid(ActorId::Local(pid))?;
+    if !cell.supports_remoting() {
+        return None;
+    }
+    let id = cell.get_id();
+    let in_group = pg::which_scopes_and_groups().iter().any(|k| {
+        pg::get_scoped_local_members(&k.get_scope(), &k.get_group())
+            .iter()
+            .any(|c| c.get_id() == id)
+    });
+    if !in_group {
+        return None;
+    }
+    if cache.len() > 4096 {
+        cache.clear();
+    }
+    cache.insert(pid, cell.clone());
+    Some(cell)
+}
+
+fn bad_data(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn fresh_nonce() -> io::Result<[u8; NONCE]> {
+    let mut n = [0u8; NONCE];
+    getrandom::fill(&mut n).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+    Ok(n)
+}
+
+fn proof(cookie: &str, label: &[u8], nonce: &[u8; NONCE], name: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update((cookie.len() as u64).to_be_bytes());
+    h.update(cookie.as_bytes());
+    h.update(label);
+    h.update(nonce);
+    h.update(name.as_bytes());
+    h.finalize().into()
+}
+
+fn put_name(buf: &mut Vec<u8>, name: &str) -> io::Result<()> {
+    let len = u16::try_from(name.len()).map_err(|_| bad_data("node name too long".into()))?;
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(name.as_bytes());
+    Ok(())
+}
+
+async fn read_magic<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<()> {
+    let mut m = [0u8; 8];
+    r.read_exact(&mut m).await?;
+    if &m != MAGIC {
+        return Err(bad_data("not a draft lane (bad greeting)".into()));
+    }
+    Ok(())
+}
+
+async fn read_name<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<String> {
+    let len = r.read_u16().await? as usize;
+    if len > 255 {
+        return Err(bad_data(format!("node name of {len} bytes")));
+    }
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b).await?;
+    String::from_utf8(b).map_err(|_| bad_data("node name is not UTF-8".into()))
+}
+
+/// Read `u16 len | bytes`, which must fit in the `room` bytes left in the frame.
+async fn read_variant<R: AsyncRead + Unpin>(r: &mut R, room: usize) -> io::Result<String> {
+    let len = r.read_u16().await? as usize;
+    if len > room.saturating_sub(2) {
+        return Err(bad_data("variant longer than its frame".into()));
+    }
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b).await?;
+    String::from_utf8(b).map_err(|_| bad_data("variant is not UTF-8".into()))
+}
+
+/// Read the last `room` bytes of a frame.
+async fn read_rest<R: AsyncRead + Unpin>(r: &mut R, room: usize) -> io::Result<Vec<u8>> {
+    let mut b = vec![0u8; room];
+    r.read_exact(&mut b).await?;
+    Ok(b)
+}

@@ -675,7 +675,8 @@ async fn runtime_stream(
 ) -> anyhow::Result<Duration> {
     let start = Instant::now();
     for _ in 0..n {
-        node.tell(echo, JsonMsg::Tell(payload.to_vec()))
+        node.send(echo, JsonMsg::Tell(payload.to_vec()))
+            .await
             .map_err(|e| anyhow!("tell to the remote echo failed: {e}"))?;
     }
     let got = runtime_call(node, echo, flush, timeout).await?;

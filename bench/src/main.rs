@@ -217,6 +217,13 @@ impl ClusterArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Logs of the in-process node, on stderr, only when asked for (`RUST_LOG=info`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match cli.command {
         Command::Local(args) => {
             let report = run_local(&args.config()).await?;

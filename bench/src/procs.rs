@@ -136,7 +136,10 @@ impl NodeSet {
         let admin = format!("127.0.0.1:{}", free_tcp_port()?);
         let listen = format!("127.0.0.1:{}", free_tcp_port()?);
         let gossip = format!("127.0.0.1:{}", free_udp_port()?);
-        let log = self.dir.path().join(format!("{name}.log"));
+        let log = match std::env::var_os("BENCH_LOG_DIR") {
+            Some(d) => std::path::PathBuf::from(d).join(format!("{name}.log")),
+            None => self.dir.path().join(format!("{name}.log")),
+        };
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let mut cmd = Command::new(&self.dctl);

@@ -54,6 +54,8 @@ const MAGIC: &[u8; 8] = b"DLANE/1\n";
 pub(crate) const MAX_FRAME: usize = 16 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 const READ_BUF: usize = 64 << 10;
+/// Bytes waiting to be written above which [`Lane::room`] makes senders wait.
+const HIGH_WATER: usize = 4 << 20;
 const NONCE: usize = 32;
 
 const CAST: u8 = 1;
@@ -88,6 +90,8 @@ pub(crate) struct Lane {
     peer: String,
     out: Mutex<Vec<u8>>,
     wake: Notify,
+    /// Notified (all waiters) each time the writer takes the buffer.
+    drained: Notify,
     pending: Mutex<HashMap<u64, RpcReplyPort<Vec<u8>>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -320,6 +324,7 @@ impl Lanes {
             peer: peer.to_string(),
             out: Mutex::new(Vec::with_capacity(READ_BUF)),
             wake: Notify::new(),
+            drained: Notify::new(),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
@@ -386,6 +391,7 @@ impl Lane {
             return;
         }
         self.wake.notify_one();
+        self.drained.notify_waiters();
         if let Ok(mut t) = self.tasks.lock() {
             for task in t.drain(..) {
                 task.abort();
@@ -398,6 +404,22 @@ impl Lane {
             .map(|mut p| p.drain().collect())
             .unwrap_or_default();
         drop(pending);
+    }
+
+    /// Wait until the outgoing buffer is below its high-water mark (or the lane closed), and
+    /// let other tasks run now and then, as a bounded channel's `send` would.
+    pub(crate) async fn room(&self) {
+        tokio::task::consume_budget().await;
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let buffered = self.out.lock().map(|o| o.len()).unwrap_or(0);
+            if buffered < HIGH_WATER || self.is_closed() {
+                return;
+            }
+            drained.await;
+        }
     }
 
     /// Send a serialized message to the actor `pid` of the peer.
@@ -513,6 +535,7 @@ impl Lane {
                     .map_err(|_| io::Error::other("lane buffer poisoned"))?;
                 std::mem::swap(&mut *out, &mut batch);
             }
+            self.drained.notify_waiters();
             if batch.is_empty() {
                 if self.is_closed() {
                     return Ok(());

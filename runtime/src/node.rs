@@ -661,6 +661,31 @@ impl Node {
             .map_err(|e| messaging_error(&name(), e))
     }
 
+    /// [`Node::tell`] with back-pressure: when the lane to the actor's node has more than a few
+    /// MiB waiting to be written, wait until it drains. Use it to stream many messages to
+    /// another node without buffering them all in memory; it also lets other tasks run now and
+    /// then, as a bounded channel's `send` does.
+    ///
+    /// ```
+    /// # use runtime::{Node, JsonMsg};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let node = Node::builder().name("send-doc").without_admin().start().await.unwrap();
+    /// node.spawn("send-doc-echo", runtime::echo::Echo, ()).await.unwrap();
+    /// let echo = node.lookup::<JsonMsg>("send-doc-echo").unwrap();
+    /// for _ in 0..1000 {
+    ///     node.send(&echo, JsonMsg::Tell(b"{}".to_vec())).await.unwrap();
+    /// }
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn send<M: Message>(&self, actor: &ActorRef<M>, msg: M) -> Result<(), RuntimeError> {
+        match self.lane_to::<M>(actor) {
+            Some((lane, _)) => lane.room().await,
+            None => tokio::task::consume_budget().await,
+        }
+        self.tell(actor, msg)
+    }
+
     /// The lane to a remote actor's node, when the message type can travel on it.
     fn lane_to<M: Message>(&self, actor: &ActorRef<M>) -> Option<(Arc<Lane>, u64)> {
         if actor.get_id().is_local() || !M::serializable() {

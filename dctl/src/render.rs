@@ -56,8 +56,8 @@ fn line(node: &Value, first: &str, rest: &str, out: &mut String) {
 /// A table of cluster members.
 pub fn members(nodes: &Value) -> String {
     let mut out = format!(
-        "{:<16} {:<6} {:<9} {:<22} {:<22}\n",
-        "NAME", "STATE", "TRANSPORT", "ADMIN", "GOSSIP"
+        "{:<16} {:<6} {:<9} {:<5} {:<22} {:<22}\n",
+        "NAME", "STATE", "TRANSPORT", "LANE", "ADMIN", "GOSSIP"
     );
     for m in nodes.as_array().cloned().unwrap_or_default() {
         let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
@@ -65,12 +65,13 @@ pub fn members(nodes: &Value) -> String {
         if m["self"] == true {
             name.push_str(" *");
         }
-        let transport = if m["connected"] == true { "up" } else { "down" };
+        let up = |k: &str| if m[k] == true { "up" } else { "down" };
         out.push_str(&format!(
-            "{:<16} {:<6} {:<9} {:<22} {:<22}\n",
+            "{:<16} {:<6} {:<9} {:<5} {:<22} {:<22}\n",
             name,
             s("state"),
-            transport,
+            up("connected"),
+            up("lane"),
             s("admin_addr"),
             s("gossip_addr")
         ));

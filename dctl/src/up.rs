@@ -60,7 +60,9 @@ async fn converged(procs: &[Proc], n: usize) -> usize {
                 .as_array()
                 .map(|ns| {
                     ns.iter()
-                        .filter(|m| m["state"] == "alive" && m["connected"] == true)
+                        .filter(|m| {
+                            m["state"] == "alive" && m["connected"] == true && m["lane"] == true
+                        })
                         .count()
                 })
                 .unwrap_or(0);

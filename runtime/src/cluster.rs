@@ -82,6 +82,9 @@ pub struct Member {
     pub gossip_addr: String,
     /// Actor-transport address.
     pub actor_addr: Option<String>,
+    /// Direct message lane address.
+    #[serde(default)]
+    pub lane_addr: Option<String>,
     /// Admin HTTP address.
     pub admin_addr: Option<String>,
     /// Runtime version.
@@ -547,6 +550,7 @@ impl Cluster {
                             },
                             gossip_addr: id.gossip_advertise_addr.to_string(),
                             actor_addr: get(KEY_ACTOR_ADDR),
+                            lane_addr: get(KEY_LANE_ADDR),
                             admin_addr: get(KEY_ADMIN_ADDR),
                             version: get(KEY_VERSION),
                             roles: split(get(KEY_ROLES)),

@@ -522,6 +522,13 @@ impl Node {
                     name: name(),
                     timeout,
                 }),
+                Ok(Err(_)) if lane.is_closed() => Err(RuntimeError::Unreachable {
+                    node: lane.peer().to_string(),
+                    what: format!(
+                        "the connection to it was lost during the call to '{}'",
+                        name()
+                    ),
+                }),
                 Ok(Err(_)) => Err(RuntimeError::NoReply(name())),
                 Err(_) => Err(RuntimeError::Timeout {
                     name: name(),

@@ -31,17 +31,19 @@ use std::{
     collections::HashMap,
     io,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, RwLock,
     },
+    task::{ready, Context, Poll},
     time::Duration,
 };
 
 use ractor::{message::SerializedMessage, pg, ActorCell, ActorId, RpcReplyPort};
 use sha2::{Digest, Sha256};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::Notify,
     task::AbortHandle,
@@ -74,6 +76,18 @@ pub(crate) enum LaneError {
     TooLarge,
 }
 
+/// The outgoing side of a lane, under one lock.
+struct Out {
+    /// Frames waiting for the writer.
+    buf: Vec<u8>,
+    /// Whether the writer holds a batch it has not finished writing.
+    writing: bool,
+    /// The plain TCP socket, so an urgent frame (a call or a reply) can be written by its
+    /// sender when nothing else is queued, without waking the writer task. `None` under TLS
+    /// and once closed.
+    direct: Option<Arc<TcpStream>>,
+}
+
 /// The lanes of this node: a listener, and one [`Lane`] per connected peer.
 pub(crate) struct Lanes {
     me: String,
@@ -88,7 +102,7 @@ pub(crate) struct Lanes {
 /// A connection to one peer node.
 pub(crate) struct Lane {
     peer: String,
-    out: Mutex<Vec<u8>>,
+    out: Mutex<Out>,
     wake: Notify,
     /// Notified (all waiters) each time the writer takes the buffer.
     drained: Notify,
@@ -189,9 +203,10 @@ impl Lanes {
         tcp.set_nodelay(true)?;
         match &self.tls {
             None => {
-                let (mut r, mut w) = tcp.into_split();
+                let tcp = Arc::new(tcp);
+                let (mut r, mut w) = (SharedTcp(tcp.clone()), SharedTcp(tcp.clone()));
                 self.dial_handshake(peer, &mut r, &mut w).await?;
-                self.install(peer, r, w);
+                self.install(peer, r, w, Some(tcp));
             }
             Some(tls) => {
                 let stream = tokio::time::timeout(
@@ -204,7 +219,7 @@ impl Lanes {
                 })??;
                 let (mut r, mut w) = tokio::io::split(stream);
                 self.dial_handshake(peer, &mut r, &mut w).await?;
-                self.install(peer, r, w);
+                self.install(peer, r, w, None);
             }
         }
         tracing::info!(%peer, %addr, "lane connected");
@@ -215,10 +230,11 @@ impl Lanes {
         tcp.set_nodelay(true)?;
         match &self.tls {
             None => {
-                let (mut r, mut w) = tcp.into_split();
+                let tcp = Arc::new(tcp);
+                let (mut r, mut w) = (SharedTcp(tcp.clone()), SharedTcp(tcp.clone()));
                 let peer = self.accept_handshake(&mut r, &mut w).await?;
                 tracing::info!(%peer, "lane accepted");
-                self.install(&peer, r, w);
+                self.install(&peer, r, w, Some(tcp));
             }
             Some(tls) => {
                 let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp))
@@ -229,7 +245,7 @@ impl Lanes {
                 let (mut r, mut w) = tokio::io::split(stream);
                 let peer = self.accept_handshake(&mut r, &mut w).await?;
                 tracing::info!(%peer, "lane accepted (TLS)");
-                self.install(&peer, r, w);
+                self.install(&peer, r, w, None);
             }
         }
         Ok(())
@@ -315,14 +331,18 @@ impl Lanes {
     }
 
     /// Start the reader and writer of a handshaken connection and make it the lane to `peer`.
-    fn install<R, W>(self: &Arc<Self>, peer: &str, r: R, w: W)
+    fn install<R, W>(self: &Arc<Self>, peer: &str, r: R, w: W, direct: Option<Arc<TcpStream>>)
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let lane = Arc::new(Lane {
             peer: peer.to_string(),
-            out: Mutex::new(Vec::with_capacity(READ_BUF)),
+            out: Mutex::new(Out {
+                buf: Vec::with_capacity(READ_BUF),
+                writing: false,
+                direct,
+            }),
             wake: Notify::new(),
             drained: Notify::new(),
             pending: Mutex::new(HashMap::new()),
@@ -390,6 +410,9 @@ impl Lane {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        if let Ok(mut out) = self.out.lock() {
+            out.direct = None;
+        }
         self.wake.notify_one();
         self.drained.notify_waiters();
         if let Ok(mut t) = self.tasks.lock() {
@@ -414,7 +437,7 @@ impl Lane {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            let buffered = self.out.lock().map(|o| o.len()).unwrap_or(0);
+            let buffered = self.out.lock().map(|o| o.buf.len()).unwrap_or(0);
             if buffered < HIGH_WATER || self.is_closed() {
                 return;
             }
@@ -441,7 +464,7 @@ impl Lane {
         let vlen = u16::try_from(variant.len()).map_err(|_| LaneError::TooLarge)?;
         let len = 1 + 8 + 2 + variant.len() + args.len();
         let len = u32::try_from(len).map_err(|_| LaneError::TooLarge)?;
-        self.push(|b| {
+        self.push(false, |b| {
             b.extend_from_slice(&len.to_be_bytes());
             b.push(CAST);
             b.extend_from_slice(&pid.to_be_bytes());
@@ -473,7 +496,7 @@ impl Lane {
             }
             p.insert(id, reply);
         }
-        let sent = self.push(|b| {
+        let sent = self.push(true, |b| {
             b.extend_from_slice(&len.to_be_bytes());
             b.push(CALL);
             b.extend_from_slice(&pid.to_be_bytes());
@@ -492,7 +515,7 @@ impl Lane {
     }
 
     fn reply(&self, id: u64, data: Option<&[u8]>) {
-        let _ = self.push(|b| match data {
+        let _ = self.push(true, |b| match data {
             Some(data) => {
                 let len = (1 + 8 + data.len()) as u32;
                 b.extend_from_slice(&len.to_be_bytes());
@@ -508,18 +531,33 @@ impl Lane {
         });
     }
 
-    /// Append one frame to the outgoing buffer, waking the writer if it was idle.
-    fn push(&self, frame: impl FnOnce(&mut Vec<u8>)) -> Result<(), LaneError> {
+    /// Append one frame to the outgoing buffer, waking the writer if it was idle. An `urgent`
+    /// frame (a call or a reply) that finds nothing queued and nothing being written is written
+    /// to the socket at once when it can be, saving the writer's wake-up on the latency path;
+    /// tells always go through the writer, which batches them.
+    fn push(&self, urgent: bool, frame: impl FnOnce(&mut Vec<u8>)) -> Result<(), LaneError> {
         if self.is_closed() {
             return Err(LaneError::Closed);
         }
-        let was_empty = {
+        let wake = {
             let mut out = self.out.lock().map_err(|_| LaneError::Closed)?;
-            let was_empty = out.is_empty();
-            frame(&mut out);
-            was_empty
+            let was_empty = out.buf.is_empty();
+            frame(&mut out.buf);
+            if urgent && was_empty && !out.writing {
+                if let Some(sock) = out.direct.clone() {
+                    match sock.try_write(&out.buf) {
+                        Ok(n) if n == out.buf.len() => out.buf.clear(),
+                        Ok(n) => {
+                            out.buf.drain(..n);
+                        }
+                        // Full socket buffer or an error: the writer deals with it.
+                        Err(_) => {}
+                    }
+                }
+            }
+            was_empty && !out.buf.is_empty()
         };
-        if was_empty {
+        if wake {
             self.wake.notify_one();
         }
         Ok(())
@@ -533,7 +571,8 @@ impl Lane {
                     .out
                     .lock()
                     .map_err(|_| io::Error::other("lane buffer poisoned"))?;
-                std::mem::swap(&mut *out, &mut batch);
+                std::mem::swap(&mut out.buf, &mut batch);
+                out.writing = !batch.is_empty();
             }
             self.drained.notify_waiters();
             if batch.is_empty() {
@@ -684,6 +723,55 @@ fn published(cache: &mut HashMap<u64, ActorCell>, pid: u64) -> Option<ActorCell>
     }
     cache.insert(pid, cell.clone());
     Some(cell)
+}
+
+/// A plain TCP stream shared by the reader, the writer and senders of urgent frames
+/// (`try_write` needs only `&TcpStream`).
+struct SharedTcp(Arc<TcpStream>);
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 fn bad_data(msg: String) -> io::Error {

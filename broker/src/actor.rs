@@ -62,21 +62,19 @@ impl Actor for BrokerActor {
         match msg {
             // In order, on the actor: this keeps per-producer order, and a blocked subscriber
             // slows the sending node down (its link waits).
-            BrokerMsg::Deliver(bytes) => {
-                match codec::decode::<WireBatch>(&bytes) {
-                    Ok(batch) => {
-                        let from = batch.from.clone();
-                        self.broker.receive(batch).await;
-                        if let (Some(peer), Ok(ack)) = (
-                            remote_broker(&from),
-                            codec::encode(&(self.broker.node_name(), 1u64)),
-                        ) {
-                            let _ = peer.cast(BrokerMsg::Ack(ack));
-                        }
+            BrokerMsg::Deliver(bytes) => match codec::decode::<WireBatch>(&bytes) {
+                Ok(batch) => {
+                    let from = batch.from.clone();
+                    self.broker.receive(batch).await;
+                    if let (Some(peer), Ok(ack)) = (
+                        remote_broker(&from),
+                        codec::encode(&(self.broker.node_name(), 1u64)),
+                    ) {
+                        let _ = peer.cast(BrokerMsg::Ack(ack));
                     }
-                    Err(e) => tracing::warn!("broker: dropping malformed batch: {e}"),
                 }
-            }
+                Err(e) => tracing::warn!("broker: dropping malformed batch: {e}"),
+            },
             BrokerMsg::Ack(bytes) => match codec::decode::<(String, u64)>(&bytes) {
                 Ok((node, n)) => self.broker.acked(&node, n),
                 Err(e) => tracing::warn!("broker: dropping malformed ack: {e}"),

@@ -14,7 +14,7 @@ use std::{
 use actors::codec;
 use futures::Stream;
 use ractor::ActorRef;
-use runtime::Node;
+use runtime::{MemberState, Node};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
@@ -27,13 +27,25 @@ use crate::{
 
 /// Gossip key prefix of a node's subscription interest: `broker/i/<channel>` = [`Interest`] JSON.
 const INTEREST_PREFIX: &str = "broker/i/";
-/// Gossip key prefix of durable channels homed on a node: `broker/d/<channel>`.
+/// Gossip key prefix of durable channels: `broker/d/<channel>` = home node. Every node publishes
+/// the durable channels it knows of (and keeps them on disk), so one that restarts, or joins,
+/// learns them from any live node.
 const DURABLE_PREFIX: &str = "broker/d/";
+/// Gossip key a node's broker sets once it has published what it knows of durable channels.
+const READY_KEY: &str = "broker/ready";
+/// The durable channels a node knows of and their homes: `<data_dir>/broker/<this file>`.
+const KNOWN_FILE: &str = "durable.json";
+/// After a start, how long an operation on a channel not known to be durable waits at most for
+/// the live nodes' brokers to be heard from (then the channel is taken as not durable).
+const SETTLE_GRACE: Duration = Duration::from_secs(5);
+/// How long a produce (or replay) waits for a durable channel's home node to be connected
+/// before it fails with [`BrokerError::HomeUnavailable`].
+const HOME_WAIT: Duration = Duration::from_secs(3);
 /// Events per network message between two brokers (a message holds at least one produced batch,
 /// and more while they add up to fewer than this).
 const BATCH: usize = 512;
-/// Batches queued towards one remote node before producers wait.
-const LINK_CAPACITY: usize = 64;
+/// Messages of at most [`BATCH`] events queued towards one remote node before producers wait.
+const LINK_CAPACITY: usize = 32;
 /// Batches sent to one node and not yet acknowledged (processed) by it before the link waits:
 /// this carries a blocked subscriber's back-pressure to producers on other nodes.
 const WINDOW: u64 = 8;
@@ -416,6 +428,14 @@ pub(crate) struct Inner {
     remote: RwLock<HashMap<String, BTreeMap<String, Interest>>>,
     /// Durable channels and their home node.
     durable: RwLock<HashMap<String, String>>,
+    /// The durable map as last written to [`KNOWN_FILE`].
+    known_saved: Mutex<HashMap<String, String>>,
+    /// Durable channels this node has published in gossip.
+    published_durable: tokio::sync::Mutex<std::collections::HashSet<String>>,
+    /// When the broker started (see [`SETTLE_GRACE`]).
+    started: tokio::time::Instant,
+    /// Every live node's broker has been heard from since the start (or the grace is over).
+    settled: AtomicBool,
     /// Logs of the durable channels homed here.
     logs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Log>>>>,
     links: Mutex<HashMap<String, mpsc::Sender<Vec<Outgoing>>>>,
@@ -512,6 +532,10 @@ impl Broker {
             channels: Mutex::new(HashMap::new()),
             remote: RwLock::new(HashMap::new()),
             durable: RwLock::new(HashMap::new()),
+            known_saved: Mutex::new(HashMap::new()),
+            published_durable: tokio::sync::Mutex::new(Default::default()),
+            started: tokio::time::Instant::now(),
+            settled: AtomicBool::new(false),
             logs: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
             credits: Mutex::new(HashMap::new()),
@@ -521,10 +545,22 @@ impl Broker {
             metrics: Metrics::default(),
         });
         let broker = Broker { inner };
+        // Durable channels known before a restart (homed here or elsewhere): known at once,
+        // before the first produce, whatever gossip has brought yet.
+        let known = broker.known_before();
+        *lock(&broker.inner.known_saved) = known.clone();
+        broker
+            .inner
+            .durable
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(known);
         // Durable channels declared here before a restart.
         for channel in broker.declared_here() {
             broker.open_durable(&channel).await?;
         }
+        publish_durable(&broker.inner).await;
+        node.gossip_set(READY_KEY, "1").await;
         let sup = node
             .system_supervisor()
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
@@ -574,18 +610,114 @@ impl Broker {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(channel.to_string(), self.inner.name.clone());
-        self.inner
-            .node
-            .gossip_set(&format!("{DURABLE_PREFIX}{channel}"), "1")
-            .await;
+        save_known(&self.inner);
+        publish_durable(&self.inner).await;
         Ok(())
+    }
+
+    /// The durable channels this node knew of when it stopped ([`KNOWN_FILE`]).
+    fn known_before(&self) -> HashMap<String, String> {
+        match std::fs::read(self.inner.dir.join(KNOWN_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!("broker: ignoring unreadable {KNOWN_FILE}: {e}");
+                HashMap::new()
+            }),
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    /// Right after a start, wait (at most [`SETTLE_GRACE`]) until the broker of every live node
+    /// has been heard from, so that "not durable" means that no live node knows the channel
+    /// as durable, not that gossip has not arrived yet.
+    async fn settle(&self) {
+        if self.inner.settled.load(Ordering::Acquire) {
+            return;
+        }
+        let deadline = self.inner.started + SETTLE_GRACE;
+        loop {
+            let heard = self.heard_everyone().await;
+            if heard || tokio::time::Instant::now() >= deadline {
+                refresh_durable(&self.inner).await;
+                self.inner.settled.store(true, Ordering::Release);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether every other live node's broker has published its durable channels (its
+    /// [`READY_KEY`], set after them, has arrived).
+    async fn heard_everyone(&self) -> bool {
+        let node = &self.inner.node;
+        let others: Vec<String> = node
+            .members()
+            .await
+            .into_iter()
+            .filter(|m| !m.is_self && m.state == MemberState::Alive)
+            .map(|m| m.name)
+            .collect();
+        if others.is_empty() {
+            // Alone: settled unless seeds say that other nodes should show up.
+            return node.config().seeds.is_empty();
+        }
+        let ready: std::collections::HashSet<String> = node
+            .gossip_scan(READY_KEY)
+            .await
+            .into_iter()
+            .filter(|(_, k, _)| k == READY_KEY)
+            .map(|(n, _, _)| n)
+            .collect();
+        others.iter().all(|n| ready.contains(n))
+    }
+
+    /// The home of `channel` if it is durable, once this node can tell (see [`Broker::settle`]).
+    async fn durable_home_settled(&self, channel: &str) -> Option<String> {
+        if let Some(home) = self.durable_home(channel) {
+            return Some(home);
+        }
+        self.settle().await;
+        self.durable_home(channel)
+    }
+
+    /// The broker actor of a durable channel's home node, waiting up to [`HOME_WAIT`] for it to
+    /// be connected (right after a restart the actor transport may still be coming up).
+    async fn home_actor(
+        &self,
+        channel: &str,
+        home: &str,
+    ) -> Result<ActorRef<BrokerMsg>, BrokerError> {
+        let deadline = tokio::time::Instant::now() + HOME_WAIT;
+        loop {
+            if let Some(t) = remote_broker(home) {
+                return Ok(t);
+            }
+            let dead = self
+                .inner
+                .node
+                .members()
+                .await
+                .iter()
+                .any(|m| m.name == home && m.state == MemberState::Dead);
+            if dead || tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::HomeUnavailable {
+                    channel: channel.to_string(),
+                    node: home.to_string(),
+                    reason: if dead {
+                        "the node is down".into()
+                    } else {
+                        "not connected".into()
+                    },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Declare `channel` durable, homed on this node unless another node already is its home.
     /// Returns the home node. Events produced to it from then on are appended to its log.
     pub async fn declare_durable(&self, channel: &str) -> Result<String, BrokerError> {
         valid_channel(channel)?;
-        if let Some(home) = self.durable_home(channel) {
+        if let Some(home) = self.durable_home_settled(channel).await {
             return Ok(home);
         }
         let mut declared = self.declared_here();
@@ -637,7 +769,7 @@ impl Broker {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        match self.durable_home(channel) {
+        match self.durable_home_settled(channel).await {
             Some(home) if home == self.inner.name => {
                 let texts: Vec<Arc<str>> = events.iter().map(|e| e.shared()).collect();
                 let first = self.append_local(channel, texts).await?;
@@ -713,7 +845,7 @@ impl Broker {
             node: home.to_string(),
             reason,
         };
-        let target = remote_broker(home).ok_or_else(|| unavailable("not connected".into()))?;
+        let target = self.home_actor(channel, home).await?;
         let req = codec::encode(&(channel.to_string(), events))
             .map_err(|e| unavailable(e.to_string()))?;
         let reply = target
@@ -759,7 +891,7 @@ impl Broker {
             node: home.clone(),
             reason,
         };
-        let target = remote_broker(&home).ok_or_else(|| unavailable("not connected".into()))?;
+        let target = self.home_actor(channel, &home).await?;
         let req = codec::encode(&(channel.to_string(), from, max as u64))
             .map_err(|e| unavailable(e.to_string()))?;
         let reply = target
@@ -836,7 +968,7 @@ impl Broker {
             valid_channel(g)
                 .map_err(|_| BrokerError::BadRequest(format!("invalid group name '{g}'")))?;
         }
-        let durable = self.durable_home(channel).is_some();
+        let durable = self.durable_home_settled(channel).await.is_some();
         if opts.from.is_some() && !durable {
             return Err(BrokerError::BadRequest(format!(
                 "channel '{channel}' is not durable: --from needs a durable channel"
@@ -932,8 +1064,10 @@ impl Broker {
             .map(|m| m.iter().map(|(n, i)| (n.clone(), i.clone())).collect())
             .unwrap_or_default();
         let shared: Arc<str> = channel.into();
-        let any_groups =
-            local_groups || remote.iter().any(|(_, i)| i.groups.values().any(|n| *n > 0));
+        let any_groups = local_groups
+            || remote
+                .iter()
+                .any(|(_, i)| i.groups.values().any(|n| *n > 0));
         if !any_groups {
             // Broadcast only: the whole batch to each interested node, then to each local
             // subscriber.
@@ -1210,7 +1344,17 @@ impl Broker {
     }
 
     /// Queue events on the link to `node` (one sender task per destination keeps order).
-    async fn send_to(&self, node: &str, events: Vec<Outgoing>) {
+    async fn send_to(&self, node: &str, mut events: Vec<Outgoing>) {
+        while events.len() > BATCH {
+            let rest = events.split_off(BATCH);
+            self.send_chunk(node, events).await;
+            events = rest;
+        }
+        self.send_chunk(node, events).await;
+    }
+
+    /// Queue at most [`BATCH`] events on the link to `node` (waits while the link is full).
+    async fn send_chunk(&self, node: &str, events: Vec<Outgoing>) {
         let tx = {
             let mut links = lock(&self.inner.links);
             links
@@ -1615,21 +1759,83 @@ async fn watch_gossip(inner: std::sync::Weak<Inner>) {
             }
         }
         *i.remote.write().unwrap_or_else(|p| p.into_inner()) = remote;
-        // Durable homes are remembered even while their node is down (producing then fails
-        // with "home unavailable" instead of silently becoming non-durable).
-        let mut durable = i.durable.read().unwrap_or_else(|p| p.into_inner()).clone();
-        for c in lock(&i.logs).keys() {
-            durable.insert(c.clone(), i.name.clone());
-        }
-        for (node, key, _) in i.node.gossip_scan(DURABLE_PREFIX).await {
-            if let Some(channel) = key.strip_prefix(DURABLE_PREFIX) {
-                durable.entry(channel.to_string()).or_insert(node);
-            }
-        }
-        *i.durable.write().unwrap_or_else(|p| p.into_inner()) = durable;
+        refresh_durable(&i).await;
         drop(i);
         if changes.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Merge the durable channels that live nodes publish into this node's map, keep it on disk,
+/// and publish what this node knows in turn.
+///
+/// Durable homes are remembered even while their node is down (producing then fails with
+/// "home unavailable" instead of silently becoming non-durable).
+async fn refresh_durable(i: &Inner) {
+    let mut durable = i.durable.read().unwrap_or_else(|p| p.into_inner()).clone();
+    for c in lock(&i.logs).keys() {
+        durable.insert(c.clone(), i.name.clone());
+    }
+    let mut claims: Vec<(bool, String, String)> = Vec::new();
+    for (node, key, value) in i.node.gossip_scan(DURABLE_PREFIX).await {
+        if let Some(channel) = key.strip_prefix(DURABLE_PREFIX) {
+            // Older brokers published "1": the home is the publishing node.
+            let home = if value.is_empty() || value == "1" {
+                node.clone()
+            } else {
+                value
+            };
+            claims.push((home != node, channel.to_string(), home));
+        }
+    }
+    // A home's own word first (should two nodes disagree).
+    claims.sort_by_key(|(hearsay, _, _)| *hearsay);
+    for (_, channel, home) in claims {
+        durable.entry(channel).or_insert(home);
+    }
+    *i.durable.write().unwrap_or_else(|p| p.into_inner()) = durable;
+    save_known(i);
+    publish_durable(i).await;
+}
+
+/// Write the durable map to [`KNOWN_FILE`] when it changed (atomically: temp file, fsync,
+/// rename).
+fn save_known(i: &Inner) {
+    let durable = i.durable.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut saved = lock(&i.known_saved);
+    if *saved == durable {
+        return;
+    }
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&i.dir)?;
+        let body = serde_json::to_vec(&durable)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        let tmp = i.dir.join(format!("{KNOWN_FILE}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &body)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, i.dir.join(KNOWN_FILE))
+    };
+    match write() {
+        Ok(()) => *saved = durable,
+        Err(e) => tracing::warn!("broker: cannot save known durable channels: {e}"),
+    }
+}
+
+/// Publish (`broker/d/<channel>` = home) the durable channels this node knows and has not
+/// published yet.
+async fn publish_durable(i: &Inner) {
+    let durable = i.durable.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut published = i.published_durable.lock().await;
+    for (channel, home) in durable {
+        if !published.contains(&channel) {
+            i.node
+                .gossip_set(&format!("{DURABLE_PREFIX}{channel}"), &home)
+                .await;
+            published.insert(channel);
         }
     }
 }

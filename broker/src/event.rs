@@ -218,7 +218,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawMembers<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
                 while let Some(Name(k)) = m.next_key()? {
                     let v: &'de RawValue = m.next_value()?;
@@ -256,7 +259,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
 /// What validation needs to know about one member's value.
 enum Member<'a> {
     /// A string: its JSON text (with quotes) or its decoded value.
-    Str { raw: Option<&'a str>, decoded: Option<&'a str> },
+    Str {
+        raw: Option<&'a str>,
+        decoded: Option<&'a str>,
+    },
     Null,
     Bool,
     /// An integer that fits an `i64`.
@@ -269,7 +275,10 @@ impl<'a> Member<'a> {
     fn from_raw(v: &'a RawValue) -> Member<'a> {
         let t = v.get();
         match t.as_bytes().first() {
-            Some(b'"') => Member::Str { raw: Some(t), decoded: None },
+            Some(b'"') => Member::Str {
+                raw: Some(t),
+                decoded: None,
+            },
             Some(b'n') => Member::Null,
             Some(b't' | b'f') => Member::Bool,
             Some(b'-' | b'0'..=b'9') if t.parse::<i64>().is_ok() => Member::Int,
@@ -279,7 +288,10 @@ impl<'a> Member<'a> {
 
     fn from_value(v: &'a Value) -> Member<'a> {
         match v {
-            Value::String(s) => Member::Str { raw: None, decoded: Some(s) },
+            Value::String(s) => Member::Str {
+                raw: None,
+                decoded: Some(s),
+            },
             Value::Null => Member::Null,
             Value::Bool(_) => Member::Bool,
             Value::Number(n) if n.is_i64() => Member::Int,
@@ -290,7 +302,9 @@ impl<'a> Member<'a> {
     /// The decoded string (`None`: not a string).
     fn text(&self) -> Option<Cow<'a, str>> {
         match self {
-            Member::Str { decoded: Some(s), .. } => Some(Cow::Borrowed(s)),
+            Member::Str {
+                decoded: Some(s), ..
+            } => Some(Cow::Borrowed(s)),
             Member::Str { raw: Some(r), .. } => match serde_json::from_str::<&str>(r) {
                 Ok(s) => Some(Cow::Borrowed(s)),
                 Err(_) => serde_json::from_str::<String>(r).ok().map(Cow::Owned),
@@ -302,7 +316,9 @@ impl<'a> Member<'a> {
     fn is_empty_string(&self) -> bool {
         match self {
             Member::Str { raw: Some(r), .. } => *r == "\"\"",
-            Member::Str { decoded: Some(s), .. } => s.is_empty(),
+            Member::Str {
+                decoded: Some(s), ..
+            } => s.is_empty(),
             _ => false,
         }
     }
@@ -311,7 +327,9 @@ impl<'a> Member<'a> {
     fn json(&self) -> String {
         match self {
             Member::Str { raw: Some(r), .. } => r.to_string(),
-            Member::Str { decoded: Some(s), .. } => Value::String(s.to_string()).to_string(),
+            Member::Str {
+                decoded: Some(s), ..
+            } => Value::String(s.to_string()).to_string(),
             Member::Str { .. } => String::new(),
             Member::Null => "null".into(),
             Member::Bool => "a boolean".into(),
@@ -350,7 +368,8 @@ fn is_json_content_type(ct: &str) -> bool {
 }
 
 fn sdk_check<E: std::fmt::Display>(r: Result<cloudevents::Event, E>) -> Result<(), EventError> {
-    r.map(|_| ()).map_err(|e| EventError::Invalid(e.to_string()))
+    r.map(|_| ())
+        .map_err(|e| EventError::Invalid(e.to_string()))
 }
 
 /// The checks of CloudEvents 1.0 (JSON format) that `cloudevents-sdk` makes when it parses an

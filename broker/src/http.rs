@@ -262,25 +262,22 @@ const SSE_KEEP_ALIVE: Duration = Duration::from_secs(1);
 fn sse_response(deliveries: impl Stream<Item = Delivery> + Send + 'static) -> Response {
     let chunks = Box::pin(deliveries.ready_chunks(SSE_CHUNK));
     let first = Bytes::from_static(b"event: subscribed\ndata: {}\n\n");
-    let body = futures::stream::unfold(
-        (Some(first), chunks),
-        |(first, mut chunks)| async move {
-            if let Some(f) = first {
-                return Some((Ok::<_, Infallible>(f), (None, chunks)));
-            }
-            match tokio::time::timeout(SSE_KEEP_ALIVE, chunks.next()).await {
-                Err(_) => Some((Ok(Bytes::from_static(b":\n\n")), (None, chunks))),
-                Ok(None) => None,
-                Ok(Some(batch)) => {
-                    let mut out = Vec::with_capacity(batch.len() * 512);
-                    for d in &batch {
-                        sse_event(&mut out, d);
-                    }
-                    Some((Ok(Bytes::from(out)), (None, chunks)))
+    let body = futures::stream::unfold((Some(first), chunks), |(first, mut chunks)| async move {
+        if let Some(f) = first {
+            return Some((Ok::<_, Infallible>(f), (None, chunks)));
+        }
+        match tokio::time::timeout(SSE_KEEP_ALIVE, chunks.next()).await {
+            Err(_) => Some((Ok(Bytes::from_static(b":\n\n")), (None, chunks))),
+            Ok(None) => None,
+            Ok(Some(batch)) => {
+                let mut out = Vec::with_capacity(batch.len() * 512);
+                for d in &batch {
+                    sse_event(&mut out, d);
                 }
+                Some((Ok(Bytes::from(out)), (None, chunks)))
             }
-        },
-    );
+        }
+    });
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),

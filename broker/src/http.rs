@@ -7,7 +7,8 @@
 //! - `GET /broker/channels/{channel}/events?group=G&from=beginning|N&policy=block|drop&capacity=N`:
 //!   (`&count=N` ends the stream after N events) consume as Server-Sent Events: first `event: subscribed`, then one `data:` line per event
 //!   (structured-mode JSON; `id:` is the log offset on durable channels), and `event: lost` with
-//!   `{"dropped": n}` when a drop-policy subscription lost events.
+//!   `{"dropped": n}` when a drop-policy subscription lost events. Events that are ready together
+//!   are written in one chunk; a `:` comment line is sent after a second without events.
 //! - `PUT /broker/channels/{channel}/durable`: declare the channel durable (home: this node).
 //! - `GET /broker/channels`: interest and durable homes as this node sees them; for durable
 //!   channels homed here, `log_length` and the groups' `committed` offsets.

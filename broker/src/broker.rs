@@ -297,9 +297,6 @@ impl SubQueue {
                 self.items.notify_one();
             }
             if next == items.len() {
-                if dropped > 0 {
-                    self.dropped.fetch_add(dropped, Ordering::Relaxed);
-                }
                 return Ok(dropped);
             }
             // Full (block policy): wait for the consumer to take some.
@@ -330,6 +327,8 @@ impl SubQueue {
                 }
                 q.pop_front();
                 *dropped += 1;
+                // Counted under the lock: the consumer hears of the loss before the next event.
+                self.dropped.fetch_add(1, Ordering::Relaxed);
             }
             q.push_back(item.clone());
             n += 1;

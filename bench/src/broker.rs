@@ -352,7 +352,8 @@ async fn run_ours(cfg: &BrokerConfig, dctl: &std::path::Path) -> anyhow::Result<
             while let Ok(Some(chunk)) = resp.chunk().await {
                 buf.extend_from_slice(&chunk);
                 let mut start = 0;
-                while let Some(p) = buf[start..].iter().position(|b| *b == b'\n') {
+                // Lines found with memchr, as the NATS client's BufReader::read_line does.
+                while let Some(p) = memchr::memchr(b'\n', &buf[start..]) {
                     let line = &buf[start..start + p];
                     if let Some(data) = line.strip_prefix(b"data: ") {
                         if data != b"{}" {

@@ -4,14 +4,14 @@ use actors::codec;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 
-use crate::broker::{broker_group, remote_broker, Broker, WireEnvelope};
+use crate::broker::{broker_group, remote_broker, Broker, WireBatch};
 
 /// Messages between brokers. Payloads are bincode-2 bytes (see [`actors::codec`]); a malformed
 /// payload is logged and dropped (or answered with an error), never a crash.
 #[derive(RactorClusterMessage)]
 pub enum BrokerMsg {
-    /// A batch of events for this node's subscribers, in production order:
-    /// `(sending node, Vec<envelope>)`. Answered with an [`BrokerMsg::Ack`] once delivered.
+    /// A batch of events for this node's subscribers, in production order: the sending node,
+    /// then runs of events of one channel. Answered with an [`BrokerMsg::Ack`] once delivered.
     Deliver(Vec<u8>),
     /// `(node, batches)`: that node has delivered this many of our batches (flow control).
     Ack(Vec<u8>),
@@ -62,20 +62,19 @@ impl Actor for BrokerActor {
         match msg {
             // In order, on the actor: this keeps per-producer order, and a blocked subscriber
             // slows the sending node down (its link waits).
-            BrokerMsg::Deliver(bytes) => {
-                match codec::decode::<(String, Vec<WireEnvelope>)>(&bytes) {
-                    Ok((from, batch)) => {
-                        self.broker.receive(batch).await;
-                        if let (Some(peer), Ok(ack)) = (
-                            remote_broker(&from),
-                            codec::encode(&(self.broker.node_name(), 1u64)),
-                        ) {
-                            let _ = peer.cast(BrokerMsg::Ack(ack));
-                        }
+            BrokerMsg::Deliver(bytes) => match codec::decode::<WireBatch>(&bytes) {
+                Ok(batch) => {
+                    let from = batch.from.clone();
+                    self.broker.receive(batch).await;
+                    if let (Some(peer), Ok(ack)) = (
+                        remote_broker(&from),
+                        codec::encode(&(self.broker.node_name(), 1u64)),
+                    ) {
+                        let _ = peer.cast(BrokerMsg::Ack(ack));
                     }
-                    Err(e) => tracing::warn!("broker: dropping malformed batch: {e}"),
                 }
-            }
+                Err(e) => tracing::warn!("broker: dropping malformed batch: {e}"),
+            },
             BrokerMsg::Ack(bytes) => match codec::decode::<(String, u64)>(&bytes) {
                 Ok((node, n)) => self.broker.acked(&node, n),
                 Err(e) => tracing::warn!("broker: dropping malformed ack: {e}"),

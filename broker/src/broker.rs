@@ -14,7 +14,7 @@ use std::{
 use actors::codec;
 use futures::Stream;
 use ractor::ActorRef;
-use runtime::Node;
+use runtime::{MemberState, Node};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
@@ -27,12 +27,25 @@ use crate::{
 
 /// Gossip key prefix of a node's subscription interest: `broker/i/<channel>` = [`Interest`] JSON.
 const INTEREST_PREFIX: &str = "broker/i/";
-/// Gossip key prefix of durable channels homed on a node: `broker/d/<channel>`.
+/// Gossip key prefix of durable channels: `broker/d/<channel>` = home node. Every node publishes
+/// the durable channels it knows of (and keeps them on disk), so one that restarts, or joins,
+/// learns them from any live node.
 const DURABLE_PREFIX: &str = "broker/d/";
-/// Events per network message between two brokers (at most).
+/// Gossip key a node's broker sets once it has published what it knows of durable channels.
+const READY_KEY: &str = "broker/ready";
+/// The durable channels a node knows of and their homes: `<data_dir>/broker/<this file>`.
+const KNOWN_FILE: &str = "durable.json";
+/// After a start, how long an operation on a channel not known to be durable waits at most for
+/// the live nodes' brokers to be heard from (then the channel is taken as not durable).
+const SETTLE_GRACE: Duration = Duration::from_secs(5);
+/// How long a produce (or replay) waits for a durable channel's home node to be connected
+/// before it fails with [`BrokerError::HomeUnavailable`].
+const HOME_WAIT: Duration = Duration::from_secs(3);
+/// Events per network message between two brokers (a message holds at least one produced batch,
+/// and more while they add up to fewer than this).
 const BATCH: usize = 512;
-/// Events queued towards one remote node before producers wait.
-const LINK_CAPACITY: usize = 16 * 1024;
+/// Messages of at most [`BATCH`] events queued towards one remote node before producers wait.
+const LINK_CAPACITY: usize = 32;
 /// Batches sent to one node and not yet acknowledged (processed) by it before the link waits:
 /// this carries a blocked subscriber's back-pressure to producers on other nodes.
 const WINDOW: u64 = 8;
@@ -176,11 +189,52 @@ impl Interest {
     }
 }
 
-/// One event as it crosses the network between brokers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct WireEnvelope {
-    pub channel: String,
-    pub event: String,
+/// Shared text that goes on the wire as a plain string (no copy when encoding, one allocation
+/// when decoding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SharedStr(pub Arc<str>);
+
+impl Serialize for SharedStr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = SharedStr;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<SharedStr, E> {
+                Ok(SharedStr(v.into()))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
+/// A batch of events as it crosses the network between brokers: the sending node, then runs of
+/// events of one channel, in production order.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireBatch {
+    pub from: String,
+    pub runs: Vec<WireRun>,
+}
+
+/// Consecutive events of one channel in a [`WireBatch`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireRun {
+    pub channel: SharedStr,
+    pub events: Vec<WireEvent>,
+}
+
+/// One event in a [`WireRun`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireEvent {
+    pub event: SharedStr,
     pub offset: Option<u64>,
     /// Deliver to the destination's broadcast subscribers.
     pub broadcast: bool,
@@ -189,6 +243,20 @@ pub(crate) struct WireEnvelope {
     pub hops: u8,
 }
 
+/// An event queued on the link to another node.
+struct Outgoing {
+    channel: Arc<str>,
+    item: Item,
+    broadcast: bool,
+    groups: Vec<String>,
+    hops: u8,
+}
+
+/// Events for other nodes, collected while routing a batch and then queued on their links
+/// (one queue operation per node and batch; order kept per node).
+type Outbox = BTreeMap<String, Vec<Outgoing>>;
+
+/// An event on its way to subscribers: its JSON text, shared by every subscription that gets it.
 #[derive(Clone)]
 struct Item {
     event: Arc<str>,
@@ -216,57 +284,89 @@ impl SubQueue {
         self.q.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Returns how many events were dropped to make room.
-    async fn push(&self, item: Item) -> Result<u64, Closed> {
+    /// Append `items` in order; returns how many events were dropped to make room. A full
+    /// `Block` queue waits for room (every item is delivered), a full `Drop` queue drops its
+    /// oldest events.
+    async fn push_all(&self, items: &[Item]) -> Result<u64, Closed> {
+        let mut next = 0;
+        let mut dropped = 0;
         loop {
+            let pushed = self.try_push(&items[next..], &mut dropped)?;
+            next += pushed;
+            if pushed > 0 {
+                self.items.notify_one();
+            }
+            if next == items.len() {
+                return Ok(dropped);
+            }
+            // Full (block policy): wait for the consumer to take some.
             let space = self.space.notified();
             tokio::pin!(space);
             space.as_mut().enable();
             {
-                let mut q = self.lock();
-                if self.closed.load(Ordering::Acquire) {
-                    return Err(Closed);
-                }
-                if q.len() < self.cap {
-                    q.push_back(item);
-                    drop(q);
-                    self.items.notify_one();
-                    return Ok(0);
-                }
-                if self.policy == Policy::Drop {
-                    q.pop_front();
-                    q.push_back(item);
-                    drop(q);
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.items.notify_one();
-                    return Ok(1);
+                let q = self.lock();
+                if q.len() < self.cap || self.closed.load(Ordering::Acquire) {
+                    continue;
                 }
             }
             space.await;
         }
     }
 
+    /// Push what fits now (all of it with the drop policy); returns how many were taken.
+    fn try_push(&self, items: &[Item], dropped: &mut u64) -> Result<usize, Closed> {
+        let mut q = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Closed);
+        }
+        let mut n = 0;
+        for item in items {
+            if q.len() >= self.cap {
+                if self.policy == Policy::Block {
+                    break;
+                }
+                q.pop_front();
+                *dropped += 1;
+                // Counted under the lock: the consumer hears of the loss before the next event.
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            q.push_back(item.clone());
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The next item, this many events lost first, or `None` (closed and drained): without
+    /// waiting.
+    fn try_pop(&self) -> Option<Option<Result<Item, u64>>> {
+        let mut q = self.lock();
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        let reported = self.reported.load(Ordering::Relaxed);
+        if dropped > reported {
+            self.reported.store(dropped, Ordering::Relaxed);
+            return Some(Some(Err(dropped - reported)));
+        }
+        if let Some(item) = q.pop_front() {
+            drop(q);
+            self.space.notify_one();
+            return Some(Some(Ok(item)));
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Some(None);
+        }
+        None
+    }
+
     async fn pop(&self) -> Option<Result<Item, u64>> {
         loop {
+            if let Some(r) = self.try_pop() {
+                return r;
+            }
             let items = self.items.notified();
             tokio::pin!(items);
             items.as_mut().enable();
-            {
-                let mut q = self.lock();
-                let dropped = self.dropped.load(Ordering::Relaxed);
-                let reported = self.reported.load(Ordering::Relaxed);
-                if dropped > reported {
-                    self.reported.store(dropped, Ordering::Relaxed);
-                    return Some(Err(dropped - reported));
-                }
-                if let Some(item) = q.pop_front() {
-                    drop(q);
-                    self.space.notify_one();
-                    return Some(Ok(item));
-                }
-                if self.closed.load(Ordering::Acquire) {
-                    return None;
-                }
+            if let Some(r) = self.try_pop() {
+                return r;
             }
             items.await;
         }
@@ -327,9 +427,17 @@ pub(crate) struct Inner {
     remote: RwLock<HashMap<String, BTreeMap<String, Interest>>>,
     /// Durable channels and their home node.
     durable: RwLock<HashMap<String, String>>,
+    /// The durable map as last written to [`KNOWN_FILE`].
+    known_saved: Mutex<HashMap<String, String>>,
+    /// Durable channels this node has published in gossip.
+    published_durable: tokio::sync::Mutex<std::collections::HashSet<String>>,
+    /// When the broker started (see [`SETTLE_GRACE`]).
+    started: tokio::time::Instant,
+    /// Every live node's broker has been heard from since the start (or the grace is over).
+    settled: AtomicBool,
     /// Logs of the durable channels homed here.
     logs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Log>>>>,
-    links: Mutex<HashMap<String, mpsc::Sender<WireEnvelope>>>,
+    links: Mutex<HashMap<String, mpsc::Sender<Vec<Outgoing>>>>,
     /// Unacknowledged batches per destination node.
     credits: Mutex<HashMap<String, Arc<Credit>>>,
     group_rr: Mutex<HashMap<(String, String), usize>>,
@@ -423,6 +531,10 @@ impl Broker {
             channels: Mutex::new(HashMap::new()),
             remote: RwLock::new(HashMap::new()),
             durable: RwLock::new(HashMap::new()),
+            known_saved: Mutex::new(HashMap::new()),
+            published_durable: tokio::sync::Mutex::new(Default::default()),
+            started: tokio::time::Instant::now(),
+            settled: AtomicBool::new(false),
             logs: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
             credits: Mutex::new(HashMap::new()),
@@ -432,10 +544,22 @@ impl Broker {
             metrics: Metrics::default(),
         });
         let broker = Broker { inner };
+        // Durable channels known before a restart (homed here or elsewhere): known at once,
+        // before the first produce, whatever gossip has brought yet.
+        let known = broker.known_before();
+        *lock(&broker.inner.known_saved) = known.clone();
+        broker
+            .inner
+            .durable
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(known);
         // Durable channels declared here before a restart.
         for channel in broker.declared_here() {
             broker.open_durable(&channel).await?;
         }
+        publish_durable(&broker.inner).await;
+        node.gossip_set(READY_KEY, "1").await;
         let sup = node
             .system_supervisor()
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
@@ -485,18 +609,114 @@ impl Broker {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(channel.to_string(), self.inner.name.clone());
-        self.inner
-            .node
-            .gossip_set(&format!("{DURABLE_PREFIX}{channel}"), "1")
-            .await;
+        save_known(&self.inner);
+        publish_durable(&self.inner).await;
         Ok(())
+    }
+
+    /// The durable channels this node knew of when it stopped ([`KNOWN_FILE`]).
+    fn known_before(&self) -> HashMap<String, String> {
+        match std::fs::read(self.inner.dir.join(KNOWN_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!("broker: ignoring unreadable {KNOWN_FILE}: {e}");
+                HashMap::new()
+            }),
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    /// Right after a start, wait (at most [`SETTLE_GRACE`]) until the broker of every live node
+    /// has been heard from, so that "not durable" means that no live node knows the channel
+    /// as durable, not that gossip has not arrived yet.
+    async fn settle(&self) {
+        if self.inner.settled.load(Ordering::Acquire) {
+            return;
+        }
+        let deadline = self.inner.started + SETTLE_GRACE;
+        loop {
+            let heard = self.heard_everyone().await;
+            if heard || tokio::time::Instant::now() >= deadline {
+                refresh_durable(&self.inner).await;
+                self.inner.settled.store(true, Ordering::Release);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether every other live node's broker has published its durable channels (its
+    /// [`READY_KEY`], set after them, has arrived).
+    async fn heard_everyone(&self) -> bool {
+        let node = &self.inner.node;
+        let others: Vec<String> = node
+            .members()
+            .await
+            .into_iter()
+            .filter(|m| !m.is_self && m.state == MemberState::Alive)
+            .map(|m| m.name)
+            .collect();
+        if others.is_empty() {
+            // Alone: settled unless seeds say that other nodes should show up.
+            return node.config().seeds.is_empty();
+        }
+        let ready: std::collections::HashSet<String> = node
+            .gossip_scan(READY_KEY)
+            .await
+            .into_iter()
+            .filter(|(_, k, _)| k == READY_KEY)
+            .map(|(n, _, _)| n)
+            .collect();
+        others.iter().all(|n| ready.contains(n))
+    }
+
+    /// The home of `channel` if it is durable, once this node can tell (see [`Broker::settle`]).
+    async fn durable_home_settled(&self, channel: &str) -> Option<String> {
+        if let Some(home) = self.durable_home(channel) {
+            return Some(home);
+        }
+        self.settle().await;
+        self.durable_home(channel)
+    }
+
+    /// The broker actor of a durable channel's home node, waiting up to [`HOME_WAIT`] for it to
+    /// be connected (right after a restart the actor transport may still be coming up).
+    async fn home_actor(
+        &self,
+        channel: &str,
+        home: &str,
+    ) -> Result<ActorRef<BrokerMsg>, BrokerError> {
+        let deadline = tokio::time::Instant::now() + HOME_WAIT;
+        loop {
+            if let Some(t) = remote_broker(home) {
+                return Ok(t);
+            }
+            let dead = self
+                .inner
+                .node
+                .members()
+                .await
+                .iter()
+                .any(|m| m.name == home && m.state == MemberState::Dead);
+            if dead || tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::HomeUnavailable {
+                    channel: channel.to_string(),
+                    node: home.to_string(),
+                    reason: if dead {
+                        "the node is down".into()
+                    } else {
+                        "not connected".into()
+                    },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Declare `channel` durable, homed on this node unless another node already is its home.
     /// Returns the home node. Events produced to it from then on are appended to its log.
     pub async fn declare_durable(&self, channel: &str) -> Result<String, BrokerError> {
         valid_channel(channel)?;
-        if let Some(home) = self.durable_home(channel) {
+        if let Some(home) = self.durable_home_settled(channel).await {
             return Ok(home);
         }
         let mut declared = self.declared_here();
@@ -548,7 +768,7 @@ impl Broker {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        match self.durable_home(channel) {
+        match self.durable_home_settled(channel).await {
             Some(home) if home == self.inner.name => {
                 let texts: Vec<Arc<str>> = events.iter().map(|e| e.shared()).collect();
                 let first = self.append_local(channel, texts).await?;
@@ -560,10 +780,18 @@ impl Broker {
                 Ok((0..events.len() as u64).map(|i| Some(first + i)).collect())
             }
             None => {
-                for e in &events {
-                    self.inner.metrics.produced.fetch_add(1, Ordering::Relaxed);
-                    self.fan_out(channel, e.shared(), None).await;
-                }
+                let items: Vec<Item> = events
+                    .iter()
+                    .map(|e| Item {
+                        event: e.shared(),
+                        offset: None,
+                    })
+                    .collect();
+                self.inner
+                    .metrics
+                    .produced
+                    .fetch_add(items.len() as u64, Ordering::Relaxed);
+                self.fan_out(channel, items).await;
                 Ok(vec![None; events.len()])
             }
         }
@@ -589,10 +817,19 @@ impl Broker {
             reason: e.to_string(),
         })?;
         // Fan out while holding the log so live order equals offset order.
-        for (i, e) in events.into_iter().enumerate() {
-            self.inner.metrics.produced.fetch_add(1, Ordering::Relaxed);
-            self.fan_out(channel, e, Some(first + i as u64)).await;
-        }
+        let items: Vec<Item> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Item {
+                event: e,
+                offset: Some(first + i as u64),
+            })
+            .collect();
+        self.inner
+            .metrics
+            .produced
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        self.fan_out(channel, items).await;
         Ok(first)
     }
 
@@ -607,7 +844,7 @@ impl Broker {
             node: home.to_string(),
             reason,
         };
-        let target = remote_broker(home).ok_or_else(|| unavailable("not connected".into()))?;
+        let target = self.home_actor(channel, home).await?;
         let req = codec::encode(&(channel.to_string(), events))
             .map_err(|e| unavailable(e.to_string()))?;
         let reply = target
@@ -653,7 +890,7 @@ impl Broker {
             node: home.clone(),
             reason,
         };
-        let target = remote_broker(&home).ok_or_else(|| unavailable("not connected".into()))?;
+        let target = self.home_actor(channel, &home).await?;
         let req = codec::encode(&(channel.to_string(), from, max as u64))
             .map_err(|e| unavailable(e.to_string()))?;
         let reply = target
@@ -730,7 +967,7 @@ impl Broker {
             valid_channel(g)
                 .map_err(|_| BrokerError::BadRequest(format!("invalid group name '{g}'")))?;
         }
-        let durable = self.durable_home(channel).is_some();
+        let durable = self.durable_home_settled(channel).await.is_some();
         if opts.from.is_some() && !durable {
             return Err(BrokerError::BadRequest(format!(
                 "channel '{channel}' is not durable: --from needs a durable channel"
@@ -809,12 +1046,14 @@ impl Broker {
         self.inner.interest_changed.notify_one();
     }
 
-    /// Route one event: local subscribers directly, each interested remote node once.
-    async fn fan_out(&self, channel: &str, event: Arc<str>, offset: Option<u64>) {
-        let local = lock(&self.inner.channels)
-            .get(channel)
-            .map(Channel::interest)
-            .unwrap_or_default();
+    /// Route produced events (in order): local subscribers directly, each interested remote
+    /// node once. The routing view (subscribers, other nodes' interest) is taken once per
+    /// batch; queue groups still pick a node and a member per event.
+    async fn fan_out(&self, channel: &str, items: Vec<Item>) {
+        let (broadcast, local_groups) = match lock(&self.inner.channels).get(channel) {
+            Some(ch) => (ch.broadcast.clone(), !ch.groups.is_empty()),
+            None => (Vec::new(), false),
+        };
         let remote: Vec<(String, Interest)> = self
             .inner
             .remote
@@ -823,9 +1062,57 @@ impl Broker {
             .get(channel)
             .map(|m| m.iter().map(|(n, i)| (n.clone(), i.clone())).collect())
             .unwrap_or_default();
+        let shared: Arc<str> = channel.into();
+        let any_groups = local_groups
+            || remote
+                .iter()
+                .any(|(_, i)| i.groups.values().any(|n| *n > 0));
+        if !any_groups {
+            // Broadcast only: the whole batch to each interested node, then to each local
+            // subscriber.
+            for (node, i) in &remote {
+                if i.broadcast > 0 {
+                    let out = items
+                        .iter()
+                        .map(|item| Outgoing {
+                            channel: shared.clone(),
+                            item: item.clone(),
+                            broadcast: true,
+                            groups: Vec::new(),
+                            hops: 0,
+                        })
+                        .collect();
+                    self.send_to(node, out).await;
+                }
+            }
+            self.push_broadcast(&broadcast, &items).await;
+            return;
+        }
+        let mut outbox = Outbox::new();
+        let local = lock(&self.inner.channels)
+            .get(channel)
+            .map(Channel::interest)
+            .unwrap_or_default();
+        for item in items {
+            self.route_one(channel, &shared, item, &local, &remote, &mut outbox)
+                .await;
+        }
+        self.flush(outbox).await;
+    }
+
+    /// Route one event of a channel with queue groups (see [`Broker::fan_out`]).
+    async fn route_one(
+        &self,
+        channel: &str,
+        shared: &Arc<str>,
+        item: Item,
+        local: &Interest,
+        remote: &[(String, Interest)],
+        outbox: &mut Outbox,
+    ) {
         // Each queue group: pick one node (round robin over nodes with members).
         let mut group_names: Vec<&String> = local.groups.keys().collect();
-        for (_, i) in &remote {
+        for (_, i) in remote {
             group_names.extend(i.groups.keys());
         }
         group_names.sort();
@@ -836,7 +1123,7 @@ impl Broker {
             if local.groups.get(g).copied().unwrap_or(0) > 0 {
                 nodes.push(&self.inner.name);
             }
-            for (n, i) in &remote {
+            for (n, i) in remote {
                 if i.groups.get(g).copied().unwrap_or(0) > 0 {
                     nodes.push(n);
                 }
@@ -855,34 +1142,50 @@ impl Broker {
             assigned.entry(pick).or_default().push(g.clone());
         }
         let my_groups = assigned.remove(&self.inner.name).unwrap_or_default();
-        if local.broadcast > 0 || !my_groups.is_empty() {
-            let item = Item {
-                event: event.clone(),
-                offset,
-            };
-            let unserved = self
-                .deliver_local(channel, item, local.broadcast > 0, &my_groups)
-                .await;
-            if !unserved.is_empty() {
-                self.reroute(channel, &event, offset, unserved, 0).await;
-            }
-        }
         for (node, i) in remote {
-            let groups = assigned.remove(&node).unwrap_or_default();
+            let groups = assigned.remove(node).unwrap_or_default();
             let broadcast = i.broadcast > 0;
             if broadcast || !groups.is_empty() {
-                self.send_to(
-                    &node,
-                    WireEnvelope {
-                        channel: channel.to_string(),
-                        event: event.to_string(),
-                        offset,
-                        broadcast,
-                        groups,
-                        hops: 0,
-                    },
-                )
+                outbox.entry(node.clone()).or_default().push(Outgoing {
+                    channel: shared.clone(),
+                    item: item.clone(),
+                    broadcast,
+                    groups,
+                    hops: 0,
+                });
+            }
+        }
+        if local.broadcast > 0 || !my_groups.is_empty() {
+            let unserved = self
+                .deliver_local(channel, item.clone(), local.broadcast > 0, &my_groups)
                 .await;
+            if !unserved.is_empty() {
+                self.reroute(shared, &item, unserved, 0, outbox);
+            }
+        }
+    }
+
+    /// Queue the collected events on their nodes' links.
+    async fn flush(&self, outbox: Outbox) {
+        for (node, out) in outbox {
+            self.send_to(&node, out).await;
+        }
+    }
+
+    /// Hand `items` (in order) to each broadcast subscription.
+    async fn push_broadcast(&self, queues: &[Arc<SubQueue>], items: &[Item]) {
+        for q in queues {
+            if let Ok(dropped) = q.push_all(items).await {
+                self.inner
+                    .metrics
+                    .delivered
+                    .fetch_add(items.len() as u64, Ordering::Relaxed);
+                if dropped > 0 {
+                    self.inner
+                        .metrics
+                        .dropped
+                        .fetch_add(dropped, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -919,8 +1222,9 @@ impl Broker {
                 }
             }
         }
+        let one = [item];
         for (q, group) in targets {
-            match q.push(item.clone()).await {
+            match q.push_all(&one).await {
                 Ok(dropped) => {
                     self.inner.metrics.delivered.fetch_add(1, Ordering::Relaxed);
                     if dropped > 0 {
@@ -941,42 +1245,30 @@ impl Broker {
     }
 
     /// Send queue-group events whose chosen member went away to another node with members.
-    async fn reroute(
+    fn reroute(
         &self,
-        channel: &str,
-        event: &Arc<str>,
-        offset: Option<u64>,
+        channel: &Arc<str>,
+        item: &Item,
         groups: Vec<String>,
         hops: u8,
+        outbox: &mut Outbox,
     ) {
-        let remote: BTreeMap<String, Interest> = self
-            .inner
-            .remote
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(channel)
-            .cloned()
-            .unwrap_or_default();
+        let remote = self.inner.remote.read().unwrap_or_else(|p| p.into_inner());
+        let remote = remote.get(&**channel);
         for g in groups {
-            let target = remote
-                .iter()
-                .find(|(_, i)| i.groups.get(&g).copied().unwrap_or(0) > 0)
-                .map(|(n, _)| n.clone());
+            let target = remote.and_then(|r| {
+                r.iter()
+                    .find(|(_, i)| i.groups.get(&g).copied().unwrap_or(0) > 0)
+                    .map(|(n, _)| n.clone())
+            });
             match target {
-                Some(node) if hops < 3 => {
-                    self.send_to(
-                        &node,
-                        WireEnvelope {
-                            channel: channel.to_string(),
-                            event: event.to_string(),
-                            offset,
-                            broadcast: false,
-                            groups: vec![g],
-                            hops: hops + 1,
-                        },
-                    )
-                    .await
-                }
+                Some(node) if hops < 3 => outbox.entry(node).or_default().push(Outgoing {
+                    channel: channel.clone(),
+                    item: item.clone(),
+                    broadcast: false,
+                    groups: vec![g],
+                    hops: hops + 1,
+                }),
                 _ => {
                     self.inner
                         .metrics
@@ -987,26 +1279,49 @@ impl Broker {
         }
     }
 
-    /// Events from another node's broker.
-    pub(crate) async fn receive(&self, batch: Vec<WireEnvelope>) {
-        for env in batch {
+    /// A batch from another node's broker, delivered in order.
+    pub(crate) async fn receive(&self, batch: WireBatch) {
+        let mut outbox = Outbox::new();
+        for run in batch.runs {
+            let channel = run.channel.0;
             self.inner
                 .metrics
                 .received_events
-                .fetch_add(1, Ordering::Relaxed);
-            let event: Arc<str> = env.event.into();
-            let item = Item {
-                event: event.clone(),
-                offset: env.offset,
-            };
-            let unserved = self
-                .deliver_local(&env.channel, item, env.broadcast, &env.groups)
-                .await;
-            if !unserved.is_empty() {
-                self.reroute(&env.channel, &event, env.offset, unserved, env.hops)
+                .fetch_add(run.events.len() as u64, Ordering::Relaxed);
+            let plain = run
+                .events
+                .iter()
+                .all(|e| e.broadcast && e.groups.is_empty());
+            if plain {
+                let queues = lock(&self.inner.channels)
+                    .get(&*channel)
+                    .map(|ch| ch.broadcast.clone())
+                    .unwrap_or_default();
+                let items: Vec<Item> = run
+                    .events
+                    .into_iter()
+                    .map(|e| Item {
+                        event: e.event.0,
+                        offset: e.offset,
+                    })
+                    .collect();
+                self.push_broadcast(&queues, &items).await;
+                continue;
+            }
+            for e in run.events {
+                let item = Item {
+                    event: e.event.0,
+                    offset: e.offset,
+                };
+                let unserved = self
+                    .deliver_local(&channel, item.clone(), e.broadcast, &e.groups)
                     .await;
+                if !unserved.is_empty() {
+                    self.reroute(&channel, &item, unserved, e.hops, &mut outbox);
+                }
             }
         }
+        self.flush(outbox).await;
     }
 
     fn credit(&self, node: &str) -> Arc<Credit> {
@@ -1027,8 +1342,18 @@ impl Broker {
         c.notify.notify_waiters();
     }
 
-    /// Queue an envelope on the link to `node` (one sender task per destination keeps order).
-    async fn send_to(&self, node: &str, env: WireEnvelope) {
+    /// Queue events on the link to `node` (one sender task per destination keeps order).
+    async fn send_to(&self, node: &str, mut events: Vec<Outgoing>) {
+        while events.len() > BATCH {
+            let rest = events.split_off(BATCH);
+            self.send_chunk(node, events).await;
+            events = rest;
+        }
+        self.send_chunk(node, events).await;
+    }
+
+    /// Queue at most [`BATCH`] events on the link to `node` (waits while the link is full).
+    async fn send_chunk(&self, node: &str, events: Vec<Outgoing>) {
         let tx = {
             let mut links = lock(&self.inner.links);
             links
@@ -1040,7 +1365,7 @@ impl Broker {
                 })
                 .clone()
         };
-        if tx.send(env).await.is_err() {
+        if tx.send(events).await.is_err() {
             lock(&self.inner.links).remove(node);
         }
     }
@@ -1233,18 +1558,69 @@ pub(crate) fn remote_broker(node: &str) -> Option<ActorRef<BrokerMsg>> {
         .map(ActorRef::from)
 }
 
+/// Encode queued events as one [`WireBatch`] (runs of one channel).
+fn encode_batch(from: &str, events: Vec<Outgoing>) -> Result<Vec<u8>, codec::CodecError> {
+    let mut runs: Vec<WireRun> = Vec::new();
+    for o in events {
+        let event = WireEvent {
+            event: SharedStr(o.item.event),
+            offset: o.item.offset,
+            broadcast: o.broadcast,
+            groups: o.groups,
+            hops: o.hops,
+        };
+        match runs.last_mut() {
+            Some(run) if *run.channel.0 == *o.channel => run.events.push(event),
+            _ => runs.push(WireRun {
+                channel: SharedStr(o.channel),
+                events: vec![event],
+            }),
+        }
+    }
+    codec::encode(&WireBatch {
+        from: from.to_string(),
+        runs,
+    })
+}
+
+/// Send one encoded [`WireBatch`] to the broker actor of `node` (`target` caches its address).
+///
+/// This is the only place where events leave for another node; the receiver answers with
+/// [`BrokerMsg::Ack`] once the batch is delivered to its subscribers. Returns the batch when it
+/// could not be handed to the transport.
+fn send_batch(
+    node: &str,
+    target: &mut Option<ActorRef<BrokerMsg>>,
+    bytes: Vec<u8>,
+) -> Result<(), Vec<u8>> {
+    if target.is_none() {
+        *target = remote_broker(node);
+    }
+    let Some(t) = target else {
+        return Err(bytes);
+    };
+    match t.cast(BrokerMsg::Deliver(bytes)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            *target = None;
+            match e {
+                ractor::MessagingErr::SendErr(BrokerMsg::Deliver(b)) => Err(b),
+                _ => Err(Vec::new()),
+            }
+        }
+    }
+}
+
 async fn link_task(
     inner: std::sync::Weak<Inner>,
     node: String,
-    mut rx: mpsc::Receiver<WireEnvelope>,
+    mut rx: mpsc::Receiver<Vec<Outgoing>>,
 ) {
     let mut target: Option<ActorRef<BrokerMsg>> = None;
-    let mut batch: Vec<WireEnvelope> = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    while let Some(mut batch) = rx.recv().await {
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(e) => batch.push(e),
+                Ok(more) => batch.extend(more),
                 Err(_) => break,
             }
         }
@@ -1269,33 +1645,29 @@ async fn link_task(
                 credit.inflight.store(0, Ordering::Release);
             }
         }
-        let bytes = match codec::encode(&(&inner.name, &batch)) {
+        let mut bytes = match encode_batch(&inner.name, batch) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("broker: cannot encode a batch for {node}: {e}");
-                batch.clear();
                 continue;
             }
         };
-        batch.clear();
         let mut sent = false;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         loop {
-            if target.is_none() {
-                target = remote_broker(&node);
-            }
-            if let Some(t) = &target {
-                credit.inflight.fetch_add(1, Ordering::AcqRel);
-                if t.cast(BrokerMsg::Deliver(bytes.clone())).is_ok() {
+            credit.inflight.fetch_add(1, Ordering::AcqRel);
+            match send_batch(&node, &mut target, bytes) {
+                Ok(()) => {
                     sent = true;
                     break;
                 }
-                credit.inflight.fetch_sub(1, Ordering::AcqRel);
-                target = None;
-                continue;
+                Err(back) => {
+                    credit.inflight.fetch_sub(1, Ordering::AcqRel);
+                    bytes = back;
+                }
             }
             // Interest may be known before the actor transport is connected: wait a little.
-            if tokio::time::Instant::now() >= deadline {
+            if bytes.is_empty() || tokio::time::Instant::now() >= deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1386,21 +1758,83 @@ async fn watch_gossip(inner: std::sync::Weak<Inner>) {
             }
         }
         *i.remote.write().unwrap_or_else(|p| p.into_inner()) = remote;
-        // Durable homes are remembered even while their node is down (producing then fails
-        // with "home unavailable" instead of silently becoming non-durable).
-        let mut durable = i.durable.read().unwrap_or_else(|p| p.into_inner()).clone();
-        for c in lock(&i.logs).keys() {
-            durable.insert(c.clone(), i.name.clone());
-        }
-        for (node, key, _) in i.node.gossip_scan(DURABLE_PREFIX).await {
-            if let Some(channel) = key.strip_prefix(DURABLE_PREFIX) {
-                durable.entry(channel.to_string()).or_insert(node);
-            }
-        }
-        *i.durable.write().unwrap_or_else(|p| p.into_inner()) = durable;
+        refresh_durable(&i).await;
         drop(i);
         if changes.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Merge the durable channels that live nodes publish into this node's map, keep it on disk,
+/// and publish what this node knows in turn.
+///
+/// Durable homes are remembered even while their node is down (producing then fails with
+/// "home unavailable" instead of silently becoming non-durable).
+async fn refresh_durable(i: &Inner) {
+    let mut durable = i.durable.read().unwrap_or_else(|p| p.into_inner()).clone();
+    for c in lock(&i.logs).keys() {
+        durable.insert(c.clone(), i.name.clone());
+    }
+    let mut claims: Vec<(bool, String, String)> = Vec::new();
+    for (node, key, value) in i.node.gossip_scan(DURABLE_PREFIX).await {
+        if let Some(channel) = key.strip_prefix(DURABLE_PREFIX) {
+            // Older brokers published "1": the home is the publishing node.
+            let home = if value.is_empty() || value == "1" {
+                node.clone()
+            } else {
+                value
+            };
+            claims.push((home != node, channel.to_string(), home));
+        }
+    }
+    // A home's own word first (should two nodes disagree).
+    claims.sort_by_key(|(hearsay, _, _)| *hearsay);
+    for (_, channel, home) in claims {
+        durable.entry(channel).or_insert(home);
+    }
+    *i.durable.write().unwrap_or_else(|p| p.into_inner()) = durable;
+    save_known(i);
+    publish_durable(i).await;
+}
+
+/// Write the durable map to [`KNOWN_FILE`] when it changed (atomically: temp file, fsync,
+/// rename).
+fn save_known(i: &Inner) {
+    let durable = i.durable.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut saved = lock(&i.known_saved);
+    if *saved == durable {
+        return;
+    }
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&i.dir)?;
+        let body = serde_json::to_vec(&durable)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        let tmp = i.dir.join(format!("{KNOWN_FILE}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &body)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, i.dir.join(KNOWN_FILE))
+    };
+    match write() {
+        Ok(()) => *saved = durable,
+        Err(e) => tracing::warn!("broker: cannot save known durable channels: {e}"),
+    }
+}
+
+/// Publish (`broker/d/<channel>` = home) the durable channels this node knows and has not
+/// published yet.
+async fn publish_durable(i: &Inner) {
+    let durable = i.durable.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut published = i.published_durable.lock().await;
+    for (channel, home) in durable {
+        if !published.contains(&channel) {
+            i.node
+                .gossip_set(&format!("{DURABLE_PREFIX}{channel}"), &home)
+                .await;
+            published.insert(channel);
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - `GET /broker/channels/{channel}/events?group=G&from=beginning|N&policy=block|drop&capacity=N`:
 //!   (`&count=N` ends the stream after N events) consume as Server-Sent Events: first `event: subscribed`, then one `data:` line per event
 //!   (structured-mode JSON; `id:` is the log offset on durable channels), and `event: lost` with
-//!   `{"dropped": n}` when a drop-policy subscription lost events.
+//!   `{"dropped": n}` when a drop-policy subscription lost events. Events that are ready together
+//!   are written in one chunk; a `:` comment line is sent after a second without events.
 //! - `PUT /broker/channels/{channel}/durable`: declare the channel durable (home: this node).
 //! - `GET /broker/channels`: interest and durable homes as this node sees them; for durable
 //!   channels homed here, `log_length` and the groups' `committed` offsets.
@@ -15,18 +16,17 @@
 
 use std::convert::Infallible;
 
+use std::time::Duration;
+
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
-    response::{
-        sse::{Event as SseEvent, KeepAlive, Sse},
-        IntoResponse, Response,
-    },
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     routing::{get, post, put},
     Json, Router,
 };
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -87,15 +87,19 @@ pub fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<CloudEvent>,
         .to_ascii_lowercase();
     let text = || std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string());
     if ctype.starts_with("application/cloudevents-batch+json") {
-        let v: Value = serde_json::from_str(text()?)
-            .map_err(|e| EventError::NotJson(e.to_string()).to_string())?;
-        let Value::Array(items) = v else {
+        let text = text()?.trim_matches(|c: char| c.is_ascii_whitespace());
+        let not_json = |e: serde_json::Error| EventError::NotJson(e.to_string()).to_string();
+        if !text.starts_with('[') {
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(not_json)?;
             return Err("a batch must be a JSON array of events".into());
-        };
+        }
+        // Each event is validated from its own text, which is kept as it is.
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(text).map_err(not_json)?;
         return items
             .into_iter()
             .enumerate()
-            .map(|(i, v)| CloudEvent::from_value(v).map_err(|e| format!("event {i}: {e}")))
+            .map(|(i, v)| CloudEvent::from_json(v.get()).map_err(|e| format!("event {i}: {e}")))
             .collect();
     }
     if ctype.starts_with("application/cloudevents") {
@@ -233,9 +237,6 @@ async fn consume(
         Ok(s) => s,
         Err(e) => return broker_error(e),
     };
-    let first = futures::stream::once(async {
-        Ok::<_, Infallible>(SseEvent::default().event("subscribed").data("{}"))
-    });
     // Stop after `count` events without taking (or committing) one more.
     let limited = futures::stream::unfold((sub, q.count), |(mut sub, left)| async move {
         if left == Some(0) {
@@ -248,23 +249,69 @@ async fn consume(
         };
         Some((d, (sub, left)))
     });
-    let events = limited.map(|d| {
-        Ok::<_, Infallible>(match d {
-            Delivery::Event { event, offset } => {
-                let e = SseEvent::default().data(event.as_json());
-                match offset {
-                    Some(o) => e.id(o.to_string()),
-                    None => e,
+    sse_response(limited)
+}
+
+/// Events that are ready together go out in one body chunk.
+const SSE_CHUNK: usize = 256;
+/// A comment line is sent after this long without events (keeps proxies and clients informed).
+const SSE_KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// A Server-Sent Events response: `event: subscribed` first, then one event per delivery.
+/// Deliveries that are ready at the same time are written as one chunk, and a `:` comment is
+/// sent after a second without any.
+fn sse_response(deliveries: impl Stream<Item = Delivery> + Send + 'static) -> Response {
+    let chunks = Box::pin(deliveries.ready_chunks(SSE_CHUNK));
+    let first = Bytes::from_static(b"event: subscribed\ndata: {}\n\n");
+    let body = futures::stream::unfold((Some(first), chunks), |(first, mut chunks)| async move {
+        if let Some(f) = first {
+            return Some((Ok::<_, Infallible>(f), (None, chunks)));
+        }
+        match tokio::time::timeout(SSE_KEEP_ALIVE, chunks.next()).await {
+            Err(_) => Some((Ok(Bytes::from_static(b":\n\n")), (None, chunks))),
+            Ok(None) => None,
+            Ok(Some(batch)) => {
+                let mut out = Vec::with_capacity(batch.len() * 512);
+                for d in &batch {
+                    sse_event(&mut out, d);
                 }
+                Some((Ok(Bytes::from(out)), (None, chunks)))
             }
-            Delivery::Lost(n) => SseEvent::default()
-                .event("lost")
-                .data(json!({ "dropped": n }).to_string()),
-        })
+        }
     });
-    Sse::new(first.chain(events))
-        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(1)))
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
         .into_response()
+}
+
+/// Append one delivery in the SSE format: `id:` (log offset), `event:` and `data:` lines.
+fn sse_event(out: &mut Vec<u8>, d: &Delivery) {
+    let lost;
+    let data = match d {
+        Delivery::Event { event, offset } => {
+            if let Some(o) = offset {
+                out.extend_from_slice(format!("id: {o}\n").as_bytes());
+            }
+            event.as_json()
+        }
+        Delivery::Lost(n) => {
+            out.extend_from_slice(b"event: lost\n");
+            lost = json!({ "dropped": n }).to_string();
+            &lost
+        }
+    };
+    // Event JSON is one line; should a line break ever appear, each line gets its own `data:`.
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.trim_end_matches('\r').as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
 }
 
 async fn declare(State(broker): State<Broker>, Path(channel): Path<String>) -> Response {

@@ -15,6 +15,8 @@
 //! - **Durable channels** ([`Broker::declare_durable`]): events are appended to an fsynced log
 //!   on the channel's home node before the produce is acknowledged; consumers replay from an
 //!   offset or the beginning and continue live; queue groups' committed offsets survive restarts.
+//!   Every node keeps the durable channels it has heard of on disk and gossips them, so after a
+//!   whole-cluster restart no node takes a durable channel for a plain one.
 //! - **HTTP binding** on the admin server (binary/structured/batch POST, Server-Sent Events).
 //!
 //! ```

@@ -74,7 +74,11 @@ impl Consumer {
     }
 
     fn wait_for(&self, n: usize, what: &str) {
-        wait_until(what, Duration::from_secs(20), || self.ids().len() >= n);
+        self.wait_for_within(n, what, Duration::from_secs(20));
+    }
+
+    fn wait_for_within(&self, n: usize, what: &str, limit: Duration) {
+        wait_until(what, limit, || self.lines.lock().unwrap().len() >= n);
     }
 
     fn kill(&mut self) {
@@ -131,6 +135,11 @@ fn produce(node: &NodeProc, channel: &str, id: &str) -> Value {
 
 /// Produce a batch through `--file -` (one request, order kept).
 fn produce_batch(node: &NodeProc, channel: &str, ids: impl Iterator<Item = usize>) {
+    produce_batch_to(&node.admin, channel, ids)
+}
+
+/// [`produce_batch`] to a node's admin address.
+fn produce_batch_to(admin: &str, channel: &str, ids: impl Iterator<Item = usize>) {
     let batch: Vec<Value> = ids
         .map(|i| {
             serde_json::json!({"specversion":"1.0","id":i.to_string(),"source":"/tests",
@@ -139,13 +148,7 @@ fn produce_batch(node: &NodeProc, channel: &str, ids: impl Iterator<Item = usize
         .collect();
     let mut child = Command::new(DCTL)
         .args([
-            "--admin",
-            &node.admin,
-            "events",
-            "produce",
-            channel,
-            "--file",
-            "-",
+            "--admin", admin, "events", "produce", channel, "--file", "-",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -542,4 +545,185 @@ fn drop_policy_slow_consumer_loses_counted_events_and_stalls_no_one() {
     let got: Vec<u64> = slow.ids().iter().map(|s| s.parse().unwrap()).collect();
     assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
     assert!((got.len() as u64) < total as u64, "some were dropped");
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[test]
+fn block_policy_paused_consumer_on_another_node_holds_the_producer_back_and_loses_nothing() {
+    let n1 = NodeProc::start("k1");
+    let n2 = NodeProc::start_with("k2", &["--seed", &n1.gossip]);
+    wait_converged(&[&n1, &n2], &["k1", "k2"]);
+    wait_broker(&n1);
+    wait_broker(&n2);
+    // More events than everything between the producer and a paused consumer can buffer
+    // (its 16-event buffer, the link and window to k2, the SSE socket).
+    let (total, batch) = (100_000usize, 5_000usize);
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let err_path = err.path().to_path_buf();
+    let slow = Consumer::start_logged(
+        &n2,
+        &[
+            "steady",
+            "--policy",
+            "block",
+            "--capacity",
+            "16",
+            "--count",
+            &total.to_string(),
+        ],
+        Some(err),
+    );
+    wait_until("k1 sees k2's consumer", Duration::from_secs(20), || {
+        interest(&n1, "steady", "") == vec![("k2".into(), 1, 0)]
+    });
+    signal(slow.child.id(), "-STOP");
+
+    // The producer on k1, one batch after the other.
+    let produced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let producer = {
+        let (admin, produced) = (n1.admin.clone(), produced.clone());
+        std::thread::spawn(move || {
+            for start in (0..total).step_by(batch) {
+                produce_batch_to(&admin, "steady", start..start + batch);
+                produced.fetch_add(batch, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    // Held back: its progress stops short of the end while the consumer is paused.
+    let mut last = (usize::MAX, std::time::Instant::now());
+    wait_until(
+        "the producer makes no more progress",
+        Duration::from_secs(120),
+        || {
+            let now = produced.load(std::sync::atomic::Ordering::SeqCst);
+            if now != last.0 {
+                last = (now, std::time::Instant::now());
+            }
+            now == total || last.1.elapsed() > Duration::from_secs(2)
+        },
+    );
+    let held = produced.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        held < total,
+        "the producer got all {total} events accepted while the only consumer was paused"
+    );
+    assert!(slow.ids().len() < total);
+
+    // Resumed: the producer finishes and the consumer gets every event, in order, none lost.
+    signal(slow.child.id(), "-CONT");
+    wait_until("the producer finishes", Duration::from_secs(180), || {
+        producer.is_finished()
+    });
+    producer.join().expect("producer thread");
+    slow.wait_for_within(
+        total,
+        "the consumer gets everything",
+        Duration::from_secs(180),
+    );
+    assert_eq!(slow.ids(), seq(0..total), "every event, in order, once");
+    let err_text = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(!err_text.contains("dropped"), "{err_text}");
+    let m = http_get(&n2.admin, "/broker/metrics");
+    assert_eq!(metric(&m, "broker_events_dropped_total"), 0, "{m}");
+}
+
+#[test]
+fn durable_channel_is_never_taken_as_plain_after_a_restart_and_a_down_home_is_a_clear_error() {
+    let data = tempfile::tempdir().unwrap();
+    let mut n1 = start_node("n1", data.path(), None);
+    let mut n2 = start_node("n2", data.path(), Some(&n1.gossip));
+    let mut n3 = start_node("n3", data.path(), Some(&n1.gossip));
+    wait_converged(&[&n1, &n2, &n3], &["n1", "n2", "n3"]);
+    for n in [&n1, &n2, &n3] {
+        wait_broker(n);
+    }
+    let out = n1.dctl(&["events", "durable", "ledger"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for n in [&n2, &n3] {
+        wait_until(
+            &format!("{} knows ledger is durable", n.name),
+            Duration::from_secs(20),
+            || durable_home(n, "ledger").as_deref() == Some("n1"),
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(produce(&n3, "ledger", &i.to_string())["offsets"][0], i);
+    }
+    let refused = |n: &NodeProc, id: &str| {
+        let out = n.dctl(&[
+            "events", "produce", "ledger", "--type", "t", "--source", "/s", "--id", id,
+        ]);
+        assert_one_line_error(
+            &out,
+            "durable channel 'ledger' lives on node 'n1', which is unavailable",
+        );
+    };
+
+    // The home is down, the others run: producing there is refused, clearly.
+    n1.signal_and_wait("KILL");
+    refused(&n2, "x1");
+    let (status, body) = http(
+        &n3.admin,
+        "POST",
+        "/broker/channels/ledger/events",
+        &[("content-type", "application/cloudevents+json")],
+        br#"{"specversion":"1.0","id":"x2","source":"/s","type":"t"}"#,
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("unavailable"), "{body}");
+
+    // The whole cluster goes down; n3 comes back alone, before any gossip: it still knows the
+    // channel is durable, so it refuses instead of accepting an event that no log keeps.
+    n2.signal_and_wait("KILL");
+    n3.signal_and_wait("KILL");
+    let n3b = start_node("n3", data.path(), None);
+    wait_broker(&n3b);
+    assert_eq!(durable_home(&n3b, "ledger").as_deref(), Some("n1"));
+    refused(&n3b, "x3");
+
+    // n1 and n2 come back and a brand-new node n4 joins; producing on each right away is either
+    // refused (home not reachable yet) or logged, never accepted without an offset.
+    let n1b = start_node("n1", data.path(), Some(&n3b.gossip));
+    let n2b = start_node("n2", data.path(), Some(&n3b.gossip));
+    let n4 = NodeProc::start_with("n4", &["--seed", &n3b.gossip]);
+    for (i, n) in [&n4, &n2b, &n3b].into_iter().enumerate() {
+        wait_broker(n);
+        let id = (3 + i).to_string();
+        wait_until(
+            &format!("event {id} produced on {} is logged", n.name),
+            Duration::from_secs(30),
+            || {
+                let out = n.dctl(&[
+                    "--json", "events", "produce", "ledger", "--type", "test.n", "--source",
+                    "/tests", "--id", &id,
+                ]);
+                if !out.status.success() {
+                    assert!(stderr(&out).contains("unavailable"), "{}", stderr(&out));
+                    return false;
+                }
+                let ack: Value = serde_json::from_str(&stdout(&out)).expect("json");
+                assert_eq!(
+                    ack["offsets"][0],
+                    3 + i,
+                    "acknowledged without its log offset"
+                );
+                true
+            },
+        );
+    }
+    let r = Consumer::start(&n1b, &["ledger", "--from", "beginning", "--count", "6"]);
+    r.wait_for(6, "replay returns 6");
+    assert_eq!(
+        r.ids(),
+        seq(0..6),
+        "every acknowledged event, in order, nothing else"
+    );
 }

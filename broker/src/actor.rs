@@ -70,7 +70,7 @@ impl Actor for BrokerActor {
                         remote_broker(&from),
                         codec::encode(&(self.broker.node_name(), 1u64)),
                     ) {
-                        let _ = peer.cast(BrokerMsg::Ack(ack));
+                        let _ = self.broker.runtime().tell(&peer, BrokerMsg::Ack(ack));
                     }
                 }
                 Err(e) => tracing::warn!("broker: dropping malformed batch: {e}"),

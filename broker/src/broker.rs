@@ -587,6 +587,11 @@ impl Broker {
         &self.inner.name
     }
 
+    /// The runtime node this broker runs on.
+    pub(crate) fn runtime(&self) -> &Node {
+        &self.inner.node
+    }
+
     fn declared_here(&self) -> Vec<String> {
         match std::fs::read(self.inner.dir.join("channels.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
@@ -847,15 +852,16 @@ impl Broker {
         let target = self.home_actor(channel, home).await?;
         let req = codec::encode(&(channel.to_string(), events))
             .map_err(|e| unavailable(e.to_string()))?;
-        let reply = target
-            .call(|r| BrokerMsg::Append(req, r), Some(Duration::from_secs(10)))
+        let bytes = self
+            .inner
+            .node
+            .call(
+                &target,
+                |r| BrokerMsg::Append(req, r),
+                Duration::from_secs(10),
+            )
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let bytes = match reply {
-            ractor::rpc::CallResult::Success(b) => b,
-            ractor::rpc::CallResult::Timeout => return Err(unavailable("timed out".into())),
-            ractor::rpc::CallResult::SenderError => return Err(unavailable("no answer".into())),
-        };
         let answer: Result<u64, String> =
             codec::decode(&bytes).map_err(|e| unavailable(e.to_string()))?;
         answer.map_err(|reason| BrokerError::Log {
@@ -893,13 +899,16 @@ impl Broker {
         let target = self.home_actor(channel, &home).await?;
         let req = codec::encode(&(channel.to_string(), from, max as u64))
             .map_err(|e| unavailable(e.to_string()))?;
-        let reply = target
-            .call(|r| BrokerMsg::Read(req, r), Some(Duration::from_secs(10)))
+        let bytes = self
+            .inner
+            .node
+            .call(
+                &target,
+                |r| BrokerMsg::Read(req, r),
+                Duration::from_secs(10),
+            )
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let ractor::rpc::CallResult::Success(bytes) = reply else {
-            return Err(unavailable("no answer".into()));
-        };
         let answer: Result<Vec<(u64, String)>, String> =
             codec::decode(&bytes).map_err(|e| unavailable(e.to_string()))?;
         answer.map_err(|reason| BrokerError::Log {
@@ -918,16 +927,16 @@ impl Broker {
         }
         let target = remote_broker(&home)?;
         let req = codec::encode(&(channel.to_string(), group.to_string())).ok()?;
-        let reply = target
+        let bytes = self
+            .inner
+            .node
             .call(
+                &target,
                 |r| BrokerMsg::Committed(req, r),
-                Some(Duration::from_secs(10)),
+                Duration::from_secs(10),
             )
             .await
             .ok()?;
-        let ractor::rpc::CallResult::Success(bytes) = reply else {
-            return None;
-        };
         codec::decode::<Option<u64>>(&bytes).ok().flatten()
     }
 
@@ -949,7 +958,7 @@ impl Broker {
             }
         } else if let Some(target) = remote_broker(&home) {
             if let Ok(req) = codec::encode(&(channel.to_string(), group.to_string(), next)) {
-                let _ = target.cast(BrokerMsg::Commit(req));
+                let _ = self.inner.node.tell(&target, BrokerMsg::Commit(req));
             }
         }
     }
@@ -1588,7 +1597,11 @@ fn encode_batch(from: &str, events: Vec<Outgoing>) -> Result<Vec<u8>, codec::Cod
 /// This is the only place where events leave for another node; the receiver answers with
 /// [`BrokerMsg::Ack`] once the batch is delivered to its subscribers. Returns the batch when it
 /// could not be handed to the transport.
+/// Send one batch to `node`'s broker actor over the direct lane. Batches go on the lane only
+/// (never through ractor_cluster), so a link's batches cannot overtake each other when the lane
+/// comes up; until it is up the batch is handed back to be retried.
 fn send_batch(
+    rt: &Node,
     node: &str,
     target: &mut Option<ActorRef<BrokerMsg>>,
     bytes: Vec<u8>,
@@ -1599,16 +1612,17 @@ fn send_batch(
     let Some(t) = target else {
         return Err(bytes);
     };
-    match t.cast(BrokerMsg::Deliver(bytes)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
+    if !rt.has_lane(t) {
+        if t.get_status() != ractor::ActorStatus::Running {
             *target = None;
-            match e {
-                ractor::MessagingErr::SendErr(BrokerMsg::Deliver(b)) => Err(b),
-                _ => Err(Vec::new()),
-            }
         }
+        return Err(bytes);
     }
+    rt.tell(t, BrokerMsg::Deliver(bytes)).map_err(|e| {
+        tracing::warn!("broker: cannot send a batch to {node}: {e}");
+        *target = None;
+        Vec::new()
+    })
 }
 
 async fn link_task(
@@ -1656,7 +1670,7 @@ async fn link_task(
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         loop {
             credit.inflight.fetch_add(1, Ordering::AcqRel);
-            match send_batch(&node, &mut target, bytes) {
+            match send_batch(&inner.node, &node, &mut target, bytes) {
                 Ok(()) => {
                     sent = true;
                     break;

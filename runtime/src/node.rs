@@ -693,6 +693,13 @@ impl Node {
         self.tell(actor, msg)
     }
 
+    /// Whether messages to `actor` travel on a direct lane: it lives on another node and the
+    /// lane to that node is up. Components that must not mix paths (an ordered stream) wait
+    /// for this before sending.
+    pub fn has_lane<M: Message>(&self, actor: &ActorRef<M>) -> bool {
+        self.lane_to::<M>(actor).is_some()
+    }
+
     /// The lane to a remote actor's node, when the message type can travel on it.
     fn lane_to<M: Message>(&self, actor: &ActorRef<M>) -> Option<(Arc<Lane>, u64)> {
         if actor.get_id().is_local() || !M::serializable() {

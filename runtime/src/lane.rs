@@ -437,12 +437,15 @@ impl Lane {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            let buffered = self.out.lock().map(|o| o.buf.len()).unwrap_or(0);
-            if buffered < HIGH_WATER || self.is_closed() {
+            if self.buffered() < HIGH_WATER || self.is_closed() {
                 return;
             }
             drained.await;
         }
+    }
+
+    fn buffered(&self) -> usize {
+        self.out.lock().map(|o| o.buf.len()).unwrap_or(0)
     }
 
     /// Send a serialized message to the actor `pid` of the peer.
@@ -566,6 +569,21 @@ impl Lane {
     async fn write_loop<W: AsyncWrite + Unpin>(&self, mut w: W) -> io::Result<()> {
         let mut batch: Vec<u8> = Vec::with_capacity(READ_BUF);
         loop {
+            // While a sender is still adding frames, let it fill the batch a little: on loopback
+            // each write also runs the receiving side in the kernel, so many small writes cost
+            // far more than one larger one. A lone frame goes out after one yield.
+            let mut seen = self.buffered();
+            for _ in 0..64 {
+                if seen == 0 || seen >= READ_BUF {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                let now = self.buffered();
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
             {
                 let mut out = self
                     .out

@@ -228,6 +228,8 @@ struct Shared {
     voters: Vec<String>,
     raft: Option<Raft<TypeConfig>>,
     sm: Option<StateMachine>,
+    /// Queue of the write batcher (voters only).
+    batcher: Option<tokio::sync::mpsc::UnboundedSender<Queued>>,
     client: u64,
     seq: AtomicU64,
     hint: Mutex<Option<String>>,
@@ -316,6 +318,11 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
         .build_hasher()
         .finish();
     let (stop, _) = tokio::sync::watch::channel(false);
+    let batcher = raft.as_ref().map(|r| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(batch_writes(r.clone(), rx, stop.subscribe()));
+        tx
+    });
     let kv = Kv {
         inner: Arc::new(Shared {
             node: name.clone(),
@@ -323,6 +330,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             voters: voters.clone(),
             raft,
             sm,
+            batcher,
             client: seed ^ now_ms() ^ u64::from(std::process::id()),
             seq: AtomicU64::new(1),
             hint: Mutex::new(None),
@@ -349,7 +357,16 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => tracing::warn!("kv: initialize: {e}"),
             },
-            Ok(true) => {}
+            Ok(true) => {
+                // A restarted node does not resume leadership on its own (its vote is read back
+                // as uncommitted, see store.rs); a lone voter need not wait for its election
+                // timeout to elect itself.
+                if voters.len() == 1 {
+                    if let Err(e) = raft.trigger().elect().await {
+                        tracing::warn!("kv: elect: {e}");
+                    }
+                }
+            }
             Err(e) => return Err(KvError::Unavailable(e.to_string())),
         }
         tokio::spawn(reap_leases(kv.clone()));
@@ -372,6 +389,128 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     });
     tracing::info!(node = %name, voter = is_voter, voters = ?voters, "kv started");
     Ok(kv)
+}
+
+/// A write waiting in the batcher's queue, and where its result goes.
+type Queued = (
+    Proposal,
+    tokio::sync::oneshot::Sender<Result<CmdResult, KvError>>,
+);
+
+/// Most proposals in one batched log entry.
+const BATCH_MAX_ITEMS: usize = 256;
+/// Most key and value bytes in one batched log entry.
+const BATCH_MAX_BYTES: usize = 1 << 20;
+/// Batched entries proposed at a time: while they are in flight, new writes queue up and go
+/// into the next entry together (one log append, one fsync and one replication round for all).
+const BATCH_IN_FLIGHT: usize = 2;
+
+/// Whether a command may share a log entry with others (`Grant` takes the entry's index as
+/// the lease id, so it goes alone; so do the internal ones).
+fn batchable(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }
+    )
+}
+
+fn proposal_bytes(p: &Proposal) -> usize {
+    let payload = match &p.cmd {
+        Command::Put { key, value, .. } => key.len() + value.len(),
+        Command::Cas {
+            key, expect, new, ..
+        } => {
+            let e = match expect {
+                Expect::Value(Some(v)) => v.len(),
+                _ => 0,
+            };
+            key.len() + e + new.as_ref().map_or(0, |v| v.len())
+        }
+        Command::Delete { key } => key.len(),
+        _ => 0,
+    };
+    payload + 64
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, KvNode>>) -> KvError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => KvError::NotLeader {
+            leader: f.leader_node.map(|n| n.name),
+        },
+        e => KvError::Unavailable(e.to_string()),
+    }
+}
+
+/// Group commit: take the writes that queued up while earlier entries were in flight and
+/// propose them as one [`Command::Batch`] entry (a lone write goes as itself).
+async fn batch_writes(
+    raft: Raft<TypeConfig>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(BATCH_IN_FLIGHT));
+    loop {
+        let first = tokio::select! {
+            q = rx.recv() => match q {
+                Some(q) => q,
+                None => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = proposal_bytes(&first.0);
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX_ITEMS && bytes < BATCH_MAX_BYTES {
+            match rx.try_recv() {
+                Ok(q) => {
+                    bytes += proposal_bytes(&q.0);
+                    batch.push(q);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if batch.len() == 1 {
+                if let Some((p, tx)) = batch.pop() {
+                    let r = raft.client_write(p).await;
+                    let _ = tx.send(r.map(|r| r.data).map_err(write_error));
+                }
+                return;
+            }
+            let (items, txs): (Vec<Proposal>, Vec<_>) = batch.into_iter().unzip();
+            let n = items.len();
+            let p = Proposal {
+                request: None,
+                cmd: Command::Batch(items),
+            };
+            match raft.client_write(p).await {
+                Ok(r) => match r.data {
+                    CmdResult::Batch(results) if results.len() == n => {
+                        for (tx, r) in txs.into_iter().zip(results) {
+                            let _ = tx.send(Ok(r));
+                        }
+                    }
+                    other => {
+                        for tx in txs {
+                            let _ = tx.send(Err(KvError::Unavailable(format!(
+                                "unexpected answer to a batch: {other:?}"
+                            ))));
+                        }
+                    }
+                },
+                Err(e) => {
+                    let e = write_error(e);
+                    for tx in txs {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// On the leader: propose the expiry of leases whose time is up.
@@ -446,6 +585,9 @@ fn validate(cmd: &Command) -> Result<(), KvError> {
             }
             Ok(())
         }
+        Command::Batch(_) => Err(KvError::Invalid(
+            "batches are built by the leader, not sent by clients".into(),
+        )),
         Command::Grant { ttl_ms, .. } => {
             if *ttl_ms == 0 || *ttl_ms > MAX_TTL_SECS * 1000 {
                 return Err(KvError::Invalid(format!(
@@ -875,18 +1017,32 @@ impl Kv {
                 validate(&cmd)?;
                 let raft = self.raft()?;
                 let p = Proposal { request: id, cmd };
-                match tokio::time::timeout(Duration::from_secs(5), raft.client_write(p)).await {
-                    Err(_) => Err(KvError::NoQuorum(
+                let timeout = Duration::from_secs(5);
+                let res = match (&self.inner.batcher, batchable(&p.cmd)) {
+                    (Some(batcher), true) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        batcher
+                            .send((p, tx))
+                            .map_err(|_| KvError::Unavailable("the KV store is stopping".into()))?;
+                        match tokio::time::timeout(timeout, rx).await {
+                            Err(_) => None,
+                            Ok(Ok(r)) => Some(r),
+                            Ok(Err(_)) => {
+                                Some(Err(KvError::Unavailable("the KV store is stopping".into())))
+                            }
+                        }
+                    }
+                    _ => tokio::time::timeout(timeout, raft.client_write(p))
+                        .await
+                        .ok()
+                        .map(|r| r.map(|r| r.data).map_err(write_error)),
+                };
+                match res {
+                    None => Err(KvError::NoQuorum(
                         "the write was not committed within 5 s (is a majority of the voters up?); it may still be applied"
                             .into(),
                     )),
-                    Ok(Ok(resp)) => Ok(Response::Write(resp.data)),
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                        Err(KvError::NotLeader {
-                            leader: f.leader_node.map(|n| n.name),
-                        })
-                    }
-                    Ok(Err(e)) => Err(KvError::Unavailable(e.to_string())),
+                    Some(r) => r.map(Response::Write),
                 }
             }
             Request::Get { key, linearizable } => {

@@ -1,19 +1,29 @@
 //! Raft log, vote and state machine on one redb database (`<data_dir>/kv/kv.redb`), plus the
 //! latest snapshot in `<data_dir>/kv/snapshot.bin`.
 //!
-//! Durability: log appends, votes, purges, truncations, snapshot installs and state-machine
-//! applies all commit with `Durability::Immediate` (fsync) before they are acknowledged. The
-//! applied state has to be durable too: a whole cluster restarted at once can bring back the old
-//! leader in its old term, whose commit index then comes from the applied state on disk; with a
-//! lagging applied state, acknowledged writes would be invisible to reads until the next write.
-//! (The committed-index hint is saved without fsync; it only speeds up re-applying on start.)
+//! Durability: log appends, votes, purges, truncations and snapshot installs commit with
+//! `Durability::Immediate` (fsync) before they are acknowledged. State-machine applies commit
+//! with `Durability::None`: they share the database with the log, so the next fsync'd commit
+//! (the next append, vote, purge or truncation) makes them durable too, and a crash can only lose
+//! applies of entries that are still in the fsync'd log. On start, openraft re-applies the log
+//! from the durable `last_applied` up to the saved committed index (written with each append);
+//! purges are fsync'd commits after the applies they depend on, so the log never loses an entry
+//! that is not durably applied.
+//!
+//! Reads after a restart: a leader restored in its old term would take its (possibly lagging)
+//! commit index from disk as the read index, so reads could miss acknowledged writes. Therefore
+//! [`LogStore::read_vote`] hands the vote back as *not committed*: a restarted node never resumes
+//! leadership without an election; the next leader commits a blank entry of its new term, and
+//! linearizable reads wait for that (see `Kv::linearize`), which re-applies every earlier
+//! committed entry first. The uncommitted vote still forbids voting for anyone else in that
+//! term, so safety is unchanged.
 
 use std::{
     fmt::Debug,
     io::{Cursor, Write},
     ops::RangeBounds,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use openraft::{
@@ -28,8 +38,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::types::{
-    CmdResult, Command, EventKind, Expect, KvEntry, KvNode, Lease, NodeId, TypeConfig, WatchBatch,
-    WatchEvent,
+    CmdResult, Command, EventKind, Expect, KvEntry, KvNode, Lease, NodeId, Proposal, TypeConfig,
+    WatchBatch, WatchEvent,
 };
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -132,11 +142,23 @@ fn meta_put<T: Serialize>(
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: Arc<Database>,
+    /// The latest committed log id told by openraft, written with the next append.
+    committed: Arc<Mutex<Option<LogId<NodeId>>>>,
 }
 
 impl LogStore {
     pub(crate) fn new(db: Arc<Database>) -> Self {
-        LogStore { db }
+        LogStore {
+            db,
+            committed: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn take_committed(&self) -> Option<LogId<NodeId>> {
+        self.committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 
@@ -196,17 +218,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 
+    /// The saved vote, always as not committed (see the module docs: a restarted leader must
+    /// win an election before it serves again).
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
         let db = self.db.clone();
-        blocking("read vote", move || meta_get(&db, RAFT_META, "vote")).await
+        let vote: Option<Vote<NodeId>> =
+            blocking("read vote", move || meta_get(&db, RAFT_META, "vote")).await?;
+        Ok(vote.map(|v| Vote {
+            committed: false,
+            ..v
+        }))
     }
 
+    /// Kept in memory and written with the next append (it only saves re-applying work on
+    /// start; correctness does not depend on it).
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        let db = self.db.clone();
-        blocking("save committed", move || {
-            meta_put(&db, RAFT_META, "committed", &committed, Durability::None)
-        })
-        .await
+        if committed.is_some() {
+            *self.committed.lock().unwrap_or_else(|p| p.into_inner()) = committed;
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
@@ -230,12 +260,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             ));
         }
         let db = self.db.clone();
+        let committed = match self.take_committed() {
+            Some(c) => Some(enc(&Some(c)).map_err(|e| serr("encode committed", e))?),
+            None => None,
+        };
         let res = blocking("append", move || {
             let txn = db.begin_write().map_err(s)?;
             {
                 let mut t = txn.open_table(LOGS).map_err(s)?;
                 for (i, b) in &encoded {
                     t.insert(*i, b.as_slice()).map_err(s)?;
+                }
+                if let Some(c) = &committed {
+                    let mut m = txn.open_table(RAFT_META).map_err(s)?;
+                    m.insert("committed", c.as_slice()).map_err(s)?;
                 }
             }
             txn.commit().map_err(s)
@@ -434,8 +472,9 @@ impl StateMachine {
         db: &Database,
         entries: Vec<Entry<TypeConfig>>,
     ) -> Result<(Vec<CmdResult>, u64, u64), String> {
+        // Not fsync'd: the next fsync'd commit of the log makes it durable (see the module docs).
         let mut txn = db.begin_write().map_err(s)?;
-        txn.set_durability(Durability::Immediate).map_err(s)?;
+        txn.set_durability(Durability::None).map_err(s)?;
         let mut out = Vec::with_capacity(entries.len());
         let mut rev: u64;
         let mut last_index = 0;
@@ -463,31 +502,31 @@ impl StateMachine {
                         membership = Some(StoredMembership::new(Some(entry.log_id), m));
                         CmdResult::None
                     }
-                    EntryPayload::Normal(p) => {
-                        let key = p.request.map(|(c, q)| {
-                            let mut k = c.to_be_bytes().to_vec();
-                            k.extend_from_slice(&q.to_be_bytes());
-                            k
-                        });
-                        let seen = match &key {
-                            Some(k) => match dedup.get(k.as_slice()).map_err(s)? {
-                                Some(v) => Some(dec::<(u64, CmdResult)>(v.value())?.1),
-                                None => None,
-                            },
-                            None => None,
-                        };
-                        match seen {
-                            Some(r) => r,
-                            None => {
-                                let r = apply_cmd(&mut tables, p.cmd, index, &mut rev)?;
-                                if let Some(k) = key {
-                                    let b = enc(&(index, r.clone()))?;
-                                    dedup.insert(k.as_slice(), b.as_slice()).map_err(s)?;
-                                }
-                                r
+                    EntryPayload::Normal(p) => match p.cmd {
+                        Command::Batch(items) => {
+                            let mut results = Vec::with_capacity(items.len());
+                            for item in items {
+                                results.push(apply_proposal(
+                                    &mut tables,
+                                    &mut dedup,
+                                    item,
+                                    index,
+                                    &mut rev,
+                                )?);
                             }
+                            CmdResult::Batch(results)
                         }
-                    }
+                        cmd => apply_proposal(
+                            &mut tables,
+                            &mut dedup,
+                            Proposal {
+                                request: p.request,
+                                cmd,
+                            },
+                            index,
+                            &mut rev,
+                        )?,
+                    },
                 };
                 out.push(result);
                 if index % 4096 == 0 && index > DEDUP_WINDOW {
@@ -786,6 +825,32 @@ fn do_revoke(t: &mut Tables<'_>, id: u64, rev: &mut u64) -> Result<Option<Lease>
     Ok(Some(lease))
 }
 
+/// Apply one proposal once: a request id seen before gets its first result again.
+fn apply_proposal(
+    t: &mut Tables<'_>,
+    dedup: &mut Table<'_, &'static [u8], &'static [u8]>,
+    p: Proposal,
+    index: u64,
+    rev: &mut u64,
+) -> Result<CmdResult, String> {
+    let key = p.request.map(|(c, q)| {
+        let mut k = c.to_be_bytes().to_vec();
+        k.extend_from_slice(&q.to_be_bytes());
+        k
+    });
+    if let Some(k) = &key {
+        if let Some(v) = dedup.get(k.as_slice()).map_err(s)? {
+            return Ok(dec::<(u64, CmdResult)>(v.value())?.1);
+        }
+    }
+    let r = apply_cmd(t, p.cmd, index, rev)?;
+    if let Some(k) = key {
+        let b = enc(&(index, r.clone()))?;
+        dedup.insert(k.as_slice(), b.as_slice()).map_err(s)?;
+    }
+    Ok(r)
+}
+
 fn apply_cmd(
     t: &mut Tables<'_>,
     cmd: Command,
@@ -870,6 +935,8 @@ fn apply_cmd(
             }
             Ok(CmdResult::None)
         }
+        // Batches are only built by the leader's batcher, never nested.
+        Command::Batch(_) => Ok(CmdResult::Refused("a batch cannot hold a batch".into())),
     }
 }
 

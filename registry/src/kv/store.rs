@@ -167,11 +167,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
-        let db = self.db.clone();
+        // Inline, not on the blocking pool: the entries asked for (replication, apply) are the
+        // log's tail, just written and in redb's cache, and a read transaction never waits for
+        // the writer; a thread hand-off would cost more than the read.
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
-        blocking("read log", move || {
-            let txn = db.begin_read().map_err(s)?;
+        let read = || -> Result<Vec<Entry<TypeConfig>>, String> {
+            let txn = self.db.begin_read().map_err(s)?;
             let t = txn.open_table(LOGS).map_err(s)?;
             let mut out = Vec::new();
             for item in t.range::<u64>((start, end)).map_err(s)? {
@@ -179,8 +181,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 out.push(dec::<Entry<TypeConfig>>(v.value())?);
             }
             Ok(out)
-        })
-        .await
+        };
+        read().map_err(|e| serr("read log", e))
     }
 }
 

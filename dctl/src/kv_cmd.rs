@@ -19,12 +19,18 @@ pub struct KvNodeArgs {
     /// Snapshot the KV state and compact the log every this many log entries.
     #[arg(long = "kv-snapshot-every", default_value_t = 10_000)]
     pub kv_snapshot_every: u64,
+    /// Join the KV store as a learner (a non-voting full replica): the leader adds this node,
+    /// which then serves serializable reads and watches from its own copy and forwards writes.
+    /// Needs the voters (`--kv-voter`), and this node must not be one of them.
+    #[arg(long = "kv-learner")]
+    pub kv_learner: bool,
 }
 
 /// Start the KV store on a node (called from `services::start`).
 pub async fn start(node: &Node, args: &KvNodeArgs) -> Result<()> {
     let cfg = registry::kv::KvConfig {
         voters: args.kv_voters.clone(),
+        learner: args.kv_learner,
         snapshot_every: args.kv_snapshot_every,
         ..Default::default()
     };
@@ -199,6 +205,13 @@ pub async fn run(admin: &str, as_json: bool, cmd: KvCmd) -> Result<()> {
                     out["commit_index"]
                 );
                 println!("voters: {}", voters.join(", "));
+                let learners: Vec<&str> = out["learners"]
+                    .as_array()
+                    .map(|v| v.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if !learners.is_empty() {
+                    println!("learners: {}", learners.join(", "));
+                }
                 println!(
                     "answered by {} ({}): last_applied {}, revision {}, snapshot at {}",
                     out["node"].as_str().unwrap_or("?"),

@@ -618,3 +618,88 @@ fn whole_cluster_kill9_right_after_writes_loses_nothing() {
         );
     }
 }
+
+/// A fourth node started with `--kv-learner` is added by the leader as a learner: it gets what
+/// was written before and after it joined, serves reads from its own copy, forwards writes, and
+/// `kv status` lists it; after a restart it is still a learner and catches up.
+#[test]
+fn learner_joins_replicates_and_forwards_writes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let nodes = cluster(dir.path(), &[]);
+    let put = |n: &KvProc, key: &str, value: &str| {
+        let (code, body) = http(
+            &n.admin,
+            "POST",
+            "/kv/put",
+            &format!(r#"{{"key":"{key}","value":"{value}"}}"#),
+        )
+        .expect("http");
+        assert_eq!(code, 200, "{body}");
+    };
+    for i in 0..20 {
+        put(&nodes[i % 3], &format!("l/before-{i:02}"), &i.to_string());
+    }
+    let mut n4 = KvProc::new(
+        dir.path(),
+        "n4",
+        &["n1", "n2", "n3"],
+        Some(nodes[0].gossip.clone()),
+        &["--kv-learner"],
+    );
+    n4.spawn();
+    n4.wait_healthy();
+    wait_until(
+        "the voters list n4 as a learner",
+        Duration::from_secs(30),
+        || {
+            nodes.iter().all(|n| {
+                n.status()
+                    .is_some_and(|s| s["learners"] == serde_json::json!(["n4"]))
+            })
+        },
+    );
+    let st = nodes[0].status().expect("status");
+    assert_eq!(st["voters"], serde_json::json!(["n1", "n2", "n3"]));
+    wait_until(
+        "n4 holds what was written before it joined",
+        Duration::from_secs(30),
+        || n4.local_keys("l/before-").is_some_and(|k| k.len() == 20),
+    );
+    for i in 0..20 {
+        put(&nodes[i % 3], &format!("l/after-{i:02}"), &i.to_string());
+    }
+    wait_until(
+        "n4 holds what was written after it joined",
+        Duration::from_secs(30),
+        || n4.local_keys("l/after-").is_some_and(|k| k.len() == 20),
+    );
+    let st = n4.status().expect("n4 status");
+    assert_eq!(st["role"], "learner", "{st}");
+    assert_eq!(st["voters"], serde_json::json!(["n1", "n2", "n3"]));
+    assert!(st["leader"].is_string(), "{st}");
+
+    // A write sent to the learner lands (through the leader) and is read back anywhere.
+    ok(&n4.dctl(&["kv", "put", "l/from-learner", "yes"]));
+    assert_eq!(
+        ok(&nodes[2].dctl(&["kv", "get", "l/from-learner"])),
+        "yes\n"
+    );
+    assert_eq!(ok(&n4.dctl(&["kv", "get", "l/from-learner"])), "yes\n");
+    let serial = ok(&n4.dctl(&["kv", "get", "--serializable", "l/from-learner"]));
+    assert_eq!(serial, "yes\n");
+
+    // Restarted, it is still a learner (not re-added) and catches up from the leader.
+    n4.kill9();
+    put(&nodes[1], "l/while-down", "1");
+    n4.spawn();
+    n4.wait_healthy();
+    wait_until(
+        "the restarted learner catches up",
+        Duration::from_secs(30),
+        || n4.local_keys("l/while-down").is_some_and(|k| k.len() == 1),
+    );
+    assert_eq!(n4.status().expect("status")["role"], "learner");
+    let st = nodes[1].status().expect("status");
+    assert_eq!(st["learners"], serde_json::json!(["n4"]));
+    assert_eq!(st["voters"], serde_json::json!(["n1", "n2", "n3"]));
+}

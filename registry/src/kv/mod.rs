@@ -173,6 +173,11 @@ pub enum Request {
         /// Long-poll time.
         wait_ms: u64,
     },
+    /// Add the named node as a learner (sent by the node itself to the leader).
+    Join {
+        /// The node name.
+        name: String,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -195,6 +200,10 @@ pub enum Response {
 pub struct KvConfig {
     /// Voter node names (the same list on every node). Empty: this node alone.
     pub voters: Vec<String>,
+    /// Join as a learner: not one of `voters` (which must be given), this node asks the leader
+    /// to add it as a non-voting member, then holds a full replica (local reads, watches) and
+    /// forwards writes and linearizable reads to the leader.
+    pub learner: bool,
     /// Take a snapshot (and compact the log) after this many log entries.
     pub snapshot_every: u64,
     /// How long a request may take, retries and forwarding included.
@@ -205,6 +214,7 @@ impl Default for KvConfig {
     fn default() -> Self {
         KvConfig {
             voters: Vec::new(),
+            learner: false,
             snapshot_every: 10_000,
             op_timeout: Duration::from_secs(8),
         }
@@ -284,7 +294,13 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     voters.dedup();
     let id = node_id(&name);
     let is_voter = voters.contains(&name);
-    let (raft, sm) = if is_voter {
+    if config.learner && (is_voter || config.voters.is_empty()) {
+        return Err(KvError::Invalid(format!(
+            "a KV learner must not be a voter, and needs the voters' names (--kv-voter); node '{name}', voters: {}",
+            config.voters.join(", ")
+        )));
+    }
+    let (raft, sm) = if is_voter || config.learner {
         let dir = node.config().data_dir.join("kv");
         let db = store::open(&dir).map_err(KvError::Storage)?;
         let sm = StateMachine::new(db.clone(), dir).map_err(KvError::Storage)?;
@@ -347,7 +363,9 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     )
     .await
     .map_err(|e| KvError::Unavailable(format!("cannot start the KV actor: {e}")))?;
-    if let Some(raft) = &kv.inner.raft {
+    if config.learner {
+        tokio::spawn(join_as_learner(kv.clone()));
+    } else if let Some(raft) = &kv.inner.raft {
         let members: BTreeMap<NodeId, KvNode> = voters
             .iter()
             .map(|v| (node_id(v), KvNode { name: v.clone() }))
@@ -387,7 +405,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&on_stop.inner.node);
     });
-    tracing::info!(node = %name, voter = is_voter, voters = ?voters, "kv started");
+    tracing::info!(node = %name, voter = is_voter, learner = config.learner, voters = ?voters, "kv started");
     Ok(kv)
 }
 
@@ -513,6 +531,43 @@ async fn batch_writes(
     }
 }
 
+/// On a learner: ask the leader to add this node as a learner until the membership this node
+/// has replicated lists it (at once after a restart).
+async fn join_as_learner(kv: Kv) {
+    let Some(raft) = kv.inner.raft.clone() else {
+        return;
+    };
+    let mut stop = kv.inner.stop.subscribe();
+    let mut metrics = raft.metrics();
+    loop {
+        let member = metrics
+            .borrow_and_update()
+            .membership_config
+            .membership()
+            .get_node(&kv.inner.id)
+            .is_some();
+        if member {
+            tracing::info!(node = %kv.inner.node, "kv: member as a learner");
+            return;
+        }
+        let asked = kv
+            .exec(Request::Join {
+                name: kv.inner.node.clone(),
+            })
+            .await;
+        if let Err(e) = &asked {
+            tracing::debug!("kv: join as a learner: {e}");
+        }
+        // Wait for the membership to reach this node (or retry the request after a while).
+        let wait = if asked.is_ok() { 5_000 } else { 500 };
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+        }
+    }
+}
+
 /// On the leader: propose the expiry of leases whose time is up.
 async fn reap_leases(kv: Kv) {
     let mut stop = kv.inner.stop.subscribe();
@@ -615,7 +670,12 @@ impl Kv {
 
     /// Whether this node is a Raft voter.
     pub fn is_voter(&self) -> bool {
-        self.inner.raft.is_some()
+        self.inner.raft.is_some() && self.inner.voters.contains(&self.inner.node)
+    }
+
+    /// Whether this node is (or asked to be) a Raft learner: a non-voting full replica.
+    pub fn is_learner(&self) -> bool {
+        self.inner.raft.is_some() && !self.inner.voters.contains(&self.inner.node)
     }
 
     /// The configured voters.
@@ -883,6 +943,7 @@ impl Kv {
         let needs_leader = matches!(
             req,
             Request::Write { .. }
+                | Request::Join { .. }
                 | Request::Get {
                     linearizable: true,
                     ..
@@ -947,7 +1008,10 @@ impl Kv {
                     return n.clone();
                 }
             }
-            return me.clone();
+            if self.is_voter() {
+                return me.clone();
+            }
+            // A learner that knows no leader (yet) asks the voters, as a non-member does.
         }
         let hint = self
             .inner
@@ -1069,6 +1133,36 @@ impl Kv {
                 Ok(Response::Range(e, rev))
             }
             Request::Status => self.local_status().await.map(Response::Status),
+            Request::Join { name } => {
+                validate_key(&name)?;
+                if self.inner.voters.contains(&name) {
+                    return Err(KvError::Invalid(format!(
+                        "node '{name}' is a configured voter, not a learner"
+                    )));
+                }
+                let raft = self.raft()?;
+                let id = node_id(&name);
+                let known = raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .is_some();
+                if !known {
+                    let add = raft.add_learner(id, KvNode { name: name.clone() }, false);
+                    match tokio::time::timeout(Duration::from_secs(5), add).await {
+                        Err(_) => {
+                            return Err(KvError::NoQuorum(format!(
+                                "adding learner '{name}' was not committed within 5 s"
+                            )))
+                        }
+                        Ok(Err(e)) => return Err(write_error(e)),
+                        Ok(Ok(_)) => tracing::info!(learner = %name, "kv: learner added"),
+                    }
+                }
+                Ok(Response::Write(CmdResult::None))
+            }
             Request::Watch {
                 prefix,
                 from,
@@ -1170,6 +1264,15 @@ impl Kv {
                     .collect();
                 v.sort();
                 v
+            },
+            learners: {
+                let membership = m.membership_config.membership();
+                let mut l: Vec<String> = membership
+                    .learner_ids()
+                    .filter_map(|id| membership.get_node(&id).map(|n| n.name.clone()))
+                    .collect();
+                l.sort();
+                l
             },
             term: m.current_term,
             commit_index: committed.unwrap_or(0),

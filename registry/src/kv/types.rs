@@ -232,6 +232,8 @@ pub struct KvStatus {
     pub leader: Option<String>,
     /// Voter node names.
     pub voters: Vec<String>,
+    /// Learner node names (non-voting full replicas), as the answering node knows them.
+    pub learners: Vec<String>,
     /// Current term.
     pub term: u64,
     /// Index of the last committed log entry (as far as the answering node knows).

@@ -703,3 +703,100 @@ fn learner_joins_replicates_and_forwards_writes() {
     assert_eq!(st["learners"], serde_json::json!(["n4"]));
     assert_eq!(st["voters"], serde_json::json!(["n1", "n2", "n3"]));
 }
+
+/// Start `dctl kv lock` and wait (up to 30 s) for its first stdout line: the lock is held.
+fn start_lock(admin: &str, args: &[&str]) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(DCTL)
+        .args(["--admin", admin, "--json", "kv", "lock"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dctl kv lock");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the lock was not taken within 30 s");
+    (child, line)
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_until("the lock command exits", limit, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status.expect("exit status")
+}
+
+/// `dctl kv lock`: prints the key and lease when held, excludes a second locker until the
+/// holder is interrupted, runs a command under the lock and exits with its code, releases on
+/// exit; a holder killed with -9 loses the lock when its lease expires.
+#[test]
+fn kv_lock_command_holds_excludes_and_releases() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let nodes = cluster(dir.path(), &[]);
+    let (mut a, line) = start_lock(&nodes[0].admin, &["job", "--ttl", "3"]);
+    let held: Value = serde_json::from_str(&line).expect("json line");
+    assert_eq!(held["key"], "locks/job");
+    let lease = held["lease"].as_u64().expect("lease id");
+    let got: Value =
+        serde_json::from_str(&ok(&nodes[1].dctl(&["--json", "kv", "get", "locks/job"])))
+            .expect("json");
+    assert_eq!(got["lease"].as_u64(), Some(lease));
+    assert_eq!(got["value"], held["owner"]);
+
+    // A second locker (with a command) waits while the first holds the lock, even past the
+    // first one's TTL (its lease is renewed).
+    let ran = dir.path().join("b-ran");
+    let script = format!("echo \"$DCTL_LOCK_KEY\" > {}; exit 7", ran.display());
+    let mut b = Command::new(DCTL)
+        .args(["--admin", &nodes[2].admin, "kv", "lock", "job", "--"])
+        .args(["sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("second lock");
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        assert!(
+            !ran.exists(),
+            "the second locker ran while the lock was held"
+        );
+        assert!(
+            b.try_wait().expect("try_wait").is_none(),
+            "the second locker gave up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Interrupting the holder releases the lock; the second one gets it, runs its command and
+    // exits with the command's code, and releases the lock in turn.
+    let _ = Command::new("kill")
+        .args(["-INT", &a.id().to_string()])
+        .status();
+    assert!(wait_exit(&mut a, Duration::from_secs(20)).success());
+    let st = wait_exit(&mut b, Duration::from_secs(30));
+    assert_eq!(st.code(), Some(7));
+    assert_eq!(
+        std::fs::read_to_string(&ran).expect("command output"),
+        "locks/job\n"
+    );
+    let o = nodes[0].dctl(&["kv", "get", "locks/job"]);
+    assert!(!o.status.success(), "the lock key is still there: {o:?}");
+
+    // A holder killed with -9 cannot release: the lock ends when its lease expires.
+    let (mut c, _) = start_lock(&nodes[1].admin, &["job", "--ttl", "2"]);
+    let _ = c.kill();
+    let _ = c.wait();
+    let (mut d, line) = start_lock(&nodes[0].admin, &["job", "--", "true"]);
+    assert!(line.contains("locks/job"), "{line}");
+    assert!(wait_exit(&mut d, Duration::from_secs(20)).success());
+}

@@ -5,7 +5,11 @@
 //!   `--kv-voter NAME`, the same list on every node; by default a node is the only voter of its
 //!   own store) also run a Raft member. Raft RPCs travel as messages between KV actors over the
 //!   actor transport. Requests made on a non-leader (a follower or a non-voter) are forwarded to
-//!   the leader.
+//!   the leader. A node started as a learner ([`KvConfig::learner`], `--kv-learner`) asks the
+//!   leader to add it as a non-voting member and then holds a full replica: serializable reads
+//!   and watches are served from it, writes and linearizable reads are forwarded.
+//! * Writes: concurrent writes on the leader are group-committed, several to one log entry
+//!   ([`Command::Batch`]), so one fsync and one replication round serve them all.
 //! * API: [`Kv::get`] (linearizable by default), [`Kv::put`], [`Kv::delete`], [`Kv::cas`],
 //!   [`Kv::range`], [`Kv::watch`] (ordered events from a revision), leases ([`Kv::grant`],
 //!   [`Kv::put_with_lease`], [`Kv::keep_alive`], [`Kv::revoke`]) and on top of them [`Kv::lock`]

@@ -306,8 +306,8 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     }
     let (raft, sm) = if is_voter || config.learner {
         let dir = node.config().data_dir.join("kv");
-        let db = store::open(&dir).map_err(KvError::Storage)?;
-        let sm = StateMachine::new(db.clone(), dir).map_err(KvError::Storage)?;
+        let dbs = store::open(&dir).map_err(KvError::Storage)?;
+        let sm = StateMachine::new(dbs.sm.clone(), dir).map_err(KvError::Storage)?;
         let rc = openraft::Config {
             cluster_name: "draft-kv".into(),
             heartbeat_interval: 100,
@@ -325,7 +325,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             id,
             Arc::new(rc),
             net::Network,
-            store::LogStore::new(db),
+            store::LogStore::new(&dbs),
             sm.clone(),
         )
         .await

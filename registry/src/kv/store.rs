@@ -1,14 +1,14 @@
-//! Raft log, vote and state machine on one redb database (`<data_dir>/kv/kv.redb`), plus the
-//! latest snapshot in `<data_dir>/kv/snapshot.bin`.
+//! The Raft log and vote in one redb database (`<data_dir>/kv/log.redb`), the state machine in
+//! another (`<data_dir>/kv/kv.redb`), and the latest snapshot in `<data_dir>/kv/snapshot.bin`.
 //!
-//! Durability: log appends, votes, purges, truncations and snapshot installs commit with
-//! `Durability::Immediate` (fsync) before they are acknowledged. State-machine applies commit
-//! with `Durability::None`: they share the database with the log, so the next fsync'd commit
-//! (the next append, vote, purge or truncation) makes them durable too, and a crash can only lose
-//! applies of entries that are still in the fsync'd log. On start, openraft re-applies the log
-//! from the durable `last_applied` up to the saved committed index (written with each append);
-//! purges are fsync'd commits after the applies they depend on, so the log never loses an entry
-//! that is not durably applied.
+//! Durability: log appends, votes, purges and truncations commit with `Durability::Immediate`
+//! (fsync) before they are acknowledged; so do snapshot installs. State-machine applies commit
+//! with `Durability::None` (an fsync'd commit at most every [`SM_SYNC_EVERY`]): a crash can only
+//! lose applies of entries that are still in the fsync'd log. On start, openraft re-applies the
+//! log from the durable `last_applied` up to the saved committed index (written with each
+//! append). A purge first makes the state machine durable, so the log never loses an entry that
+//! is not durably applied. Two databases, so that an apply never waits for a log fsync (redb has
+//! one writer per database) and a log fsync writes only log pages.
 //!
 //! Reads after a restart: a leader restored in its old term would take its (possibly lagging)
 //! commit index from disk as the read index, so reads could miss acknowledged writes. Therefore
@@ -24,6 +24,7 @@ use std::{
     ops::RangeBounds,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use openraft::{
@@ -86,15 +87,30 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Open (or create) the database and its tables.
-pub(crate) fn open(dir: &Path) -> Result<Arc<Database>, String> {
+/// The longest a state-machine apply goes without an fsync'd commit (bounds the work of
+/// re-applying on start, and lets redb reuse the pages freed since).
+pub(crate) const SM_SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// The two databases of a KV member.
+pub(crate) struct Dbs {
+    /// Raft log and vote.
+    pub(crate) log: Arc<Database>,
+    /// State machine.
+    pub(crate) sm: Arc<Database>,
+}
+
+/// Open (or create) the databases and their tables. A data directory from before the split
+/// (log and state machine both in `kv.redb`) has its log and vote moved to `log.redb`.
+pub(crate) fn open(dir: &Path) -> Result<Dbs, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join("kv.redb");
-    let db = Database::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let txn = db.begin_write().map_err(s)?;
+    let sm_path = dir.join("kv.redb");
+    let sm = Database::create(&sm_path)
+        .map_err(|e| format!("cannot open {}: {e}", sm_path.display()))?;
+    let log_path = dir.join("log.redb");
+    let log = Database::create(&log_path)
+        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    let txn = sm.begin_write().map_err(s)?;
     {
-        txn.open_table(LOGS).map_err(s)?;
-        txn.open_table(RAFT_META).map_err(s)?;
         txn.open_table(DATA).map_err(s)?;
         txn.open_table(SM_META).map_err(s)?;
         txn.open_table(LEASES).map_err(s)?;
@@ -102,7 +118,65 @@ pub(crate) fn open(dir: &Path) -> Result<Arc<Database>, String> {
         txn.open_table(DEDUP).map_err(s)?;
     }
     txn.commit().map_err(s)?;
-    Ok(Arc::new(db))
+    let formatted = {
+        let txn = log.begin_write().map_err(s)?;
+        let done = {
+            let mut meta = txn.open_table(RAFT_META).map_err(s)?;
+            txn.open_table(LOGS).map_err(s)?;
+            let done = meta.get("format").map_err(s)?.is_some();
+            if !done {
+                // Move (copy, then drop below) the log and vote of a single-file store; the
+                // copy and the format mark commit together, so a crash just redoes it.
+                let old = sm.begin_read().map_err(s)?;
+                let mut logs = txn.open_table(LOGS).map_err(s)?;
+                match old.open_table(LOGS) {
+                    Ok(t) => {
+                        for item in t.iter().map_err(s)? {
+                            let (k, v) = item.map_err(s)?;
+                            logs.insert(k.value(), v.value()).map_err(s)?;
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(s(e)),
+                }
+                match old.open_table(RAFT_META) {
+                    Ok(t) => {
+                        for item in t.iter().map_err(s)? {
+                            let (k, v) = item.map_err(s)?;
+                            meta.insert(k.value(), v.value()).map_err(s)?;
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(s(e)),
+                }
+                meta.insert("format", enc(&2u32)?.as_slice()).map_err(s)?;
+            }
+            done
+        };
+        txn.commit().map_err(s)?;
+        done
+    };
+    if !formatted {
+        let txn = sm.begin_write().map_err(s)?;
+        txn.delete_table(LOGS).map_err(s)?;
+        txn.delete_table(RAFT_META).map_err(s)?;
+        txn.commit().map_err(s)?;
+    }
+    Ok(Dbs {
+        log: Arc::new(log),
+        sm: Arc::new(sm),
+    })
+}
+
+/// Make every state-machine commit so far durable.
+fn sync_sm(sm: &Database) -> Result<(), String> {
+    let mut txn = sm.begin_write().map_err(s)?;
+    txn.set_durability(Durability::Immediate).map_err(s)?;
+    {
+        let mut m = txn.open_table(SM_META).map_err(s)?;
+        m.insert("synced", enc(&true)?.as_slice()).map_err(s)?;
+    }
+    txn.commit().map_err(s)
 }
 
 fn meta_get<T: DeserializeOwned>(
@@ -142,14 +216,17 @@ fn meta_put<T: Serialize>(
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: Arc<Database>,
+    /// The state machine's database, made durable before a purge.
+    sm: Arc<Database>,
     /// The latest committed log id told by openraft, written with the next append.
     committed: Arc<Mutex<Option<LogId<NodeId>>>>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
+    pub(crate) fn new(dbs: &Dbs) -> Self {
         LogStore {
-            db,
+            db: dbs.log.clone(),
+            sm: dbs.sm.clone(),
             committed: Arc::new(Mutex::new(None)),
         }
     }
@@ -303,7 +380,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         let db = self.db.clone();
+        let sm = self.sm.clone();
         blocking("purge", move || {
+            // openraft purges only what is applied (and snapshotted): make that durable first.
+            sync_sm(&sm)?;
             let bytes = enc(&Some(log_id))?;
             let txn = db.begin_write().map_err(s)?;
             {
@@ -340,6 +420,8 @@ struct SnapshotFile {
 pub(crate) struct StateMachine {
     db: Arc<Database>,
     dir: PathBuf,
+    /// When the state machine was last made durable.
+    synced: Arc<Mutex<Instant>>,
     revision: watch::Sender<u64>,
     /// Notified after every apply with the last applied index, for the lease reaper's wake-ups.
     applied: watch::Sender<u64>,
@@ -359,6 +441,7 @@ impl StateMachine {
         Ok(StateMachine {
             db,
             dir,
+            synced: Arc::new(Mutex::new(Instant::now())),
             revision,
             applied,
         })
@@ -473,10 +556,16 @@ impl StateMachine {
     fn apply_sync(
         db: &Database,
         entries: Vec<Entry<TypeConfig>>,
+        durable: bool,
     ) -> Result<(Vec<CmdResult>, u64, u64), String> {
-        // Not fsync'd: the next fsync'd commit of the log makes it durable (see the module docs).
+        // Mostly not fsync'd: the log is (see the module docs).
         let mut txn = db.begin_write().map_err(s)?;
-        txn.set_durability(Durability::None).map_err(s)?;
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability).map_err(s)?;
         let mut out = Vec::with_capacity(entries.len());
         let mut rev: u64;
         let mut last_index = 0;
@@ -981,7 +1070,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<_> = entries.into_iter().collect();
         let db = self.db.clone();
-        let (out, rev, last) = blocking("apply", move || Self::apply_sync(&db, entries)).await?;
+        let durable = {
+            let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+            let due = synced.elapsed() >= SM_SYNC_EVERY;
+            if due {
+                *synced = Instant::now();
+            }
+            due
+        };
+        let (out, rev, last) =
+            blocking("apply", move || Self::apply_sync(&db, entries, durable)).await?;
         self.revision.send_replace(rev);
         self.applied.send_replace(last);
         Ok(out)

@@ -1120,3 +1120,45 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store from before the split (log, vote and state machine in `kv.redb`) opens with its
+    /// log and vote moved to `log.redb`, its data left in place, and no log tables left behind.
+    #[test]
+    fn single_file_store_migrates_its_log_and_vote() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let db = Database::create(dir.path().join("kv.redb")).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut logs = txn.open_table(LOGS).expect("logs");
+                logs.insert(7u64, b"entry7".as_slice()).expect("insert");
+                let mut meta = txn.open_table(RAFT_META).expect("meta");
+                meta.insert("vote", b"v".as_slice()).expect("insert");
+                let mut data = txn.open_table(DATA).expect("data");
+                data.insert("k", b"v".as_slice()).expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        for _ in 0..2 {
+            // Opening again (already migrated) changes nothing.
+            let dbs = open(dir.path()).expect("open");
+            let log = dbs.log.begin_read().expect("read");
+            let logs = log.open_table(LOGS).expect("logs");
+            assert_eq!(
+                logs.get(7u64).expect("get").map(|v| v.value().to_vec()),
+                Some(b"entry7".to_vec())
+            );
+            let meta = log.open_table(RAFT_META).expect("meta");
+            assert!(meta.get("vote").expect("get").is_some());
+            assert!(meta.get("format").expect("get").is_some());
+            let sm = dbs.sm.begin_read().expect("read");
+            assert!(sm.open_table(LOGS).is_err(), "old log table left behind");
+            let data = sm.open_table(DATA).expect("data");
+            assert!(data.get("k").expect("get").is_some());
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! | `POST /kv/cas` | `{"key","expect_value"?: string\|null,"expect_revision"?,"value"?: string\|null,"lease"?}` | `{"ok":true,"revision"}` or 409 |
 //! | `GET /kv/range?prefix=P[&serializable=true]` | | `{"entries":[..],"revision"}` |
 //! | `GET /kv/watch?prefix=P[&from=REV]` | | NDJSON stream of events |
-//! | `GET /kv/status` | | leader, voters, term, commit_index, ... |
+//! | `GET /kv/status` | | leader, voters, learners, term, commit_index, ... |
 //! | `POST /kv/lease/grant` | `{"ttl_secs"}` | `{"id"}` |
 //! | `POST /kv/lease/keepalive`, `/kv/lease/revoke` | `{"id"}` | `{}` |
 

@@ -26,6 +26,21 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+        let (status, body) = self.send_raw(req).await?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let msg = body
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            Err(anyhow!(msg))
+        }
+    }
+
+    /// Send a request; the answer's status and JSON body, whatever the status.
+    async fn send_raw(&self, req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, Value)> {
         let resp = req.send().await.map_err(|e| {
             if e.is_connect() {
                 anyhow!(
@@ -49,16 +64,7 @@ impl Client {
             serde_json::from_slice(&bytes)
                 .with_context(|| format!("the node at {} answered with non-JSON", self.admin))?
         };
-        if status.is_success() {
-            Ok(body)
-        } else {
-            let msg = body
-                .get("error")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("HTTP {status}"));
-            Err(anyhow!(msg))
-        }
+        Ok((status, body))
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
@@ -126,6 +132,25 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// POST, answering the HTTP status with the JSON body (errors only for transport failures).
+    pub async fn post_status(
+        &self,
+        path: &str,
+        body: String,
+        timeout: Duration,
+    ) -> Result<(u16, Value)> {
+        let (status, body) = self
+            .send_raw(
+                self.http
+                    .post(format!("{}{path}", self.base))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .timeout(timeout),
+            )
+            .await?;
+        Ok((status.as_u16(), body))
     }
 
     pub async fn post(&self, path: &str, body: String, timeout: Duration) -> Result<Value> {

@@ -19,12 +19,18 @@ pub struct KvNodeArgs {
     /// Snapshot the KV state and compact the log every this many log entries.
     #[arg(long = "kv-snapshot-every", default_value_t = 10_000)]
     pub kv_snapshot_every: u64,
+    /// Join the KV store as a learner (a non-voting full replica): the leader adds this node,
+    /// which then serves serializable reads and watches from its own copy and forwards writes.
+    /// Needs the voters (`--kv-voter`), and this node must not be one of them.
+    #[arg(long = "kv-learner")]
+    pub kv_learner: bool,
 }
 
 /// Start the KV store on a node (called from `services::start`).
 pub async fn start(node: &Node, args: &KvNodeArgs) -> Result<()> {
     let cfg = registry::kv::KvConfig {
         voters: args.kv_voters.clone(),
+        learner: args.kv_learner,
         snapshot_every: args.kv_snapshot_every,
         ..Default::default()
     };
@@ -84,8 +90,23 @@ pub enum KvCmd {
         #[arg(long)]
         count: Option<usize>,
     },
-    /// Raft status: leader, voters, term, commit index.
+    /// Raft status: leader, voters, learners, term, commit index.
     Status,
+    /// Take the lock NAME (key `locks/NAME`, attached to a lease this command keeps alive),
+    /// waiting while someone else holds it. Prints the key and lease, then holds the lock until
+    /// Ctrl-C (or SIGTERM), or, given `-- COMMAND...`, while the command runs (its exit code
+    /// becomes dctl's); then releases it. If this process dies, the lock ends after the TTL.
+    Lock {
+        /// The lock's name.
+        name: String,
+        /// Lease time to live in seconds (renewed every third of it while held).
+        #[arg(long, default_value_t = 10)]
+        ttl: u64,
+        /// The command to run while holding the lock (after `--`); it gets DCTL_LOCK_KEY and
+        /// DCTL_LOCK_LEASE in its environment.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
 }
 
 /// Percent-encode a query value.
@@ -199,6 +220,13 @@ pub async fn run(admin: &str, as_json: bool, cmd: KvCmd) -> Result<()> {
                     out["commit_index"]
                 );
                 println!("voters: {}", voters.join(", "));
+                let learners: Vec<&str> = out["learners"]
+                    .as_array()
+                    .map(|v| v.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if !learners.is_empty() {
+                    println!("learners: {}", learners.join(", "));
+                }
                 println!(
                     "answered by {} ({}): last_applied {}, revision {}, snapshot at {}",
                     out["node"].as_str().unwrap_or("?"),
@@ -214,8 +242,187 @@ pub async fn run(admin: &str, as_json: bool, cmd: KvCmd) -> Result<()> {
             from,
             count,
         } => watch(admin, as_json, &prefix, from, count).await?,
+        KvCmd::Lock { name, ttl, command } => {
+            let code = lock(&client, as_json, &name, ttl, &command).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
     }
     Ok(())
+}
+
+/// Renew a lease; an error once it is gone.
+async fn keep_alive(client: &Client, lease: u64) -> Result<()> {
+    client
+        .post(
+            "/kv/lease/keepalive",
+            json!({ "id": lease }).to_string(),
+            WRITE_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// End a lease (and with it the lock's key).
+async fn revoke(client: &Client, lease: u64) -> Result<()> {
+    client
+        .post(
+            "/kv/lease/revoke",
+            json!({ "id": lease }).to_string(),
+            WRITE_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Why the hold ended.
+enum Held {
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// The command exited with this code.
+    Command(i32),
+}
+
+/// `dctl kv lock`: acquire, hold (until a signal or the command's exit), release. Answers the
+/// exit code to end with.
+async fn lock(
+    client: &Client,
+    as_json: bool,
+    name: &str,
+    ttl: u64,
+    command: &[String],
+) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    if name.is_empty() {
+        bail!("the lock name is empty");
+    }
+    if ttl == 0 || ttl > registry::kv::MAX_TTL_SECS {
+        bail!("--ttl must be 1 to {} seconds", registry::kv::MAX_TTL_SECS);
+    }
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let key = format!("locks/{name}");
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let owner = format!("dctl pid {} on {host}", std::process::id());
+    let granted = client
+        .post(
+            "/kv/lease/grant",
+            json!({ "ttl_secs": ttl }).to_string(),
+            WRITE_TIMEOUT,
+        )
+        .await?;
+    let lease = granted["id"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("the node granted no lease id: {granted}"))?;
+    let renew = Duration::from_millis(ttl * 1000 / 3).max(Duration::from_millis(200));
+
+    // Acquire: create the key if absent; while someone holds it, keep our lease alive and retry.
+    let body =
+        json!({"key": key, "expect_value": null, "value": owner, "lease": lease}).to_string();
+    loop {
+        let (code, answer) = client
+            .post_status("/kv/cas", body.clone(), WRITE_TIMEOUT)
+            .await?;
+        match code {
+            200 => break,
+            409 => {}
+            _ => {
+                let _ = revoke(client, lease).await;
+                bail!(
+                    "{}",
+                    answer["error"]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("HTTP {code}"))
+                );
+            }
+        }
+        if let Err(e) = keep_alive(client, lease).await {
+            bail!("lost the lease while waiting for the lock {key}: {e:#}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(renew.min(Duration::from_millis(500))) => {}
+            _ = sigint.recv() => {
+                let _ = revoke(client, lease).await;
+                bail!("interrupted while waiting for the lock {key}");
+            }
+            _ = sigterm.recv() => {
+                let _ = revoke(client, lease).await;
+                bail!("terminated while waiting for the lock {key}");
+            }
+        }
+    }
+    if as_json {
+        println!("{}", json!({"key": key, "lease": lease, "owner": owner}));
+    } else {
+        println!("locked {key} (lease {lease}, owner {owner})");
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    // Hold.
+    let mut child = match command.split_first() {
+        None => None,
+        Some((prog, args)) => match tokio::process::Command::new(prog)
+            .args(args)
+            .env("DCTL_LOCK_KEY", &key)
+            .env("DCTL_LOCK_LEASE", lease.to_string())
+            .spawn()
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let _ = revoke(client, lease).await;
+                bail!("cannot run {prog}: {e}");
+            }
+        },
+    };
+    let mut tick = tokio::time::interval(renew);
+    tick.tick().await;
+    let held = loop {
+        let exited = async {
+            match child.as_mut() {
+                Some(c) => c.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = keep_alive(client, lease).await {
+                    if let Some(c) = child.as_mut() {
+                        let _ = c.kill().await;
+                    }
+                    bail!("lost the lock {key} (its lease could not be renewed): {e:#}");
+                }
+            }
+            st = exited => {
+                let st = st.context("waiting for the command")?;
+                // Killed by a signal: the shell convention 128 + signal.
+                use std::os::unix::process::ExitStatusExt as _;
+                let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+                break Held::Command(code);
+            }
+            _ = sigint.recv() => break Held::Signal,
+            _ = sigterm.recv() => break Held::Signal,
+        }
+    };
+    if let (Held::Signal, Some(c)) = (&held, child.as_mut()) {
+        let _ = c.kill().await;
+    }
+
+    // Release.
+    revoke(client, lease).await.with_context(|| {
+        format!("releasing the lock {key} (it ends when lease {lease} expires)")
+    })?;
+    if !as_json {
+        println!("released {key}");
+    }
+    Ok(match held {
+        Held::Signal => 0,
+        Held::Command(code) => code,
+    })
 }
 
 async fn watch(

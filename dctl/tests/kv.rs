@@ -553,3 +553,250 @@ fn whole_cluster_restart_keeps_data_with_snapshots() {
     ok(&nodes[0].dctl(&["kv", "put", "after", "restart"]));
     assert_eq!(ok(&nodes[1].dctl(&["kv", "get", "after"])), "restart\n");
 }
+
+/// Acknowledged writes survive kill -9 of every voter at once (applies are not fsync'd; the log
+/// is), and the first reads after the restart already see all of them.
+#[test]
+fn whole_cluster_kill9_right_after_writes_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut nodes = cluster(dir.path(), &[]);
+    let admins: Vec<String> = nodes.iter().map(|n| n.admin.clone()).collect();
+    let writers: Vec<_> = (0..4usize)
+        .map(|t| {
+            let admin = admins[t % admins.len()].clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    let body = format!(r#"{{"key":"k/{t}-{i:03}","value":"{i}"}}"#);
+                    let (code, body) = http(&admin, "POST", "/kv/put", &body).expect("http");
+                    assert_eq!(code, 200, "{body}");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    // Every write above was acknowledged: now kill every voter without warning.
+    for n in nodes.iter_mut() {
+        n.kill9();
+    }
+    for n in nodes.iter_mut() {
+        n.spawn();
+    }
+    nodes[1].wait_healthy();
+    wait_until("the KV store answers", Duration::from_secs(20), || {
+        nodes[1].status().is_some()
+    });
+    // The first linearizable read that gets an answer must already show every write.
+    let out = ok(&nodes[1].dctl(&["kv", "ls", "k/", "--json"]));
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let keys: BTreeSet<String> = v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["key"].as_str().map(str::to_string))
+        .collect();
+    let want: BTreeSet<String> = (0..4)
+        .flat_map(|t| (0..40).map(move |i| format!("k/{t}-{i:03}")))
+        .collect();
+    let missing: Vec<&String> = want.difference(&keys).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing after the restart: {missing:?}"
+    );
+    assert_eq!(keys.len(), want.len());
+    // Every voter's own copy gets there too, each write applied once.
+    for n in &nodes {
+        wait_until(
+            &format!("{} re-applies every write", n.name),
+            Duration::from_secs(20),
+            || {
+                n.local_keys("k/").is_some_and(|k| {
+                    k.len() == want.len() && k.iter().all(|(_, version)| *version == 1)
+                })
+            },
+        );
+    }
+}
+
+/// A fourth node started with `--kv-learner` is added by the leader as a learner: it gets what
+/// was written before and after it joined, serves reads from its own copy, forwards writes, and
+/// `kv status` lists it; after a restart it is still a learner and catches up.
+#[test]
+fn learner_joins_replicates_and_forwards_writes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let nodes = cluster(dir.path(), &[]);
+    let put = |n: &KvProc, key: &str, value: &str| {
+        let (code, body) = http(
+            &n.admin,
+            "POST",
+            "/kv/put",
+            &format!(r#"{{"key":"{key}","value":"{value}"}}"#),
+        )
+        .expect("http");
+        assert_eq!(code, 200, "{body}");
+    };
+    for i in 0..20 {
+        put(&nodes[i % 3], &format!("l/before-{i:02}"), &i.to_string());
+    }
+    let mut n4 = KvProc::new(
+        dir.path(),
+        "n4",
+        &["n1", "n2", "n3"],
+        Some(nodes[0].gossip.clone()),
+        &["--kv-learner"],
+    );
+    n4.spawn();
+    n4.wait_healthy();
+    wait_until(
+        "the voters list n4 as a learner",
+        Duration::from_secs(30),
+        || {
+            nodes.iter().all(|n| {
+                n.status()
+                    .is_some_and(|s| s["learners"] == serde_json::json!(["n4"]))
+            })
+        },
+    );
+    let st = nodes[0].status().expect("status");
+    assert_eq!(st["voters"], serde_json::json!(["n1", "n2", "n3"]));
+    wait_until(
+        "n4 holds what was written before it joined",
+        Duration::from_secs(30),
+        || n4.local_keys("l/before-").is_some_and(|k| k.len() == 20),
+    );
+    for i in 0..20 {
+        put(&nodes[i % 3], &format!("l/after-{i:02}"), &i.to_string());
+    }
+    wait_until(
+        "n4 holds what was written after it joined",
+        Duration::from_secs(30),
+        || n4.local_keys("l/after-").is_some_and(|k| k.len() == 20),
+    );
+    let st = n4.status().expect("n4 status");
+    assert_eq!(st["role"], "learner", "{st}");
+    assert_eq!(st["voters"], serde_json::json!(["n1", "n2", "n3"]));
+    assert!(st["leader"].is_string(), "{st}");
+
+    // A write sent to the learner lands (through the leader) and is read back anywhere.
+    ok(&n4.dctl(&["kv", "put", "l/from-learner", "yes"]));
+    assert_eq!(
+        ok(&nodes[2].dctl(&["kv", "get", "l/from-learner"])),
+        "yes\n"
+    );
+    assert_eq!(ok(&n4.dctl(&["kv", "get", "l/from-learner"])), "yes\n");
+    let serial = ok(&n4.dctl(&["kv", "get", "--serializable", "l/from-learner"]));
+    assert_eq!(serial, "yes\n");
+
+    // Restarted, it is still a learner (not re-added) and catches up from the leader.
+    n4.kill9();
+    put(&nodes[1], "l/while-down", "1");
+    n4.spawn();
+    n4.wait_healthy();
+    wait_until(
+        "the restarted learner catches up",
+        Duration::from_secs(30),
+        || n4.local_keys("l/while-down").is_some_and(|k| k.len() == 1),
+    );
+    assert_eq!(n4.status().expect("status")["role"], "learner");
+    let st = nodes[1].status().expect("status");
+    assert_eq!(st["learners"], serde_json::json!(["n4"]));
+    assert_eq!(st["voters"], serde_json::json!(["n1", "n2", "n3"]));
+}
+
+/// Start `dctl kv lock` and wait (up to 30 s) for its first stdout line: the lock is held.
+fn start_lock(admin: &str, args: &[&str]) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(DCTL)
+        .args(["--admin", admin, "--json", "kv", "lock"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dctl kv lock");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the lock was not taken within 30 s");
+    (child, line)
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_until("the lock command exits", limit, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status.expect("exit status")
+}
+
+/// `dctl kv lock`: prints the key and lease when held, excludes a second locker until the
+/// holder is interrupted, runs a command under the lock and exits with its code, releases on
+/// exit; a holder killed with -9 loses the lock when its lease expires.
+#[test]
+fn kv_lock_command_holds_excludes_and_releases() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let nodes = cluster(dir.path(), &[]);
+    let (mut a, line) = start_lock(&nodes[0].admin, &["job", "--ttl", "3"]);
+    let held: Value = serde_json::from_str(&line).expect("json line");
+    assert_eq!(held["key"], "locks/job");
+    let lease = held["lease"].as_u64().expect("lease id");
+    let got: Value =
+        serde_json::from_str(&ok(&nodes[1].dctl(&["--json", "kv", "get", "locks/job"])))
+            .expect("json");
+    assert_eq!(got["lease"].as_u64(), Some(lease));
+    assert_eq!(got["value"], held["owner"]);
+
+    // A second locker (with a command) waits while the first holds the lock, even past the
+    // first one's TTL (its lease is renewed).
+    let ran = dir.path().join("b-ran");
+    let script = format!("echo \"$DCTL_LOCK_KEY\" > {}; exit 7", ran.display());
+    let mut b = Command::new(DCTL)
+        .args(["--admin", &nodes[2].admin, "kv", "lock", "job", "--"])
+        .args(["sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("second lock");
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        assert!(
+            !ran.exists(),
+            "the second locker ran while the lock was held"
+        );
+        assert!(
+            b.try_wait().expect("try_wait").is_none(),
+            "the second locker gave up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Interrupting the holder releases the lock; the second one gets it, runs its command and
+    // exits with the command's code, and releases the lock in turn.
+    let _ = Command::new("kill")
+        .args(["-INT", &a.id().to_string()])
+        .status();
+    assert!(wait_exit(&mut a, Duration::from_secs(20)).success());
+    let st = wait_exit(&mut b, Duration::from_secs(30));
+    assert_eq!(st.code(), Some(7));
+    assert_eq!(
+        std::fs::read_to_string(&ran).expect("command output"),
+        "locks/job\n"
+    );
+    let o = nodes[0].dctl(&["kv", "get", "locks/job"]);
+    assert!(!o.status.success(), "the lock key is still there: {o:?}");
+
+    // A holder killed with -9 cannot release: the lock ends when its lease expires.
+    let (mut c, _) = start_lock(&nodes[1].admin, &["job", "--ttl", "2"]);
+    let _ = c.kill();
+    let _ = c.wait();
+    let (mut d, line) = start_lock(&nodes[0].admin, &["job", "--", "true"]);
+    assert!(line.contains("locks/job"), "{line}");
+    assert!(wait_exit(&mut d, Duration::from_secs(20)).success());
+}

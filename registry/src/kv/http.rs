@@ -5,10 +5,10 @@
 //! | `GET /kv/get?key=K[&serializable=true]` | | the entry, or 404 |
 //! | `POST /kv/put` | `{"key","value","ttl_secs"?,"lease"?}` | `{"revision","lease"?}` |
 //! | `POST /kv/delete` | `{"key"}` | `{"deleted","revision"?}` |
-//! | `POST /kv/cas` | `{"key","expect_value"?: string\|null,"expect_revision"?,"value"?: string\|null}` | `{"ok":true,"revision"}` or 409 |
+//! | `POST /kv/cas` | `{"key","expect_value"?: string\|null,"expect_revision"?,"value"?: string\|null,"lease"?}` | `{"ok":true,"revision"}` or 409 |
 //! | `GET /kv/range?prefix=P[&serializable=true]` | | `{"entries":[..],"revision"}` |
 //! | `GET /kv/watch?prefix=P[&from=REV]` | | NDJSON stream of events |
-//! | `GET /kv/status` | | leader, voters, term, commit_index, ... |
+//! | `GET /kv/status` | | leader, voters, learners, term, commit_index, ... |
 //! | `POST /kv/lease/grant` | `{"ttl_secs"}` | `{"id"}` |
 //! | `POST /kv/lease/keepalive`, `/kv/lease/revoke` | `{"id"}` | `{}` |
 
@@ -155,6 +155,9 @@ struct CasBody {
     /// The new value; null deletes.
     #[serde(default)]
     value: Option<String>,
+    /// A lease to attach the new value to.
+    #[serde(default)]
+    lease: Option<u64>,
 }
 
 mod double_option {
@@ -180,7 +183,7 @@ async fn h_cas(State(kv): State<Kv>, body: Bytes) -> Response {
                     .into(),
             )),
         };
-    match kv.cas(&b.key, expect, b.value).await {
+    match kv.cas_with_lease(&b.key, expect, b.value, b.lease).await {
         Ok(r) if r.ok => ok(json!({"ok": true, "revision": r.revision})),
         Ok(r) => {
             let detail = match r.current {

@@ -5,7 +5,11 @@
 //!   `--kv-voter NAME`, the same list on every node; by default a node is the only voter of its
 //!   own store) also run a Raft member. Raft RPCs travel as messages between KV actors over the
 //!   actor transport. Requests made on a non-leader (a follower or a non-voter) are forwarded to
-//!   the leader.
+//!   the leader. A node started as a learner ([`KvConfig::learner`], `--kv-learner`) asks the
+//!   leader to add it as a non-voting member and then holds a full replica: serializable reads
+//!   and watches are served from it, writes and linearizable reads are forwarded.
+//! * Writes: concurrent writes on the leader are group-committed, several to one log entry
+//!   ([`Command::Batch`]), so one fsync and one replication round serve them all.
 //! * API: [`Kv::get`] (linearizable by default), [`Kv::put`], [`Kv::delete`], [`Kv::cas`],
 //!   [`Kv::range`], [`Kv::watch`] (ordered events from a revision), leases ([`Kv::grant`],
 //!   [`Kv::put_with_lease`], [`Kv::keep_alive`], [`Kv::revoke`]) and on top of them [`Kv::lock`]
@@ -173,6 +177,11 @@ pub enum Request {
         /// Long-poll time.
         wait_ms: u64,
     },
+    /// Add the named node as a learner (sent by the node itself to the leader).
+    Join {
+        /// The node name.
+        name: String,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -195,6 +204,10 @@ pub enum Response {
 pub struct KvConfig {
     /// Voter node names (the same list on every node). Empty: this node alone.
     pub voters: Vec<String>,
+    /// Join as a learner: not one of `voters` (which must be given), this node asks the leader
+    /// to add it as a non-voting member, then holds a full replica (local reads, watches) and
+    /// forwards writes and linearizable reads to the leader.
+    pub learner: bool,
     /// Take a snapshot (and compact the log) after this many log entries.
     pub snapshot_every: u64,
     /// How long a request may take, retries and forwarding included.
@@ -205,6 +218,7 @@ impl Default for KvConfig {
     fn default() -> Self {
         KvConfig {
             voters: Vec::new(),
+            learner: false,
             snapshot_every: 10_000,
             op_timeout: Duration::from_secs(8),
         }
@@ -228,6 +242,8 @@ struct Shared {
     voters: Vec<String>,
     raft: Option<Raft<TypeConfig>>,
     sm: Option<StateMachine>,
+    /// Queue of the write batcher (voters only).
+    batcher: Option<tokio::sync::mpsc::UnboundedSender<Queued>>,
     client: u64,
     seq: AtomicU64,
     hint: Mutex<Option<String>>,
@@ -282,10 +298,16 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     voters.dedup();
     let id = node_id(&name);
     let is_voter = voters.contains(&name);
-    let (raft, sm) = if is_voter {
+    if config.learner && (is_voter || config.voters.is_empty()) {
+        return Err(KvError::Invalid(format!(
+            "a KV learner must not be a voter, and needs the voters' names (--kv-voter); node '{name}', voters: {}",
+            config.voters.join(", ")
+        )));
+    }
+    let (raft, sm) = if is_voter || config.learner {
         let dir = node.config().data_dir.join("kv");
-        let db = store::open(&dir).map_err(KvError::Storage)?;
-        let sm = StateMachine::new(db.clone(), dir).map_err(KvError::Storage)?;
+        let dbs = store::open(&dir).map_err(KvError::Storage)?;
+        let sm = StateMachine::new(dbs.sm.clone(), dir).map_err(KvError::Storage)?;
         let rc = openraft::Config {
             cluster_name: "draft-kv".into(),
             heartbeat_interval: 100,
@@ -303,7 +325,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             id,
             Arc::new(rc),
             net::Network,
-            store::LogStore::new(db),
+            store::LogStore::new(&dbs),
             sm.clone(),
         )
         .await
@@ -316,6 +338,11 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
         .build_hasher()
         .finish();
     let (stop, _) = tokio::sync::watch::channel(false);
+    let batcher = raft.as_ref().map(|r| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(batch_writes(r.clone(), rx, stop.subscribe()));
+        tx
+    });
     let kv = Kv {
         inner: Arc::new(Shared {
             node: name.clone(),
@@ -323,6 +350,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             voters: voters.clone(),
             raft,
             sm,
+            batcher,
             client: seed ^ now_ms() ^ u64::from(std::process::id()),
             seq: AtomicU64::new(1),
             hint: Mutex::new(None),
@@ -339,7 +367,9 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     )
     .await
     .map_err(|e| KvError::Unavailable(format!("cannot start the KV actor: {e}")))?;
-    if let Some(raft) = &kv.inner.raft {
+    if config.learner {
+        tokio::spawn(join_as_learner(kv.clone()));
+    } else if let Some(raft) = &kv.inner.raft {
         let members: BTreeMap<NodeId, KvNode> = voters
             .iter()
             .map(|v| (node_id(v), KvNode { name: v.clone() }))
@@ -349,7 +379,16 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => tracing::warn!("kv: initialize: {e}"),
             },
-            Ok(true) => {}
+            Ok(true) => {
+                // A restarted node does not resume leadership on its own (its vote is read back
+                // as uncommitted, see store.rs); a lone voter need not wait for its election
+                // timeout to elect itself.
+                if voters.len() == 1 {
+                    if let Err(e) = raft.trigger().elect().await {
+                        tracing::warn!("kv: elect: {e}");
+                    }
+                }
+            }
             Err(e) => return Err(KvError::Unavailable(e.to_string())),
         }
         tokio::spawn(reap_leases(kv.clone()));
@@ -370,8 +409,167 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&on_stop.inner.node);
     });
-    tracing::info!(node = %name, voter = is_voter, voters = ?voters, "kv started");
+    tracing::info!(node = %name, voter = is_voter, learner = config.learner, voters = ?voters, "kv started");
     Ok(kv)
+}
+
+/// A write waiting in the batcher's queue, and where its result goes.
+type Queued = (
+    Proposal,
+    tokio::sync::oneshot::Sender<Result<CmdResult, KvError>>,
+);
+
+/// Most proposals in one batched log entry.
+const BATCH_MAX_ITEMS: usize = 256;
+/// Most key and value bytes in one batched log entry.
+const BATCH_MAX_BYTES: usize = 1 << 20;
+/// Batched entries proposed at a time: while they are in flight, new writes queue up and go
+/// into the next entry together (one log append, one fsync and one replication round for all).
+const BATCH_IN_FLIGHT: usize = 2;
+
+/// Whether a command may share a log entry with others (`Grant` takes the entry's index as
+/// the lease id, so it goes alone; so do the internal ones).
+fn batchable(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }
+    )
+}
+
+fn proposal_bytes(p: &Proposal) -> usize {
+    let payload = match &p.cmd {
+        Command::Put { key, value, .. } => key.len() + value.len(),
+        Command::Cas {
+            key, expect, new, ..
+        } => {
+            let e = match expect {
+                Expect::Value(Some(v)) => v.len(),
+                _ => 0,
+            };
+            key.len() + e + new.as_ref().map_or(0, |v| v.len())
+        }
+        Command::Delete { key } => key.len(),
+        _ => 0,
+    };
+    payload + 64
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, KvNode>>) -> KvError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => KvError::NotLeader {
+            leader: f.leader_node.map(|n| n.name),
+        },
+        e => KvError::Unavailable(e.to_string()),
+    }
+}
+
+/// Group commit: take the writes that queued up while earlier entries were in flight and
+/// propose them as one [`Command::Batch`] entry (a lone write goes as itself).
+async fn batch_writes(
+    raft: Raft<TypeConfig>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(BATCH_IN_FLIGHT));
+    loop {
+        let first = tokio::select! {
+            q = rx.recv() => match q {
+                Some(q) => q,
+                None => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = proposal_bytes(&first.0);
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX_ITEMS && bytes < BATCH_MAX_BYTES {
+            match rx.try_recv() {
+                Ok(q) => {
+                    bytes += proposal_bytes(&q.0);
+                    batch.push(q);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if batch.len() == 1 {
+                if let Some((p, tx)) = batch.pop() {
+                    let r = raft.client_write(p).await;
+                    let _ = tx.send(r.map(|r| r.data).map_err(write_error));
+                }
+                return;
+            }
+            let (items, txs): (Vec<Proposal>, Vec<_>) = batch.into_iter().unzip();
+            let n = items.len();
+            let p = Proposal {
+                request: None,
+                cmd: Command::Batch(items),
+            };
+            match raft.client_write(p).await {
+                Ok(r) => match r.data {
+                    CmdResult::Batch(results) if results.len() == n => {
+                        for (tx, r) in txs.into_iter().zip(results) {
+                            let _ = tx.send(Ok(r));
+                        }
+                    }
+                    other => {
+                        for tx in txs {
+                            let _ = tx.send(Err(KvError::Unavailable(format!(
+                                "unexpected answer to a batch: {other:?}"
+                            ))));
+                        }
+                    }
+                },
+                Err(e) => {
+                    let e = write_error(e);
+                    for tx in txs {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// On a learner: ask the leader to add this node as a learner until the membership this node
+/// has replicated lists it (at once after a restart).
+async fn join_as_learner(kv: Kv) {
+    let Some(raft) = kv.inner.raft.clone() else {
+        return;
+    };
+    let mut stop = kv.inner.stop.subscribe();
+    let mut metrics = raft.metrics();
+    loop {
+        let member = metrics
+            .borrow_and_update()
+            .membership_config
+            .membership()
+            .get_node(&kv.inner.id)
+            .is_some();
+        if member {
+            tracing::info!(node = %kv.inner.node, "kv: member as a learner");
+            return;
+        }
+        let asked = kv
+            .exec(Request::Join {
+                name: kv.inner.node.clone(),
+            })
+            .await;
+        if let Err(e) = &asked {
+            tracing::debug!("kv: join as a learner: {e}");
+        }
+        // Wait for the membership to reach this node (or retry the request after a while).
+        let wait = if asked.is_ok() { 5_000 } else { 500 };
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+        }
+    }
 }
 
 /// On the leader: propose the expiry of leases whose time is up.
@@ -446,6 +644,9 @@ fn validate(cmd: &Command) -> Result<(), KvError> {
             }
             Ok(())
         }
+        Command::Batch(_) => Err(KvError::Invalid(
+            "batches are built by the leader, not sent by clients".into(),
+        )),
         Command::Grant { ttl_ms, .. } => {
             if *ttl_ms == 0 || *ttl_ms > MAX_TTL_SECS * 1000 {
                 return Err(KvError::Invalid(format!(
@@ -473,7 +674,12 @@ impl Kv {
 
     /// Whether this node is a Raft voter.
     pub fn is_voter(&self) -> bool {
-        self.inner.raft.is_some()
+        self.inner.raft.is_some() && self.inner.voters.contains(&self.inner.node)
+    }
+
+    /// Whether this node is (or asked to be) a Raft learner: a non-voting full replica.
+    pub fn is_learner(&self) -> bool {
+        self.inner.raft.is_some() && !self.inner.voters.contains(&self.inner.node)
     }
 
     /// The configured voters.
@@ -741,6 +947,7 @@ impl Kv {
         let needs_leader = matches!(
             req,
             Request::Write { .. }
+                | Request::Join { .. }
                 | Request::Get {
                     linearizable: true,
                     ..
@@ -805,7 +1012,10 @@ impl Kv {
                     return n.clone();
                 }
             }
-            return me.clone();
+            if self.is_voter() {
+                return me.clone();
+            }
+            // A learner that knows no leader (yet) asks the voters, as a non-member does.
         }
         let hint = self
             .inner
@@ -875,18 +1085,32 @@ impl Kv {
                 validate(&cmd)?;
                 let raft = self.raft()?;
                 let p = Proposal { request: id, cmd };
-                match tokio::time::timeout(Duration::from_secs(5), raft.client_write(p)).await {
-                    Err(_) => Err(KvError::NoQuorum(
+                let timeout = Duration::from_secs(5);
+                let res = match (&self.inner.batcher, batchable(&p.cmd)) {
+                    (Some(batcher), true) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        batcher
+                            .send((p, tx))
+                            .map_err(|_| KvError::Unavailable("the KV store is stopping".into()))?;
+                        match tokio::time::timeout(timeout, rx).await {
+                            Err(_) => None,
+                            Ok(Ok(r)) => Some(r),
+                            Ok(Err(_)) => {
+                                Some(Err(KvError::Unavailable("the KV store is stopping".into())))
+                            }
+                        }
+                    }
+                    _ => tokio::time::timeout(timeout, raft.client_write(p))
+                        .await
+                        .ok()
+                        .map(|r| r.map(|r| r.data).map_err(write_error)),
+                };
+                match res {
+                    None => Err(KvError::NoQuorum(
                         "the write was not committed within 5 s (is a majority of the voters up?); it may still be applied"
                             .into(),
                     )),
-                    Ok(Ok(resp)) => Ok(Response::Write(resp.data)),
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                        Err(KvError::NotLeader {
-                            leader: f.leader_node.map(|n| n.name),
-                        })
-                    }
-                    Ok(Err(e)) => Err(KvError::Unavailable(e.to_string())),
+                    Some(r) => r.map(Response::Write),
                 }
             }
             Request::Get { key, linearizable } => {
@@ -913,6 +1137,36 @@ impl Kv {
                 Ok(Response::Range(e, rev))
             }
             Request::Status => self.local_status().await.map(Response::Status),
+            Request::Join { name } => {
+                validate_key(&name)?;
+                if self.inner.voters.contains(&name) {
+                    return Err(KvError::Invalid(format!(
+                        "node '{name}' is a configured voter, not a learner"
+                    )));
+                }
+                let raft = self.raft()?;
+                let id = node_id(&name);
+                let known = raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .is_some();
+                if !known {
+                    let add = raft.add_learner(id, KvNode { name: name.clone() }, false);
+                    match tokio::time::timeout(Duration::from_secs(5), add).await {
+                        Err(_) => {
+                            return Err(KvError::NoQuorum(format!(
+                                "adding learner '{name}' was not committed within 5 s"
+                            )))
+                        }
+                        Ok(Err(e)) => return Err(write_error(e)),
+                        Ok(Ok(_)) => tracing::info!(learner = %name, "kv: learner added"),
+                    }
+                }
+                Ok(Response::Write(CmdResult::None))
+            }
             Request::Watch {
                 prefix,
                 from,
@@ -1014,6 +1268,15 @@ impl Kv {
                     .collect();
                 v.sort();
                 v
+            },
+            learners: {
+                let membership = m.membership_config.membership();
+                let mut l: Vec<String> = membership
+                    .learner_ids()
+                    .filter_map(|id| membership.get_node(&id).map(|n| n.name.clone()))
+                    .collect();
+                l.sort();
+                l
             },
             term: m.current_term,
             commit_index: committed.unwrap_or(0),

@@ -1,19 +1,30 @@
-//! Raft log, vote and state machine on one redb database (`<data_dir>/kv/kv.redb`), plus the
-//! latest snapshot in `<data_dir>/kv/snapshot.bin`.
+//! The Raft log and vote in one redb database (`<data_dir>/kv/log.redb`), the state machine in
+//! another (`<data_dir>/kv/kv.redb`), and the latest snapshot in `<data_dir>/kv/snapshot.bin`.
 //!
-//! Durability: log appends, votes, purges, truncations, snapshot installs and state-machine
-//! applies all commit with `Durability::Immediate` (fsync) before they are acknowledged. The
-//! applied state has to be durable too: a whole cluster restarted at once can bring back the old
-//! leader in its old term, whose commit index then comes from the applied state on disk; with a
-//! lagging applied state, acknowledged writes would be invisible to reads until the next write.
-//! (The committed-index hint is saved without fsync; it only speeds up re-applying on start.)
+//! Durability: log appends, votes, purges and truncations commit with `Durability::Immediate`
+//! (fsync) before they are acknowledged; so do snapshot installs. State-machine applies commit
+//! with `Durability::None` (an fsync'd commit at most every [`SM_SYNC_EVERY`]): a crash can only
+//! lose applies of entries that are still in the fsync'd log. On start, openraft re-applies the
+//! log from the durable `last_applied` up to the saved committed index (written with each
+//! append). A purge first makes the state machine durable, so the log never loses an entry that
+//! is not durably applied. Two databases, so that an apply never waits for a log fsync (redb has
+//! one writer per database) and a log fsync writes only log pages.
+//!
+//! Reads after a restart: a leader restored in its old term would take its (possibly lagging)
+//! commit index from disk as the read index, so reads could miss acknowledged writes. Therefore
+//! [`LogStore::read_vote`] hands the vote back as *not committed*: a restarted node never resumes
+//! leadership without an election; the next leader commits a blank entry of its new term, and
+//! linearizable reads wait for that (see `Kv::linearize`), which re-applies every earlier
+//! committed entry first. The uncommitted vote still forbids voting for anyone else in that
+//! term, so safety is unchanged.
 
 use std::{
     fmt::Debug,
     io::{Cursor, Write},
     ops::RangeBounds,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use openraft::{
@@ -28,8 +39,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::types::{
-    CmdResult, Command, EventKind, Expect, KvEntry, KvNode, Lease, NodeId, TypeConfig, WatchBatch,
-    WatchEvent,
+    CmdResult, Command, EventKind, Expect, KvEntry, KvNode, Lease, NodeId, Proposal, TypeConfig,
+    WatchBatch, WatchEvent,
 };
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -76,15 +87,30 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Open (or create) the database and its tables.
-pub(crate) fn open(dir: &Path) -> Result<Arc<Database>, String> {
+/// The longest a state-machine apply goes without an fsync'd commit (bounds the work of
+/// re-applying on start, and lets redb reuse the pages freed since).
+pub(crate) const SM_SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// The two databases of a KV member.
+pub(crate) struct Dbs {
+    /// Raft log and vote.
+    pub(crate) log: Arc<Database>,
+    /// State machine.
+    pub(crate) sm: Arc<Database>,
+}
+
+/// Open (or create) the databases and their tables. A data directory from before the split
+/// (log and state machine both in `kv.redb`) has its log and vote moved to `log.redb`.
+pub(crate) fn open(dir: &Path) -> Result<Dbs, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join("kv.redb");
-    let db = Database::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let txn = db.begin_write().map_err(s)?;
+    let sm_path = dir.join("kv.redb");
+    let sm = Database::create(&sm_path)
+        .map_err(|e| format!("cannot open {}: {e}", sm_path.display()))?;
+    let log_path = dir.join("log.redb");
+    let log = Database::create(&log_path)
+        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    let txn = sm.begin_write().map_err(s)?;
     {
-        txn.open_table(LOGS).map_err(s)?;
-        txn.open_table(RAFT_META).map_err(s)?;
         txn.open_table(DATA).map_err(s)?;
         txn.open_table(SM_META).map_err(s)?;
         txn.open_table(LEASES).map_err(s)?;
@@ -92,7 +118,65 @@ pub(crate) fn open(dir: &Path) -> Result<Arc<Database>, String> {
         txn.open_table(DEDUP).map_err(s)?;
     }
     txn.commit().map_err(s)?;
-    Ok(Arc::new(db))
+    let formatted = {
+        let txn = log.begin_write().map_err(s)?;
+        let done = {
+            let mut meta = txn.open_table(RAFT_META).map_err(s)?;
+            txn.open_table(LOGS).map_err(s)?;
+            let done = meta.get("format").map_err(s)?.is_some();
+            if !done {
+                // Move (copy, then drop below) the log and vote of a single-file store; the
+                // copy and the format mark commit together, so a crash just redoes it.
+                let old = sm.begin_read().map_err(s)?;
+                let mut logs = txn.open_table(LOGS).map_err(s)?;
+                match old.open_table(LOGS) {
+                    Ok(t) => {
+                        for item in t.iter().map_err(s)? {
+                            let (k, v) = item.map_err(s)?;
+                            logs.insert(k.value(), v.value()).map_err(s)?;
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(s(e)),
+                }
+                match old.open_table(RAFT_META) {
+                    Ok(t) => {
+                        for item in t.iter().map_err(s)? {
+                            let (k, v) = item.map_err(s)?;
+                            meta.insert(k.value(), v.value()).map_err(s)?;
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(s(e)),
+                }
+                meta.insert("format", enc(&2u32)?.as_slice()).map_err(s)?;
+            }
+            done
+        };
+        txn.commit().map_err(s)?;
+        done
+    };
+    if !formatted {
+        let txn = sm.begin_write().map_err(s)?;
+        txn.delete_table(LOGS).map_err(s)?;
+        txn.delete_table(RAFT_META).map_err(s)?;
+        txn.commit().map_err(s)?;
+    }
+    Ok(Dbs {
+        log: Arc::new(log),
+        sm: Arc::new(sm),
+    })
+}
+
+/// Make every state-machine commit so far durable.
+fn sync_sm(sm: &Database) -> Result<(), String> {
+    let mut txn = sm.begin_write().map_err(s)?;
+    txn.set_durability(Durability::Immediate).map_err(s)?;
+    {
+        let mut m = txn.open_table(SM_META).map_err(s)?;
+        m.insert("synced", enc(&true)?.as_slice()).map_err(s)?;
+    }
+    txn.commit().map_err(s)
 }
 
 fn meta_get<T: DeserializeOwned>(
@@ -132,11 +216,26 @@ fn meta_put<T: Serialize>(
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: Arc<Database>,
+    /// The state machine's database, made durable before a purge.
+    sm: Arc<Database>,
+    /// The latest committed log id told by openraft, written with the next append.
+    committed: Arc<Mutex<Option<LogId<NodeId>>>>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
-        LogStore { db }
+    pub(crate) fn new(dbs: &Dbs) -> Self {
+        LogStore {
+            db: dbs.log.clone(),
+            sm: dbs.sm.clone(),
+            committed: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn take_committed(&self) -> Option<LogId<NodeId>> {
+        self.committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 
@@ -145,11 +244,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
-        let db = self.db.clone();
+        // Inline, not on the blocking pool: the entries asked for (replication, apply) are the
+        // log's tail, just written and in redb's cache, and a read transaction never waits for
+        // the writer; a thread hand-off would cost more than the read.
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
-        blocking("read log", move || {
-            let txn = db.begin_read().map_err(s)?;
+        let read = || -> Result<Vec<Entry<TypeConfig>>, String> {
+            let txn = self.db.begin_read().map_err(s)?;
             let t = txn.open_table(LOGS).map_err(s)?;
             let mut out = Vec::new();
             for item in t.range::<u64>((start, end)).map_err(s)? {
@@ -157,8 +258,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 out.push(dec::<Entry<TypeConfig>>(v.value())?);
             }
             Ok(out)
-        })
-        .await
+        };
+        read().map_err(|e| serr("read log", e))
     }
 }
 
@@ -196,17 +297,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 
+    /// The saved vote, always as not committed (see the module docs: a restarted leader must
+    /// win an election before it serves again).
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
         let db = self.db.clone();
-        blocking("read vote", move || meta_get(&db, RAFT_META, "vote")).await
+        let vote: Option<Vote<NodeId>> =
+            blocking("read vote", move || meta_get(&db, RAFT_META, "vote")).await?;
+        Ok(vote.map(|v| Vote {
+            committed: false,
+            ..v
+        }))
     }
 
+    /// Kept in memory and written with the next append (it only saves re-applying work on
+    /// start; correctness does not depend on it).
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        let db = self.db.clone();
-        blocking("save committed", move || {
-            meta_put(&db, RAFT_META, "committed", &committed, Durability::None)
-        })
-        .await
+        if committed.is_some() {
+            *self.committed.lock().unwrap_or_else(|p| p.into_inner()) = committed;
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
@@ -230,12 +339,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             ));
         }
         let db = self.db.clone();
+        let committed = match self.take_committed() {
+            Some(c) => Some(enc(&Some(c)).map_err(|e| serr("encode committed", e))?),
+            None => None,
+        };
         let res = blocking("append", move || {
             let txn = db.begin_write().map_err(s)?;
             {
                 let mut t = txn.open_table(LOGS).map_err(s)?;
                 for (i, b) in &encoded {
                     t.insert(*i, b.as_slice()).map_err(s)?;
+                }
+                if let Some(c) = &committed {
+                    let mut m = txn.open_table(RAFT_META).map_err(s)?;
+                    m.insert("committed", c.as_slice()).map_err(s)?;
                 }
             }
             txn.commit().map_err(s)
@@ -263,7 +380,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         let db = self.db.clone();
+        let sm = self.sm.clone();
         blocking("purge", move || {
+            // openraft purges only what is applied (and snapshotted): make that durable first.
+            sync_sm(&sm)?;
             let bytes = enc(&Some(log_id))?;
             let txn = db.begin_write().map_err(s)?;
             {
@@ -300,6 +420,8 @@ struct SnapshotFile {
 pub(crate) struct StateMachine {
     db: Arc<Database>,
     dir: PathBuf,
+    /// When the state machine was last made durable.
+    synced: Arc<Mutex<Instant>>,
     revision: watch::Sender<u64>,
     /// Notified after every apply with the last applied index, for the lease reaper's wake-ups.
     applied: watch::Sender<u64>,
@@ -319,6 +441,7 @@ impl StateMachine {
         Ok(StateMachine {
             db,
             dir,
+            synced: Arc::new(Mutex::new(Instant::now())),
             revision,
             applied,
         })
@@ -433,9 +556,16 @@ impl StateMachine {
     fn apply_sync(
         db: &Database,
         entries: Vec<Entry<TypeConfig>>,
+        durable: bool,
     ) -> Result<(Vec<CmdResult>, u64, u64), String> {
+        // Mostly not fsync'd: the log is (see the module docs).
         let mut txn = db.begin_write().map_err(s)?;
-        txn.set_durability(Durability::Immediate).map_err(s)?;
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability).map_err(s)?;
         let mut out = Vec::with_capacity(entries.len());
         let mut rev: u64;
         let mut last_index = 0;
@@ -463,31 +593,31 @@ impl StateMachine {
                         membership = Some(StoredMembership::new(Some(entry.log_id), m));
                         CmdResult::None
                     }
-                    EntryPayload::Normal(p) => {
-                        let key = p.request.map(|(c, q)| {
-                            let mut k = c.to_be_bytes().to_vec();
-                            k.extend_from_slice(&q.to_be_bytes());
-                            k
-                        });
-                        let seen = match &key {
-                            Some(k) => match dedup.get(k.as_slice()).map_err(s)? {
-                                Some(v) => Some(dec::<(u64, CmdResult)>(v.value())?.1),
-                                None => None,
-                            },
-                            None => None,
-                        };
-                        match seen {
-                            Some(r) => r,
-                            None => {
-                                let r = apply_cmd(&mut tables, p.cmd, index, &mut rev)?;
-                                if let Some(k) = key {
-                                    let b = enc(&(index, r.clone()))?;
-                                    dedup.insert(k.as_slice(), b.as_slice()).map_err(s)?;
-                                }
-                                r
+                    EntryPayload::Normal(p) => match p.cmd {
+                        Command::Batch(items) => {
+                            let mut results = Vec::with_capacity(items.len());
+                            for item in items {
+                                results.push(apply_proposal(
+                                    &mut tables,
+                                    &mut dedup,
+                                    item,
+                                    index,
+                                    &mut rev,
+                                )?);
                             }
+                            CmdResult::Batch(results)
                         }
-                    }
+                        cmd => apply_proposal(
+                            &mut tables,
+                            &mut dedup,
+                            Proposal {
+                                request: p.request,
+                                cmd,
+                            },
+                            index,
+                            &mut rev,
+                        )?,
+                    },
                 };
                 out.push(result);
                 if index % 4096 == 0 && index > DEDUP_WINDOW {
@@ -786,6 +916,32 @@ fn do_revoke(t: &mut Tables<'_>, id: u64, rev: &mut u64) -> Result<Option<Lease>
     Ok(Some(lease))
 }
 
+/// Apply one proposal once: a request id seen before gets its first result again.
+fn apply_proposal(
+    t: &mut Tables<'_>,
+    dedup: &mut Table<'_, &'static [u8], &'static [u8]>,
+    p: Proposal,
+    index: u64,
+    rev: &mut u64,
+) -> Result<CmdResult, String> {
+    let key = p.request.map(|(c, q)| {
+        let mut k = c.to_be_bytes().to_vec();
+        k.extend_from_slice(&q.to_be_bytes());
+        k
+    });
+    if let Some(k) = &key {
+        if let Some(v) = dedup.get(k.as_slice()).map_err(s)? {
+            return Ok(dec::<(u64, CmdResult)>(v.value())?.1);
+        }
+    }
+    let r = apply_cmd(t, p.cmd, index, rev)?;
+    if let Some(k) = key {
+        let b = enc(&(index, r.clone()))?;
+        dedup.insert(k.as_slice(), b.as_slice()).map_err(s)?;
+    }
+    Ok(r)
+}
+
 fn apply_cmd(
     t: &mut Tables<'_>,
     cmd: Command,
@@ -870,6 +1026,8 @@ fn apply_cmd(
             }
             Ok(CmdResult::None)
         }
+        // Batches are only built by the leader's batcher, never nested.
+        Command::Batch(_) => Ok(CmdResult::Refused("a batch cannot hold a batch".into())),
     }
 }
 
@@ -912,7 +1070,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<_> = entries.into_iter().collect();
         let db = self.db.clone();
-        let (out, rev, last) = blocking("apply", move || Self::apply_sync(&db, entries)).await?;
+        let durable = {
+            let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+            let due = synced.elapsed() >= SM_SYNC_EVERY;
+            if due {
+                *synced = Instant::now();
+            }
+            due
+        };
+        let (out, rev, last) =
+            blocking("apply", move || Self::apply_sync(&db, entries, durable)).await?;
         self.revision.send_replace(rev);
         self.applied.send_replace(last);
         Ok(out)
@@ -951,5 +1118,47 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: f.meta,
             snapshot: Box::new(Cursor::new(f.body)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store from before the split (log, vote and state machine in `kv.redb`) opens with its
+    /// log and vote moved to `log.redb`, its data left in place, and no log tables left behind.
+    #[test]
+    fn single_file_store_migrates_its_log_and_vote() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let db = Database::create(dir.path().join("kv.redb")).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut logs = txn.open_table(LOGS).expect("logs");
+                logs.insert(7u64, b"entry7".as_slice()).expect("insert");
+                let mut meta = txn.open_table(RAFT_META).expect("meta");
+                meta.insert("vote", b"v".as_slice()).expect("insert");
+                let mut data = txn.open_table(DATA).expect("data");
+                data.insert("k", b"v".as_slice()).expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        for _ in 0..2 {
+            // Opening again (already migrated) changes nothing.
+            let dbs = open(dir.path()).expect("open");
+            let log = dbs.log.begin_read().expect("read");
+            let logs = log.open_table(LOGS).expect("logs");
+            assert_eq!(
+                logs.get(7u64).expect("get").map(|v| v.value().to_vec()),
+                Some(b"entry7".to_vec())
+            );
+            let meta = log.open_table(RAFT_META).expect("meta");
+            assert!(meta.get("vote").expect("get").is_some());
+            assert!(meta.get("format").expect("get").is_some());
+            let sm = dbs.sm.begin_read().expect("read");
+            assert!(sm.open_table(LOGS).is_err(), "old log table left behind");
+            let data = sm.open_table(DATA).expect("data");
+            assert!(data.get("k").expect("get").is_some());
+        }
     }
 }

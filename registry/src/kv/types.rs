@@ -125,6 +125,9 @@ pub enum Command {
         /// The leader's clock.
         now_ms: u64,
     },
+    /// Several proposals in one log entry, applied in order, each with its own request id
+    /// (built by the leader to commit concurrent writes together; never sent by clients).
+    Batch(Vec<Proposal>),
 }
 
 /// A command with the identity of its request, so a retried proposal is applied once.
@@ -180,6 +183,8 @@ pub enum CmdResult {
     },
     /// The command was refused (e.g. unknown lease); nothing changed.
     Refused(String),
+    /// The results of a [`Command::Batch`], in order.
+    Batch(Vec<CmdResult>),
 }
 
 /// A lease as stored.
@@ -227,6 +232,8 @@ pub struct KvStatus {
     pub leader: Option<String>,
     /// Voter node names.
     pub voters: Vec<String>,
+    /// Learner node names (non-voting full replicas), as the answering node knows them.
+    pub learners: Vec<String>,
     /// Current term.
     pub term: u64,
     /// Index of the last committed log entry (as far as the answering node knows).

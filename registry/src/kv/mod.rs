@@ -238,6 +238,8 @@ pub struct CasResult {
 
 struct Shared {
     node: String,
+    /// The runtime node: its lanes carry Raft RPCs and forwarded requests.
+    rt: Node,
     id: NodeId,
     voters: Vec<String>,
     raft: Option<Raft<TypeConfig>>,
@@ -324,7 +326,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
         let raft = Raft::new(
             id,
             Arc::new(rc),
-            net::Network,
+            net::Network { rt: node.clone() },
             store::LogStore::new(&dbs),
             sm.clone(),
         )
@@ -346,6 +348,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     let kv = Kv {
         inner: Arc::new(Shared {
             node: name.clone(),
+            rt: node.clone(),
             id,
             voters: voters.clone(),
             raft,
@@ -1049,7 +1052,7 @@ impl Kv {
         };
         let left = deadline.saturating_duration_since(Instant::now());
         let timeout = (left + wait).max(Duration::from_millis(500));
-        match net::call(target, KvMsg::Client, req, timeout).await {
+        match net::call(&self.inner.rt, target, KvMsg::Client, req, timeout).await {
             Ok(r) => r,
             Err(net::CallFail::Unreachable(m)) | Err(net::CallFail::NoAnswer(m)) => {
                 Err(KvError::Unavailable(m))

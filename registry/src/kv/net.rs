@@ -13,8 +13,9 @@ use openraft::{
     },
     AnyError, RaftNetwork, RaftNetworkFactory,
 };
-use ractor::{rpc::CallResult, Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
+use runtime::{Node, RuntimeError};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -129,8 +130,9 @@ pub(crate) enum CallFail {
     Garbled(String),
 }
 
-/// Call another node's KV actor.
+/// Call another node's KV actor (over the direct lane when it is up).
 pub(crate) async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned + Send + 'static>(
+    rt: &Node,
     node: &str,
     build: impl FnOnce(Wire<Req>, RpcReplyPort<Wire<Resp>>) -> KvMsg,
     req: &Req,
@@ -140,12 +142,12 @@ pub(crate) async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned + Sen
         CallFail::Unreachable(format!("no actor-transport session to node '{node}'"))
     })?;
     let wire = Wire::new(req).map_err(|e| CallFail::Garbled(e.to_string()))?;
-    match actor.call(|p| build(wire, p), Some(timeout)).await {
-        Ok(CallResult::Success(w)) => w.decode().map_err(|e| CallFail::Garbled(e.to_string())),
-        Ok(CallResult::Timeout) => Err(CallFail::NoAnswer(format!(
+    match rt.call(&actor, |p| build(wire, p), timeout).await {
+        Ok(w) => w.decode().map_err(|e| CallFail::Garbled(e.to_string())),
+        Err(RuntimeError::Timeout { .. }) => Err(CallFail::NoAnswer(format!(
             "node '{node}' did not answer within {timeout:?}"
         ))),
-        Ok(CallResult::SenderError) => Err(CallFail::NoAnswer(format!(
+        Err(RuntimeError::NoReply(_)) => Err(CallFail::NoAnswer(format!(
             "node '{node}' dropped the request (connection lost?)"
         ))),
         Err(e) => Err(CallFail::Unreachable(format!(
@@ -155,13 +157,16 @@ pub(crate) async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned + Sen
 }
 
 /// The Raft network factory: a client per target node.
-pub(crate) struct Network;
+pub(crate) struct Network {
+    pub(crate) rt: Node,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &KvNode) -> Peer {
         Peer {
+            rt: self.rt.clone(),
             target,
             name: node.name.clone(),
         }
@@ -170,6 +175,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 /// A Raft peer reached through its KV actor.
 pub(crate) struct Peer {
+    rt: Node,
     target: NodeId,
     name: String,
 }
@@ -186,7 +192,7 @@ fn rpc_err<E: std::error::Error>(f: CallFail) -> RPCError<NodeId, KvNode, E> {
 impl Peer {
     async fn rpc(&self, req: RaftReq, option: &RPCOption) -> Result<RaftResp, CallFail> {
         let timeout = option.hard_ttl().max(Duration::from_millis(200));
-        call(&self.name, KvMsg::Raft, &req, timeout).await
+        call(&self.rt, &self.name, KvMsg::Raft, &req, timeout).await
     }
 }
 

@@ -103,6 +103,10 @@ pub struct NodeArgs {
     /// Gossip address.
     #[arg(long, default_value = "127.0.0.1:7072")]
     pub gossip: String,
+    /// Direct message lane address (TCP); default: a free port on the --listen IP, announced to
+    /// the other nodes by gossip.
+    #[arg(long)]
+    pub lane_listen: Option<String>,
     /// Gossip address of a node to join (repeatable).
     #[arg(long = "seed")]
     pub seeds: Vec<String>,

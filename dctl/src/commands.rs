@@ -122,6 +122,9 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         .listen_addr(&args.listen)
         .gossip_addr(&args.gossip)
         .cookie(args.cookie.clone());
+    if let Some(lane) = &args.lane_listen {
+        builder = builder.lane_addr(lane);
+    }
     for seed in args.seeds.iter().cloned() {
         builder = builder.seed(seed);
     }

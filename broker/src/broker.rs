@@ -844,25 +844,33 @@ impl Broker {
         channel: &str,
         events: Vec<String>,
     ) -> Result<u64, BrokerError> {
+        self.ask_home(channel, home, &(channel, events), BrokerMsg::Append)
+            .await
+    }
+
+    /// Call the broker actor of a durable channel's home node with an encoded request and
+    /// decode its `Result<T, String>` answer.
+    async fn ask_home<T: serde::de::DeserializeOwned>(
+        &self,
+        channel: &str,
+        home: &str,
+        req: &impl Serialize,
+        build: fn(Vec<u8>, ractor::RpcReplyPort<Vec<u8>>) -> BrokerMsg,
+    ) -> Result<T, BrokerError> {
         let unavailable = |reason: String| BrokerError::HomeUnavailable {
             channel: channel.to_string(),
             node: home.to_string(),
             reason,
         };
         let target = self.home_actor(channel, home).await?;
-        let req = codec::encode(&(channel.to_string(), events))
-            .map_err(|e| unavailable(e.to_string()))?;
+        let req = codec::encode(req).map_err(|e| unavailable(e.to_string()))?;
         let bytes = self
             .inner
             .node
-            .call(
-                &target,
-                |r| BrokerMsg::Append(req, r),
-                Duration::from_secs(10),
-            )
+            .call(&target, |r| build(req, r), Duration::from_secs(10))
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let answer: Result<u64, String> =
+        let answer: Result<T, String> =
             codec::decode(&bytes).map_err(|e| unavailable(e.to_string()))?;
         answer.map_err(|reason| BrokerError::Log {
             channel: channel.to_string(),
@@ -891,30 +899,13 @@ impl Broker {
                 reason: e.to_string(),
             });
         }
-        let unavailable = |reason: String| BrokerError::HomeUnavailable {
-            channel: channel.to_string(),
-            node: home.clone(),
-            reason,
-        };
-        let target = self.home_actor(channel, &home).await?;
-        let req = codec::encode(&(channel.to_string(), from, max as u64))
-            .map_err(|e| unavailable(e.to_string()))?;
-        let bytes = self
-            .inner
-            .node
-            .call(
-                &target,
-                |r| BrokerMsg::Read(req, r),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let answer: Result<Vec<(u64, String)>, String> =
-            codec::decode(&bytes).map_err(|e| unavailable(e.to_string()))?;
-        answer.map_err(|reason| BrokerError::Log {
-            channel: channel.to_string(),
-            reason,
-        })
+        self.ask_home(
+            channel,
+            &home,
+            &(channel, from, max as u64),
+            BrokerMsg::Read,
+        )
+        .await
     }
 
     /// A group's committed next offset on a durable channel.

@@ -340,11 +340,13 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Connect to live nodes we should dial, drop sessions of dead nodes, publish our actors.
-    async fn reconcile(&self, last_dial: &mut HashMap<String, Instant>, published: &mut String) {
-        let (live, dead) = self
-            .chitchat
-            .with_chitchat(|c| {
+    /// Live peers with the address they publish under `addr_key`, and the names of dead ones.
+    async fn peers(
+        &self,
+        addr_key: &'static str,
+    ) -> (BTreeMap<String, Option<String>>, HashSet<String>) {
+        self.chitchat
+            .with_chitchat(move |c| {
                 let me = c.self_chitchat_id().clone();
                 let live: BTreeMap<String, Option<String>> = c
                     .live_nodes()
@@ -352,7 +354,7 @@ impl Cluster {
                     .map(|id| {
                         let addr = c
                             .node_state(id)
-                            .and_then(|s| s.get(KEY_ACTOR_ADDR))
+                            .and_then(|s| s.get(addr_key))
                             .map(str::to_string);
                         (id.node_id.to_string(), addr)
                     })
@@ -361,7 +363,12 @@ impl Cluster {
                     c.dead_nodes().map(|id| id.node_id.to_string()).collect();
                 (live, dead)
             })
-            .await;
+            .await
+    }
+
+    /// Connect to live nodes we should dial, drop sessions of dead nodes, publish our actors.
+    async fn reconcile(&self, last_dial: &mut HashMap<String, Instant>, published: &mut String) {
+        let (live, dead) = self.peers(KEY_ACTOR_ADDR).await;
         let sessions = self.session_list().await;
         let connected: HashSet<&str> = sessions.iter().map(|(n, _)| n.as_str()).collect();
 
@@ -434,26 +441,7 @@ impl Cluster {
 
     /// Dial lanes to live nodes we should dial; close lanes of dead nodes.
     async fn reconcile_lanes(&self, last_dial: &mut HashMap<String, Instant>) {
-        let (live, dead) = self
-            .chitchat
-            .with_chitchat(|c| {
-                let me = c.self_chitchat_id().clone();
-                let live: BTreeMap<String, Option<String>> = c
-                    .live_nodes()
-                    .filter(|id| **id != me)
-                    .map(|id| {
-                        let addr = c
-                            .node_state(id)
-                            .and_then(|s| s.get(KEY_LANE_ADDR))
-                            .map(str::to_string);
-                        (id.node_id.to_string(), addr)
-                    })
-                    .collect();
-                let dead: HashSet<String> =
-                    c.dead_nodes().map(|id| id.node_id.to_string()).collect();
-                (live, dead)
-            })
-            .await;
+        let (live, dead) = self.peers(KEY_LANE_ADDR).await;
         let up: HashSet<String> = self.lanes.connected().into_iter().collect();
         for name in &up {
             if dead.contains(name) && !live.contains_key(name) {

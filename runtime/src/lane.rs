@@ -133,8 +133,14 @@ impl Lanes {
         let weak = Arc::downgrade(&lanes);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, from)) = listener.accept().await else {
-                    continue;
+                let (stream, from) = match listener.accept().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("lane listener: cannot accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 let Some(lanes) = weak.upgrade() else { break };
                 tokio::spawn(async move {

@@ -857,7 +857,13 @@ async fn read_variant<R: AsyncRead + Unpin>(r: &mut R, room: usize) -> io::Resul
 
 /// Read the last `room` bytes of a frame.
 async fn read_rest<R: AsyncRead + Unpin>(r: &mut R, room: usize) -> io::Result<Vec<u8>> {
-    let mut b = vec![0u8; room];
-    r.read_exact(&mut b).await?;
+    // Filled straight from the reader, without zeroing the buffer first.
+    let mut b = Vec::with_capacity(room);
+    while b.len() < room {
+        let left = (room - b.len()) as u64;
+        if (&mut *r).take(left).read_buf(&mut b).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
     Ok(b)
 }

@@ -100,6 +100,23 @@ async fn streams_and_calls_cross_the_lane_and_a_dead_node_fails_calls_promptly()
         .unwrap();
     assert_eq!(back, big);
 
+    // A message larger than a lane frame is refused up front; the lane stays up for the rest.
+    let huge = json!({"blob": "x".repeat(17 << 20)});
+    let err = node
+        .call_json("ln-echo", huge, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("larger than a lane frame"),
+        "{err}"
+    );
+    assert_eq!(
+        node.call_json("ln-echo", json!({"after": 1}), Duration::from_secs(5))
+            .await
+            .unwrap(),
+        json!({"after": 1})
+    );
+
     // A call in flight when its node is killed fails at once with a clear error.
     let caller = {
         let node = node.clone();

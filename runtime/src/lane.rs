@@ -72,7 +72,7 @@ pub(crate) enum LaneError {
     Closed,
     /// The message cannot be sent over the network (its type is not remote-capable).
     NotSerializable,
-    /// The variant name is longer than a frame allows.
+    /// The message is larger than a frame allows ([`MAX_FRAME`]).
     TooLarge,
 }
 
@@ -471,8 +471,7 @@ impl Lane {
 
     fn cast(&self, pid: u64, variant: &str, args: &[u8]) -> Result<(), LaneError> {
         let vlen = u16::try_from(variant.len()).map_err(|_| LaneError::TooLarge)?;
-        let len = 1 + 8 + 2 + variant.len() + args.len();
-        let len = u32::try_from(len).map_err(|_| LaneError::TooLarge)?;
+        let len = frame_len(1 + 8 + 2 + variant.len() + args.len())?;
         self.push(false, |b| {
             b.extend_from_slice(&len.to_be_bytes());
             b.push(CAST);
@@ -491,8 +490,7 @@ impl Lane {
         reply: RpcReplyPort<Vec<u8>>,
     ) -> Result<(), LaneError> {
         let vlen = u16::try_from(variant.len()).map_err(|_| LaneError::TooLarge)?;
-        let len = 1 + 8 + 8 + 4 + 2 + variant.len() + args.len();
-        let len = u32::try_from(len).map_err(|_| LaneError::TooLarge)?;
+        let len = frame_len(1 + 8 + 8 + 4 + 2 + variant.len() + args.len())?;
         let timeout_ms = reply
             .get_timeout()
             .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1))
@@ -524,6 +522,8 @@ impl Lane {
     }
 
     fn reply(&self, id: u64, data: Option<&[u8]>) {
+        // A reply too large for a frame would close the lane at the peer: fail the call instead.
+        let data = data.filter(|d| 1 + 8 + d.len() <= MAX_FRAME);
         let _ = self.push(true, |b| match data {
             Some(data) => {
                 let len = (1 + 8 + data.len()) as u32;
@@ -796,6 +796,14 @@ impl AsyncWrite for SharedTcp {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+}
+
+/// A frame's length field, refusing frames the peer would not accept.
+fn frame_len(len: usize) -> Result<u32, LaneError> {
+    if len > MAX_FRAME {
+        return Err(LaneError::TooLarge);
+    }
+    u32::try_from(len).map_err(|_| LaneError::TooLarge)
 }
 
 fn bad_data(msg: String) -> io::Error {

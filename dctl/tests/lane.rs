@@ -248,8 +248,20 @@ fn the_lane_refuses_a_wrong_cookie_and_survives_garbage() {
             .contains("does not know our cookie")
     });
 
-    // the node still serves, and its lane to n2 still carries calls
+    // the node still serves, counted the refusals, and its lane to n2 still carries calls
     assert!(n1.dctl(&["tree"]).status.success());
+    wait_until(
+        "the four refusals are counted",
+        Duration::from_secs(5),
+        || {
+            metric(
+                &http_get(&n1.admin, "/metrics"),
+                "draft_lane_handshakes_refused_total",
+            ) >= 4
+        },
+    );
+    let m = http_get(&n1.admin, "/metrics");
+    assert_eq!(metric(&m, "draft_lanes_up"), 1, "{m}");
     assert!(lanes_up(&n1, "lg-n2"));
     let spawned = n2.dctl(&["spawn", "echo", "--name", "lg-echo", "--on", "lg-n1"]);
     assert!(spawned.status.success(), "{}", stderr(&spawned));
@@ -264,4 +276,7 @@ fn the_lane_refuses_a_wrong_cookie_and_survives_garbage() {
         ]);
         out.status.success() && stdout(&out).contains(r#""k":1"#)
     });
+    let m = http_get(&n2.admin, "/metrics");
+    assert!(metric(&m, "draft_lane_frames_sent_total") >= 1, "{m}");
+    assert!(metric(&m, "draft_lane_frames_received_total") >= 1, "{m}");
 }

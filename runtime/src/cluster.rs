@@ -472,6 +472,11 @@ impl Cluster {
         }
     }
 
+    /// The lanes' metric families.
+    pub(crate) fn lane_metrics(&self) -> String {
+        self.lanes.metrics_text()
+    }
+
     /// The lane to the node hosting `cell` (a remote proxy), with the actor's pid on that node.
     pub(crate) fn lane_to(&self, cell: &ActorCell) -> Option<(Arc<Lane>, u64)> {
         let ActorId::Remote { pid, .. } = cell.get_id() else {

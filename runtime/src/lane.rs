@@ -88,6 +88,19 @@ struct Out {
     direct: Option<Arc<TcpStream>>,
 }
 
+/// Counters of this node's lanes, exported with the node's metrics.
+#[derive(Default)]
+pub(crate) struct LaneStats {
+    frames_out: AtomicU64,
+    bytes_out: AtomicU64,
+    frames_in: AtomicU64,
+    bytes_in: AtomicU64,
+    /// Connections refused at the handshake (wrong cookie, garbage, timeouts).
+    refused: AtomicU64,
+    /// Frames for an actor that does not exist here or is not published.
+    undeliverable: AtomicU64,
+}
+
 /// The lanes of this node: a listener, and one [`Lane`] per connected peer.
 pub(crate) struct Lanes {
     me: String,
@@ -97,6 +110,7 @@ pub(crate) struct Lanes {
     pub(crate) addr: SocketAddr,
     peers: RwLock<HashMap<String, Arc<Lane>>>,
     accept: Mutex<Option<AbortHandle>>,
+    stats: Arc<LaneStats>,
 }
 
 /// A connection to one peer node.
@@ -110,6 +124,7 @@ pub(crate) struct Lane {
     next_id: AtomicU64,
     closed: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
+    stats: Arc<LaneStats>,
 }
 
 impl Lanes {
@@ -129,6 +144,7 @@ impl Lanes {
             addr,
             peers: RwLock::new(HashMap::new()),
             accept: Mutex::new(None),
+            stats: Arc::new(LaneStats::default()),
         });
         let weak = Arc::downgrade(&lanes);
         let task = tokio::spawn(async move {
@@ -145,6 +161,7 @@ impl Lanes {
                 let Some(lanes) = weak.upgrade() else { break };
                 tokio::spawn(async move {
                     if let Err(e) = lanes.accept(stream).await {
+                        lanes.stats.refused.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%from, "lane connection refused: {e}");
                     }
                 });
@@ -176,6 +193,64 @@ impl Lanes {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The lanes' metric families (OpenMetrics text, no `# EOF`).
+    pub(crate) fn metrics_text(&self) -> String {
+        let st = &self.stats;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let rows = [
+            (
+                "lane_frames_sent_total",
+                "counter",
+                "Frames written to other nodes' lanes.",
+                get(&st.frames_out),
+            ),
+            (
+                "lane_bytes_sent_total",
+                "counter",
+                "Bytes written to other nodes' lanes.",
+                get(&st.bytes_out),
+            ),
+            (
+                "lane_frames_received_total",
+                "counter",
+                "Frames read from other nodes' lanes.",
+                get(&st.frames_in),
+            ),
+            (
+                "lane_bytes_received_total",
+                "counter",
+                "Bytes read from other nodes' lanes.",
+                get(&st.bytes_in),
+            ),
+            (
+                "lane_handshakes_refused_total",
+                "counter",
+                "Lane connections refused at the handshake (wrong cookie, garbage).",
+                get(&st.refused),
+            ),
+            (
+                "lane_frames_undeliverable_total",
+                "counter",
+                "Frames for an actor that is not here or not published.",
+                get(&st.undeliverable),
+            ),
+            (
+                "lanes_up",
+                "gauge",
+                "Lanes connected to other nodes.",
+                self.connected().len() as u64,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, v) in rows {
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            out.push_str(&format!(
+                "# HELP draft_{family} {help}\n# TYPE draft_{family} {kind}\ndraft_{name} {v}\n"
+            ));
+        }
+        out
     }
 
     /// Close the lane to `peer` (declared dead).
@@ -355,6 +430,7 @@ impl Lanes {
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            stats: self.stats.clone(),
         });
         let writer = {
             let lane = lane.clone();
@@ -552,11 +628,16 @@ impl Lane {
             let mut out = self.out.lock().map_err(|_| LaneError::Closed)?;
             let was_empty = out.buf.is_empty();
             frame(&mut out.buf);
+            self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
             if urgent && was_empty && !out.writing {
                 if let Some(sock) = out.direct.clone() {
                     match sock.try_write(&out.buf) {
-                        Ok(n) if n == out.buf.len() => out.buf.clear(),
+                        Ok(n) if n == out.buf.len() => {
+                            self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                            out.buf.clear();
+                        }
                         Ok(n) => {
+                            self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                             out.buf.drain(..n);
                         }
                         // Full socket buffer or an error: the writer deals with it.
@@ -608,6 +689,9 @@ impl Lane {
             }
             w.write_all(&batch).await?;
             w.flush().await?;
+            self.stats
+                .bytes_out
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             batch.clear();
             if batch.capacity() > 8 << 20 {
                 batch.shrink_to(READ_BUF);
@@ -626,6 +710,10 @@ impl Lane {
                 )));
             }
             let kind = r.read_u8().await?;
+            self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes_in
+                .fetch_add(4 + len as u64, Ordering::Relaxed);
             let least = match kind {
                 CAST => 11,
                 CALL => 23,
@@ -651,6 +739,7 @@ impl Lane {
                             actors.remove(&pid);
                         }
                     } else {
+                        self.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(peer = %self.peer, pid, "lane message for an unknown or unpublished actor dropped");
                     }
                 }
@@ -691,6 +780,7 @@ impl Lane {
         args: Vec<u8>,
     ) {
         let Some(cell) = published(actors, pid) else {
+            self.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(peer = %self.peer, pid, "lane call for an unknown or unpublished actor");
             self.reply(id, None);
             return;

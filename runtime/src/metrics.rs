@@ -15,6 +15,11 @@ use prometheus_client::{
 /// * `draft_restarts_total`: child restarts performed by the node's supervisors;
 /// * `draft_supervisor_escalations_total`: supervisors that exceeded their restart intensity;
 /// * `draft_messages_handled_total`: messages handled by user actors.
+///
+/// A clustered node adds its lanes' counters: `draft_lane_frames_sent_total`,
+/// `draft_lane_bytes_sent_total`, `draft_lane_frames_received_total`,
+/// `draft_lane_bytes_received_total`, `draft_lane_handshakes_refused_total`,
+/// `draft_lane_frames_undeliverable_total`, and the gauge `draft_lanes_up`.
 pub struct Metrics {
     registry: Registry,
     pub(crate) messages: Counter,

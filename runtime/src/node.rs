@@ -202,6 +202,13 @@ impl Node {
         }
         match Cluster::start(&node.inner.config, node.admin_addr()).await {
             Ok(cluster) => {
+                let scraped = Arc::downgrade(&cluster);
+                node.metrics().add_source(move || {
+                    scraped
+                        .upgrade()
+                        .map(|c| c.lane_metrics())
+                        .unwrap_or_default()
+                });
                 let _ = node.inner.cluster.set(cluster);
             }
             Err(e) => {

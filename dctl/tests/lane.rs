@@ -106,6 +106,7 @@ async fn streams_and_calls_cross_the_lane_and_a_dead_node_fails_calls_promptly()
         .call_json("ln-echo", huge, Duration::from_secs(10))
         .await
         .unwrap_err();
+    assert!(matches!(err, RuntimeError::TooLarge { .. }), "{err}");
     assert!(
         err.to_string().contains("larger than a lane frame"),
         "{err}"

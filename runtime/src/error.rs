@@ -79,6 +79,14 @@ pub enum RuntimeError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A message to a remote actor is larger than one lane frame carries.
+    #[error("message to '{name}' is larger than a lane frame ({limit} bytes)")]
+    TooLarge {
+        /// The actor.
+        name: String,
+        /// The largest frame, in bytes.
+        limit: usize,
+    },
 }
 
 impl RuntimeError {
@@ -92,6 +100,7 @@ impl RuntimeError {
             RuntimeError::WrongMessageType(..)
             | RuntimeError::BadJson(_)
             | RuntimeError::Config(_) => 400,
+            RuntimeError::TooLarge { .. } => 413,
             RuntimeError::Timeout { .. } => 504,
             RuntimeError::NoReply(_)
             | RuntimeError::NodeDown { .. }

@@ -980,10 +980,10 @@ fn lane_error(lane: &Lane, name: &str, e: LaneError) -> RuntimeError {
             what: format!("the connection to it closed; actor '{name}' lives there"),
         },
         LaneError::NotSerializable => RuntimeError::WrongMessageType(name.to_string(), "network"),
-        LaneError::TooLarge => RuntimeError::Config(format!(
-            "message to '{name}' is larger than a lane frame ({} MiB)",
-            crate::lane::MAX_FRAME >> 20
-        )),
+        LaneError::TooLarge => RuntimeError::TooLarge {
+            name: name.to_string(),
+            limit: crate::lane::MAX_FRAME,
+        },
     }
 }
 

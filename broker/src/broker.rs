@@ -1446,15 +1446,7 @@ impl Broker {
             ("broker_events_rejected_total", "counter", "Invalid events refused at the HTTP binding.", m.rejected.load(Ordering::Relaxed)),
             ("broker_subscriptions", "gauge", "Live local subscriptions.", subs as u64),
         ];
-        // OpenMetrics text: a counter family is named without `_total`, its sample with it.
-        let mut out = String::new();
-        for (name, kind, help, v) in rows {
-            let family = name.strip_suffix("_total").unwrap_or(name);
-            out.push_str(&format!(
-                "# HELP {family} {help}\n# TYPE {family} {kind}\n{name} {v}\n"
-            ));
-        }
-        out
+        runtime::metrics_text(&rows)
     }
 }
 

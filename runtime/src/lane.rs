@@ -201,56 +201,49 @@ impl Lanes {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let rows = [
             (
-                "lane_frames_sent_total",
+                "draft_lane_frames_sent_total",
                 "counter",
                 "Frames written to other nodes' lanes.",
                 get(&st.frames_out),
             ),
             (
-                "lane_bytes_sent_total",
+                "draft_lane_bytes_sent_total",
                 "counter",
                 "Bytes written to other nodes' lanes.",
                 get(&st.bytes_out),
             ),
             (
-                "lane_frames_received_total",
+                "draft_lane_frames_received_total",
                 "counter",
                 "Frames read from other nodes' lanes.",
                 get(&st.frames_in),
             ),
             (
-                "lane_bytes_received_total",
+                "draft_lane_bytes_received_total",
                 "counter",
                 "Bytes read from other nodes' lanes.",
                 get(&st.bytes_in),
             ),
             (
-                "lane_handshakes_refused_total",
+                "draft_lane_handshakes_refused_total",
                 "counter",
                 "Lane connections refused at the handshake (wrong cookie, garbage).",
                 get(&st.refused),
             ),
             (
-                "lane_frames_undeliverable_total",
+                "draft_lane_frames_undeliverable_total",
                 "counter",
                 "Frames for an actor that is not here or not published.",
                 get(&st.undeliverable),
             ),
             (
-                "lanes_up",
+                "draft_lanes_up",
                 "gauge",
                 "Lanes connected to other nodes.",
                 self.connected().len() as u64,
             ),
         ];
-        let mut out = String::new();
-        for (name, kind, help, v) in rows {
-            let family = name.strip_suffix("_total").unwrap_or(name);
-            out.push_str(&format!(
-                "# HELP draft_{family} {help}\n# TYPE draft_{family} {kind}\ndraft_{name} {v}\n"
-            ));
-        }
-        out
+        crate::metrics::metrics_text(&rows)
     }
 
     /// Close the lane to `peer` (declared dead).

@@ -46,7 +46,7 @@ pub use error::RuntimeError;
 pub use factory::Factory;
 pub use inspector::InspectorMsg;
 pub use json::JsonMsg;
-pub use metrics::Metrics;
+pub use metrics::{metrics_text, Metrics, Sample};
 pub use node::{wait_for_signal, Node, NodeTree};
 pub use spawner::SpawnerMsg;
 pub use tls::TlsFiles;

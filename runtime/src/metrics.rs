@@ -122,3 +122,28 @@ impl Metrics {
         out
     }
 }
+
+/// One sample for a [`Metrics::add_source`] function: `(sample name, "counter" or "gauge",
+/// help text, value)`. A counter's sample name ends in `_total`.
+pub type Sample<'a> = (&'a str, &'a str, &'a str, u64);
+
+/// Render samples as OpenMetrics text for a [`Metrics::add_source`] function: a counter's
+/// family is its sample name without `_total`.
+///
+/// ```
+/// let text = runtime::metrics_text(&[("demo_events_total", "counter", "Demo events.", 3)]);
+/// assert_eq!(
+///     text,
+///     "# HELP demo_events Demo events.\n# TYPE demo_events counter\ndemo_events_total 3\n"
+/// );
+/// ```
+pub fn metrics_text(samples: &[Sample<'_>]) -> String {
+    let mut out = String::new();
+    for (name, kind, help, v) in samples {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        out.push_str(&format!(
+            "# HELP {family} {help}\n# TYPE {family} {kind}\n{name} {v}\n"
+        ));
+    }
+    out
+}

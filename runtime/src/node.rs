@@ -657,12 +657,22 @@ impl Node {
     /// # });
     /// ```
     pub fn tell<M: Message>(&self, actor: &ActorRef<M>, msg: M) -> Result<(), RuntimeError> {
+        self.tell_via(self.lane_to::<M>(actor), actor, msg)
+    }
+
+    /// Send on `lane` (the actor's lane and pid) when given, else through ractor_cluster.
+    fn tell_via<M: Message>(
+        &self,
+        lane: Option<(Arc<Lane>, u64)>,
+        actor: &ActorRef<M>,
+        msg: M,
+    ) -> Result<(), RuntimeError> {
         let name = || {
             actor
                 .get_name()
                 .unwrap_or_else(|| actor.get_id().to_string())
         };
-        if let Some((lane, pid)) = self.lane_to::<M>(actor) {
+        if let Some((lane, pid)) = lane {
             let msg = msg
                 .serialize()
                 .map_err(|_| RuntimeError::WrongMessageType(name(), "network"))?;
@@ -693,11 +703,17 @@ impl Node {
     /// # });
     /// ```
     pub async fn send<M: Message>(&self, actor: &ActorRef<M>, msg: M) -> Result<(), RuntimeError> {
-        match self.lane_to::<M>(actor) {
+        let lane = self.lane_to::<M>(actor);
+        match &lane {
             Some((lane, _)) => lane.room().await,
             None => tokio::task::consume_budget().await,
         }
-        self.tell(actor, msg)
+        // The lane may have closed while we waited: look again (a new lane, or ractor_cluster).
+        let lane = match lane {
+            Some((l, _)) if l.is_closed() => self.lane_to::<M>(actor),
+            other => other,
+        };
+        self.tell_via(lane, actor, msg)
     }
 
     /// Whether messages to `actor` travel on a direct lane: it lives on another node and the

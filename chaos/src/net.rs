@@ -1,7 +1,7 @@
 //! Network partitions with iptables DROP rules between node addresses.
 //!
 //! Every node runs with a group id of its own, and every connection gets, on its first packet,
-//! the connection mark of the node that opened it (`-m owner --gid-owner G -j CONNMARK`). This
+//! the connection mark of the node that opened it (its gid) (`-m owner --gid-owner G -j CONNMARK`). This
 //! matters on loopback: a node listens on its alias (127.0.0.N) but its outgoing TCP connections
 //! leave from 127.0.0.1, so addresses alone cannot say which node a packet belongs to. A cut
 //! between nodes A and B drops every packet of a connection A opened that goes to or comes from
@@ -25,9 +25,6 @@ use std::process::Command;
 
 /// Prefix of the chains this crate creates.
 pub const CHAIN_PREFIX: &str = "DRAFT-CHAOS-";
-
-/// Connection marks are `MARK_BASE + node index`.
-const MARK_BASE: u32 = 0x0C4A_0000;
 
 /// A failure to change the rules.
 #[derive(Debug, thiserror::Error)]
@@ -139,9 +136,11 @@ impl Firewall {
             cuts: Vec::new(),
         };
         iptables(&["-I", "OUTPUT", "-j", &chain])?;
-        for (i, m) in members.iter().enumerate() {
+        // The mark is the node's gid: unique per run, so concurrent runs never match each
+        // other's connections.
+        for m in members {
             let gid = m.gid.to_string();
-            let mark = (MARK_BASE + i as u32).to_string();
+            let mark = gid.clone();
             iptables(&[
                 "-A",
                 &chain,
@@ -170,7 +169,7 @@ impl Firewall {
     fn cut_rules(&self, a: usize, b: usize) -> Vec<Vec<String>> {
         let mut rules = Vec::new();
         for (x, y) in [(a, b), (b, a)] {
-            let mark = (MARK_BASE + x as u32).to_string();
+            let mark = self.members[x].gid.to_string();
             let ip = &self.members[y].ip;
             for dir in ["-d", "-s"] {
                 rules.push(

@@ -46,7 +46,17 @@ async fn client(ctx: Ctx, i: usize, until: Instant, next: Arc<AtomicI64>) {
                 .client
                 .get(admin, &format!("/kv/get?key={}", enc(&name)))
                 .await;
-            let kind = read_kind(&o, &[200, 404]);
+            // A 404 means "absent" only when it is the KV's own answer: a node that is still
+            // starting answers "no such endpoint" with 404 too (see the README's findings).
+            let absent = o.status() == Some(404)
+                && o.json()["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("key '") && e.ends_with("' not found"));
+            let kind = if absent {
+                OpType::Ok
+            } else {
+                read_kind(&o, &[200])
+            };
             let v = match o.status() {
                 Some(200) => o.json()["value"]
                     .as_str()

@@ -1,7 +1,8 @@
 //! The cluster under test: `dctl node start` processes, node `i` (from 0) named `n{i+1}` on
 //! loopback alias `127.0.0.{i+2}` (its admin API, transport, lane and gossip all bound there),
 //! every node a KV voter (`--kv-voter` for each), the cookie given explicitly, and its own group
-//! id (see [`crate::net`]). Processes are killed (and paused ones continued) on drop.
+//! id (see [`crate::net`]). Processes are killed (and paused ones continued) on drop, and die
+//! with the runner if it is killed (`PR_SET_PDEATHSIG`).
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
@@ -186,6 +187,17 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(log)
             .gid(s.gid);
+        // SAFETY: prctl(2) only sets a flag of the new process between fork and exec: it is
+        // async-signal-safe and touches no memory of the parent. A node must not outlive a
+        // runner that was killed (SIGKILL skips the Drop that stops the nodes).
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().with_context(|| format!("start {}", s.name))?;
         self.children[i] = Some(child);
         self.paused[i] = false;

@@ -21,6 +21,10 @@ need_apt() {
 
 # Headless Chromium renders the tree page in dctl/tests/browser.rs.
 need_apt chromium chromium
+# The fault tests (chaos/tests/faults.rs) cut links with iptables; the clock nemesis uses
+# libfaketime.
+need_apt iptables iptables
+need_apt faketime faketime
 
 cargo build --workspace --all-targets
 cargo test --workspace --all-targets

@@ -108,10 +108,9 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         if let Some(s) = &seed {
             cmd.args(["--seed", s]);
         }
-        // The first three nodes (or all, when fewer) are the KV store's Raft voters.
-        for v in 1..=args.nodes.min(3) {
-            cmd.args(["--kv-voter", &format!("node{v}")]);
-        }
+        // One KV store: node1 bootstraps it once the first three nodes (or all, when fewer)
+        // are up; the others join, and the leader promotes voters up to three.
+        cmd.args(["--kv-bootstrap-expect", &args.nodes.min(3).to_string()]);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
@@ -175,14 +174,8 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         );
     }
     println!("  sample service: sample-echo (echo) on {target}");
-    let voters = procs
-        .iter()
-        .take(3)
-        .map(|p| p.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
     println!(
-        "  on every node: service registry, KV store (Raft voters: {voters}), CloudEvents broker"
+        "  on every node: service registry, KV store (one store, up to 3 Raft voters: `dctl kv members`), CloudEvents broker"
     );
     println!("  metrics: http://{}/metrics", procs[0].admin);
     // The binary that is running now: after `cargo run` there is no `dctl` on PATH, so the

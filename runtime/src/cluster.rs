@@ -217,6 +217,9 @@ impl Cluster {
         config: &NodeConfig,
         admin_addr: Option<SocketAddr>,
     ) -> Result<Arc<Cluster>, RuntimeError> {
+        let cookie = config.cookie.clone().ok_or_else(|| {
+            RuntimeError::Config("no cookie (NodeBuilder::start fills it in)".into())
+        })?;
         let actor_addr = concrete_tcp(config.listen_addr)?;
         let gossip_addr = concrete_udp(config.gossip_addr)?;
 
@@ -229,7 +232,7 @@ impl Cluster {
         // Actor transport first: a bind failure is reported before we announce ourselves.
         let server = NodeServer::new(
             actor_addr.port(),
-            config.cookie.clone(),
+            cookie.clone(),
             config.name.clone(),
             actor_addr.ip().to_string(),
             tls.as_ref()
@@ -246,7 +249,7 @@ impl Cluster {
         let lane_bind = config
             .lane_addr
             .unwrap_or_else(|| SocketAddr::new(actor_addr.ip(), 0));
-        let lanes = match Lanes::start(&config.name, &config.cookie, tls.clone(), lane_bind).await {
+        let lanes = match Lanes::start(&config.name, &cookie, tls.clone(), lane_bind).await {
             Ok(l) => l,
             Err(source) => {
                 server.stop(None);
@@ -268,7 +271,7 @@ impl Cluster {
             .unwrap_or(0);
         let chitchat_config = ChitchatConfig {
             chitchat_id: ChitchatId::new(config.name.clone(), generation, gossip_addr),
-            cluster_id: cluster_id(&config.cookie),
+            cluster_id: cluster_id(&cookie),
             gossip_interval: Duration::from_millis(200),
             listen_addr: gossip_addr,
             seed_nodes: config.seeds.clone(),
@@ -307,7 +310,7 @@ impl Cluster {
             node = %config.name,
             actor_transport = %actor_addr,
             gossip = %gossip_addr,
-            gossip_cluster_id = %cluster_id(&config.cookie),
+            gossip_cluster_id = %cluster_id(&cookie),
             "cluster membership started (nodes with another cookie gossip under another \
              cluster id and are refused as 'different cluster')"
         );

@@ -36,6 +36,7 @@ mod json;
 mod lane;
 mod metrics;
 mod node;
+pub mod secret;
 pub mod spawner;
 mod tls;
 mod watch;

@@ -71,6 +71,9 @@ pub enum Command {
     /// The KV store (Raft): put, get, del, ls, cas, watch, status.
     #[command(subcommand)]
     Kv(crate::kv_cmd::KvCmd),
+    /// The gossip encryption keyring, on every live node: generate, list, install, use, remove.
+    #[command(subcommand)]
+    Keys(crate::keys_cmd::KeysCmd),
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,9 +10,10 @@
 //! * Failure detection settings (see [`failure_detector`]): gossip every 200 ms, phi threshold 8,
 //!   so a silent node is declared dead after about 1–2 s.
 //!
-//! The gossip layer carries no secret: its `cluster_id` is derived from the cookie (a SHA-256
-//! prefix) so nodes with a different cookie do not merge memberships, but the real protection is
-//! ractor_cluster's cookie challenge on the actor transport.
+//! Gossip is sealed (AES-256-GCM, see `seal.rs` and `keyring.rs`): a datagram that none of the
+//! node's keys opens is dropped, so only nodes with a key can join or change member state. The
+//! `cluster_id` (derived from the cookie) is the associated data of every datagram; the actor
+//! transport and the lane check the cookie themselves.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -21,10 +22,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use chitchat::{
-    spawn_chitchat, transport::UdpTransport, ChitchatConfig, ChitchatHandle, ChitchatId,
-    FailureDetectorConfig,
-};
+use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use ractor::{pg, Actor, ActorCell, ActorId, ActorRef};
 use ractor_cluster::{
     node::{NodeConnectionMode, NodeServerSessionInformation},
@@ -36,7 +34,9 @@ use sha2::{Digest, Sha256};
 use crate::{
     config::NodeConfig,
     error::RuntimeError,
+    keyring::Keyring,
     lane::{Lane, Lanes},
+    sealed_transport::{GossipSeal, SealedUdp},
     tls::{server_name, Tls},
 };
 
@@ -182,6 +182,7 @@ pub(crate) struct Cluster {
     sessions: Arc<Sessions>,
     tls: Option<Arc<Tls>>,
     lanes: Arc<Lanes>,
+    seal: Arc<GossipSeal>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) actor_addr: SocketAddr,
     pub(crate) gossip_addr: SocketAddr,
@@ -220,6 +221,24 @@ impl Cluster {
         let cookie = config.cookie.clone().ok_or_else(|| {
             RuntimeError::Config("no cookie (NodeBuilder::start fills it in)".into())
         })?;
+        let keyring_err = |e: crate::keyring::KeyringError| RuntimeError::Config(e.to_string());
+        let keyring = match Keyring::load(&config.data_dir).map_err(keyring_err)? {
+            Some(k) => {
+                if config.gossip_key.is_some() {
+                    tracing::warn!(
+                        "--gossip-key ignored: the keyring in {} (written by `dctl keys`) is used",
+                        config.data_dir.join(crate::keyring::KEYRING_FILE).display()
+                    );
+                }
+                k
+            }
+            None => match &config.gossip_key {
+                Some(key) => Keyring::new(key).map_err(keyring_err)?,
+                None => Keyring::from_cookie(&cookie),
+            },
+        };
+        let seal = GossipSeal::new(cluster_id(&cookie), keyring, config.data_dir.clone())
+            .map_err(keyring_err)?;
         let actor_addr = concrete_tcp(config.listen_addr)?;
         let gossip_addr = concrete_udp(config.gossip_addr)?;
 
@@ -295,7 +314,7 @@ impl Cluster {
         if let Some(a) = admin_addr {
             kv.push((KEY_ADMIN_ADDR.to_string(), a.to_string()));
         }
-        let chitchat = match spawn_chitchat(chitchat_config, kv, &UdpTransport).await {
+        let chitchat = match spawn_chitchat(chitchat_config, kv, &SealedUdp(seal.clone())).await {
             Ok(c) => c,
             Err(e) => {
                 server.stop(None);
@@ -311,8 +330,8 @@ impl Cluster {
             actor_transport = %actor_addr,
             gossip = %gossip_addr,
             gossip_cluster_id = %cluster_id(&cookie),
-            "cluster membership started (nodes with another cookie gossip under another \
-             cluster id and are refused as 'different cluster')"
+            "cluster membership started (gossip sealed with AES-256-GCM: datagrams of nodes \
+             without one of our keys are dropped and counted as rejected)"
         );
         let cluster = Arc::new(Cluster {
             name: config.name.clone(),
@@ -321,6 +340,7 @@ impl Cluster {
             sessions,
             tls,
             lanes,
+            seal,
             task: Mutex::new(None),
             actor_addr,
             gossip_addr,
@@ -477,7 +497,14 @@ impl Cluster {
 
     /// The lanes' metric families.
     pub(crate) fn lane_metrics(&self) -> String {
-        self.lanes.metrics_text()
+        let mut text = self.lanes.metrics_text();
+        text.push_str(&self.seal.metrics_text());
+        text
+    }
+
+    /// The gossip keyring and its counters.
+    pub(crate) fn gossip_seal(&self) -> &Arc<GossipSeal> {
+        &self.seal
     }
 
     /// The lane to the node hosting `cell` (a remote proxy), with the actor's pid on that node.

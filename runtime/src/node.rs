@@ -210,6 +210,10 @@ impl Node {
                         .unwrap_or_default()
                 });
                 let _ = node.inner.cluster.set(cluster);
+                if let Err(e) = crate::keys::start(&node).await {
+                    node.shutdown().await;
+                    return Err(e);
+                }
             }
             Err(e) => {
                 node.shutdown().await;
@@ -257,6 +261,10 @@ impl Node {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.inner.config.name
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.get()
     }
 
     /// The node's configuration.

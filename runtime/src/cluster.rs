@@ -38,6 +38,7 @@ use crate::{
     lane::{Lane, Lanes},
     sealed_transport::{GossipSeal, SealedUdp},
     tls::{server_name, Tls},
+    transport_door::Door,
 };
 
 const KEY_NAME: &str = "name";
@@ -172,6 +173,8 @@ struct Sessions {
     by_node_id: RwLock<HashMap<u64, String>>,
     /// Sessions opened but not yet authenticated, by peer address.
     pending: Mutex<HashSet<String>>,
+    /// The transport port's front door (slots and deadlines of unauthenticated connections).
+    door: Arc<Door>,
 }
 
 struct Events(Arc<Sessions>);
@@ -187,12 +190,16 @@ impl NodeEventSubscription for Events {
         if let Ok(mut p) = self.0.pending.lock() {
             p.insert(ses.peer_addr.clone());
         }
+        self.0
+            .door
+            .opened(&ses.peer_addr, ses.actor.clone(), ses.is_server);
     }
 
     fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
         if let Ok(mut p) = self.0.pending.lock() {
             p.remove(&ses.peer_addr);
         }
+        self.0.door.forget(&ses.peer_addr);
     }
 
     fn node_session_ready(&self, ses: NodeServerSessionInformation) {
@@ -211,6 +218,7 @@ impl NodeEventSubscription for Events {
             .lock()
             .map(|mut p| p.remove(&ses.peer_addr))
             .unwrap_or(false);
+        self.0.door.forget(&ses.peer_addr);
         if was_pending {
             tracing::warn!(
                 addr = %ses.peer_addr,
@@ -301,8 +309,15 @@ impl Cluster {
             .transpose()?
             .map(Arc::new);
         // Actor transport first: a bind failure is reported before we announce ourselves.
+        // Our own listener on the transport port (ractor_cluster's is on a free loopback port,
+        // unpublished): it bounds unauthenticated connections, see `transport_door.rs`.
+        let front =
+            crate::transport_door::bind(actor_addr).map_err(|source| RuntimeError::Bind {
+                addr: actor_addr.to_string(),
+                source,
+            })?;
         let server = NodeServer::new(
-            actor_addr.port(),
+            0,
             cookie.clone(),
             config.name.clone(),
             actor_addr.ip().to_string(),
@@ -310,7 +325,7 @@ impl Cluster {
                 .map(|t| ractor_cluster::IncomingEncryptionMode::Tls(t.acceptor.clone())),
             Some(NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(actor_addr.ip());
+        .with_listen_addr(std::net::IpAddr::from([127, 0, 0, 1]));
         let (server, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|e| RuntimeError::Bind {
@@ -335,6 +350,7 @@ impl Cluster {
             id: "draft-cluster".into(),
             subscription: Box::new(Events(sessions.clone())),
         });
+        sessions.door.start(front, server.clone(), tls.clone());
 
         let generation = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -371,6 +387,7 @@ impl Cluster {
             Err(e) => {
                 server.stop(None);
                 lanes.shutdown();
+                sessions.door.shutdown();
                 return Err(RuntimeError::Bind {
                     addr: gossip_addr.to_string(),
                     source: std::io::Error::other(e.to_string()),
@@ -382,6 +399,7 @@ impl Cluster {
                 let _ = chitchat.initiate_shutdown();
                 server.stop(None);
                 lanes.shutdown();
+                sessions.door.shutdown();
                 return Err(RuntimeError::NodeNameTaken {
                     name: config.name.clone(),
                     gossip_addr: other,
@@ -562,6 +580,7 @@ impl Cluster {
     pub(crate) fn lane_metrics(&self) -> String {
         let mut text = self.lanes.metrics_text();
         text.push_str(&self.seal.metrics_text());
+        text.push_str(&self.sessions.door.metrics_text());
         text
     }
 
@@ -726,6 +745,7 @@ impl Cluster {
             t.abort();
         }
         let _ = self.chitchat.initiate_shutdown();
+        self.sessions.door.shutdown();
         self.lanes.shutdown();
         let _ = self
             .server

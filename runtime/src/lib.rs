@@ -43,6 +43,7 @@ mod sealed_transport;
 pub mod secret;
 pub mod spawner;
 mod tls;
+mod transport_door;
 mod watch;
 
 pub use cluster::{failure_detector, Member, MemberState};

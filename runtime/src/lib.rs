@@ -24,6 +24,7 @@
 //! ```
 
 mod admin;
+mod admin_serve;
 mod cluster;
 mod config;
 mod counted;

@@ -239,12 +239,7 @@ impl Node {
         let (stop, stopped) = oneshot::channel();
         let app = admin::router(self.clone());
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("admin server failed: {e}");
-            }
+            crate::admin_serve::serve(listener, app, stopped).await;
         });
         *self.lock_admin() = Some(AdminServer {
             addr: bound,

@@ -210,6 +210,7 @@ async fn start_draft(dctl: &Path, http: &reqwest::Client) -> anyhow::Result<(Pro
             .arg("--data-dir")
             .arg(dir.path().join(&name))
             .args(["--kv-voter", "n1", "--kv-voter", "n2", "--kv-voter", "n3"])
+            .args(["--cookie", "bench-kv-cookie"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -76,6 +76,9 @@ pub enum Command {
     /// The KV store (Raft): put, get, del, ls, cas, watch, status.
     #[command(subcommand)]
     Kv(crate::kv_cmd::KvCmd),
+    /// The gossip encryption keyring, on every live node: generate, list, install, use, remove.
+    #[command(subcommand)]
+    Keys(crate::keys_cmd::KeysCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,14 +121,14 @@ pub struct NodeArgs {
     /// Data directory (default `.dctl/<name>`).
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
-    /// Cluster secret.
-    #[arg(
-        long,
-        env = "DCTL_COOKIE",
-        default_value = "draft-cookie",
-        hide_env_values = true
-    )]
-    pub cookie: String,
+    /// Cluster secret (default: the one in `<data-dir>/cookie`, generated with mode 0600 on the
+    /// node's first start).
+    #[arg(long, env = "DCTL_COOKIE", hide_env_values = true)]
+    pub cookie: Option<String>,
+    /// Gossip encryption key, 32 bytes in base64 (`dctl keys generate`); default: derived from
+    /// the cookie. A keyring in the data directory (written by `dctl keys`) takes precedence.
+    #[arg(long, env = "DCTL_GOSSIP_KEY", hide_env_values = true)]
+    pub gossip_key: Option<String>,
     /// Mutual TLS on the actor transport: this node's certificate (PEM, with an IP SAN for the
     /// --listen address).
     #[arg(long, requires_all = ["tls_key", "tls_ca"])]
@@ -149,14 +152,10 @@ pub struct UpArgs {
     /// Number of node processes.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
-    /// Cluster secret shared by the nodes.
-    #[arg(
-        long,
-        env = "DCTL_COOKIE",
-        default_value = "draft-cookie",
-        hide_env_values = true
-    )]
-    pub cookie: String,
+    /// Cluster secret shared by the nodes (default: `<data-dir>/cookie`, generated with mode 0600
+    /// on the first run).
+    #[arg(long, env = "DCTL_COOKIE", hide_env_values = true)]
+    pub cookie: Option<String>,
     /// Where the nodes keep their data and logs (default `.dctl/up`).
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,

@@ -100,6 +100,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Kv(cmd) => crate::kv_cmd::run(&cli.admin, cli.json, cmd).await,
+        Command::Keys(cmd) => crate::keys_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Svc(cmd) => crate::svc_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Events(cmd) => crate::events_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Cluster(ClusterCmd::Status) => {
@@ -133,8 +134,13 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         .name(&args.name)
         .admin_addr(admin)
         .listen_addr(&args.listen)
-        .gossip_addr(&args.gossip)
-        .cookie(args.cookie.clone());
+        .gossip_addr(&args.gossip);
+    if let Some(cookie) = &args.cookie {
+        builder = builder.cookie(cookie.clone());
+    }
+    if let Some(key) = &args.gossip_key {
+        builder = builder.gossip_key(key.clone());
+    }
     if let Some(lane) = &args.lane_listen {
         builder = builder.lane_addr(lane);
     }
@@ -157,6 +163,14 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
     }
     if let Some(addr) = node.admin_addr() {
         println!("node {} running; admin API http://{addr}/", node.name());
+    }
+    if let Some(file) = &node.config().cookie_file {
+        println!(
+            "cluster secret: {} (join another node with: dctl node start --cookie \"$(cat {})\" --seed {})",
+            file.display(),
+            file.display(),
+            args.gossip
+        );
     }
     node.run_until_signal().await?;
     Ok(())

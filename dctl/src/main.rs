@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod commands;
 mod events_cmd;
+mod keys_cmd;
 mod kv_cmd;
 mod render;
 mod services;

@@ -83,6 +83,11 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         .data_dir
         .unwrap_or_else(|| PathBuf::from(".dctl").join("up"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // One secret for every node it starts: the one given, or the one kept in the data directory.
+    let cookie = match args.cookie {
+        Some(c) => c,
+        None => runtime::secret::load_or_create_cookie(&dir)?.cookie,
+    };
     let mut procs: Vec<Proc> = Vec::new();
     let mut seed: Option<String> = None;
     for i in 1..=args.nodes {
@@ -102,7 +107,7 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
             .args(["--listen", &listen, "--gossip", &gossip])
             .arg("--data-dir")
             .arg(dir.join(&name))
-            .env("DCTL_COOKIE", &args.cookie)
+            .env("DCTL_COOKIE", &cookie)
             .stdout(Stdio::null())
             .stderr(log_file);
         if let Some(s) = &seed {

@@ -82,6 +82,7 @@ impl KvProc {
         .arg("--data-dir")
         .arg(&self.data)
         .args(&self.extra)
+        .env("DCTL_COOKIE", common::TEST_COOKIE)
         .env("RUST_LOG", "info,openraft=warn")
         .stdout(Stdio::null())
         .stderr(log);

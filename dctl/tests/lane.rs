@@ -57,6 +57,7 @@ async fn streams_and_calls_cross_the_lane_and_a_dead_node_fails_calls_promptly()
         .await
         .unwrap();
     let node = Node::builder()
+        .cookie(common::TEST_COOKIE)
         .name("ln-local")
         .admin_addr("127.0.0.1:0")
         .seed(remote.gossip.clone())
@@ -211,7 +212,7 @@ fn the_lane_refuses_a_wrong_cookie_and_survives_garbage() {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect(),
         b"GET / HTTP/1.1\r\n\r\n".to_vec(),
-        [b"DLANE/1\n".as_slice(), &[0xff, 0xff], &[b'a'; 64]].concat(),
+        [b"DLANE/2\n".as_slice(), &[0xff, 0xff], &[b'a'; 64]].concat(),
     ];
     for g in &garbage {
         let mut s = TcpStream::connect(&lane).unwrap();
@@ -219,28 +220,35 @@ fn the_lane_refuses_a_wrong_cookie_and_survives_garbage() {
         let _ = s.flush();
     }
 
-    // a peer that does not know the cookie: greet, read the node's challenge, answer wrongly
+    // a peer that does not know the cookie: greet, read the node's challenge (which must hold
+    // no proof of the node's own: only its name and a nonce), answer wrongly
     let mut s = TcpStream::connect(&lane).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let name = b"intruder";
-    let mut hello = b"DLANE/1\n".to_vec();
+    let mut hello = b"DLANE/2\n".to_vec();
+    hello.extend_from_slice(&((1 + 2 + name.len()) as u16).to_be_bytes());
+    hello.push(1);
     hello.extend_from_slice(&(name.len() as u16).to_be_bytes());
     hello.extend_from_slice(name);
-    hello.extend_from_slice(&[7u8; 32]);
     s.write_all(&hello).unwrap();
-    let mut greeting = [0u8; 8];
-    s.read_exact(&mut greeting).unwrap();
-    assert_eq!(&greeting, b"DLANE/1\n");
     let mut len = [0u8; 2];
     s.read_exact(&mut len).unwrap();
-    let mut their = vec![0u8; u16::from_be_bytes(len) as usize + 32 + 32];
-    s.read_exact(&mut their).unwrap();
-    s.write_all(&[0u8; 32]).unwrap();
-    let mut verdict = [0u8; 1];
-    let refused = match s.read(&mut verdict) {
-        Ok(0) => true,
-        Ok(_) => verdict[0] == 0,
-        Err(_) => true,
+    let mut challenge = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut challenge).unwrap();
+    assert_eq!(challenge[0], 2, "a challenge");
+    assert_eq!(
+        challenge.len(),
+        1 + 2 + "lg-n1".len() + 32,
+        "the challenge is name and nonce only: {challenge:?}"
+    );
+    let mut proof = (65u16).to_be_bytes().to_vec();
+    proof.push(3);
+    proof.extend_from_slice(&[7u8; 64]);
+    s.write_all(&proof).unwrap();
+    let mut verdict = [0u8; 3];
+    let refused = match s.read_exact(&mut verdict) {
+        Ok(()) => verdict == [0, 1, 5],
+        Err(_) => false,
     };
     assert!(refused, "a wrong proof must be refused");
     wait_until("the refusal is logged", Duration::from_secs(5), || {

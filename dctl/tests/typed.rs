@@ -16,6 +16,7 @@ async fn typed_messages_cross_nodes_and_decode_failures_are_errors() {
         .await
         .unwrap();
     let node = Node::builder()
+        .cookie(common::TEST_COOKIE)
         .name("ty-local")
         .admin_addr("127.0.0.1:0")
         .seed(remote.gossip.clone())

@@ -35,7 +35,7 @@ use crate::{error::RuntimeError, node::Node};
 
 const PAGE: &str = include_str!("admin/tree.html");
 /// Largest accepted request body.
-const MAX_BODY: usize = 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 pub(crate) fn router(node: Node) -> Router {
     Router::new()

@@ -10,9 +10,10 @@
 //! * Failure detection settings (see [`failure_detector`]): gossip every 200 ms, phi threshold 8,
 //!   so a silent node is declared dead after about 1–2 s.
 //!
-//! The gossip layer carries no secret: its `cluster_id` is derived from the cookie (a SHA-256
-//! prefix) so nodes with a different cookie do not merge memberships, but the real protection is
-//! ractor_cluster's cookie challenge on the actor transport.
+//! Gossip is sealed (AES-256-GCM, see `seal.rs` and `keyring.rs`): a datagram that none of the
+//! node's keys opens is dropped, so only nodes with a key can join or change member state. The
+//! `cluster_id` (derived from the cookie) is the associated data of every datagram; the actor
+//! transport and the lane check the cookie themselves.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -21,10 +22,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use chitchat::{
-    spawn_chitchat, transport::UdpTransport, ChitchatConfig, ChitchatHandle, ChitchatId,
-    FailureDetectorConfig,
-};
+use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use ractor::{pg, Actor, ActorCell, ActorId, ActorRef};
 use ractor_cluster::{
     node::{NodeConnectionMode, NodeServerSessionInformation},
@@ -36,8 +34,11 @@ use sha2::{Digest, Sha256};
 use crate::{
     config::NodeConfig,
     error::RuntimeError,
+    keyring::Keyring,
     lane::{Lane, Lanes},
+    sealed_transport::{GossipSeal, SealedUdp},
     tls::{server_name, Tls},
+    transport_door::Door,
 };
 
 const KEY_NAME: &str = "name";
@@ -113,6 +114,58 @@ fn cluster_id(cookie: &str) -> String {
     format!("draft-{hex}")
 }
 
+/// How long a joining node looks for a live node that already has its name.
+const NAME_CHECK: Duration = Duration::from_secs(3);
+
+/// Whether another *running* node has our name: a live incarnation at another gossip address
+/// whose heartbeat advances. (An incarnation at our own address is this node's previous life,
+/// and one whose heartbeat stands still is a node that just died and is not yet declared dead,
+/// so a node restarted at once on other ports is not refused.) Returns its gossip address.
+///
+/// Waits until the cluster has been heard from (at most [`NAME_CHECK`]); a node whose seeds
+/// do not answer starts without the check.
+async fn name_taken(chitchat: &ChitchatHandle) -> Option<String> {
+    let deadline = Instant::now() + NAME_CHECK;
+    let mut heard_rounds = 0;
+    let mut first_beat: HashMap<ChitchatId, u64> = HashMap::new();
+    while Instant::now() < deadline {
+        let (others, clashes) = chitchat
+            .with_chitchat(|c| {
+                let me = c.self_chitchat_id().clone();
+                let live: Vec<ChitchatId> =
+                    c.live_nodes().filter(|id| **id != me).cloned().collect();
+                let clashes: Vec<(ChitchatId, u64)> = live
+                    .iter()
+                    .filter(|id| {
+                        id.node_id == me.node_id
+                            && id.gossip_advertise_addr != me.gossip_advertise_addr
+                    })
+                    .filter_map(|id| {
+                        c.node_state(id)
+                            .map(|s| (id.clone(), u64::from(s.heartbeat())))
+                    })
+                    .collect();
+                (live.len(), clashes)
+            })
+            .await;
+        for (id, beat) in clashes {
+            let first = *first_beat.entry(id.clone()).or_insert(beat);
+            if beat > first {
+                return Some(id.gossip_advertise_addr.to_string());
+            }
+        }
+        if others > 0 {
+            heard_rounds += 1;
+        }
+        // Two rounds after first contact with nothing clashing: the name is free.
+        if heard_rounds >= 3 && first_beat.is_empty() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// Tracks transport sessions: which session-local node id is which node, and refusals.
 #[derive(Default)]
 struct Sessions {
@@ -120,6 +173,8 @@ struct Sessions {
     by_node_id: RwLock<HashMap<u64, String>>,
     /// Sessions opened but not yet authenticated, by peer address.
     pending: Mutex<HashSet<String>>,
+    /// The transport port's front door (slots and deadlines of unauthenticated connections).
+    door: Arc<Door>,
 }
 
 struct Events(Arc<Sessions>);
@@ -135,12 +190,16 @@ impl NodeEventSubscription for Events {
         if let Ok(mut p) = self.0.pending.lock() {
             p.insert(ses.peer_addr.clone());
         }
+        self.0
+            .door
+            .opened(&ses.peer_addr, ses.actor.clone(), ses.is_server);
     }
 
     fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
         if let Ok(mut p) = self.0.pending.lock() {
             p.remove(&ses.peer_addr);
         }
+        self.0.door.forget(&ses.peer_addr);
     }
 
     fn node_session_ready(&self, ses: NodeServerSessionInformation) {
@@ -159,6 +218,7 @@ impl NodeEventSubscription for Events {
             .lock()
             .map(|mut p| p.remove(&ses.peer_addr))
             .unwrap_or(false);
+        self.0.door.forget(&ses.peer_addr);
         if was_pending {
             tracing::warn!(
                 addr = %ses.peer_addr,
@@ -182,6 +242,7 @@ pub(crate) struct Cluster {
     sessions: Arc<Sessions>,
     tls: Option<Arc<Tls>>,
     lanes: Arc<Lanes>,
+    seal: Arc<GossipSeal>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) actor_addr: SocketAddr,
     pub(crate) gossip_addr: SocketAddr,
@@ -217,6 +278,27 @@ impl Cluster {
         config: &NodeConfig,
         admin_addr: Option<SocketAddr>,
     ) -> Result<Arc<Cluster>, RuntimeError> {
+        let cookie = config.cookie.clone().ok_or_else(|| {
+            RuntimeError::Config("no cookie (NodeBuilder::start fills it in)".into())
+        })?;
+        let keyring_err = |e: crate::keyring::KeyringError| RuntimeError::Config(e.to_string());
+        let keyring = match Keyring::load(&config.data_dir).map_err(keyring_err)? {
+            Some(k) => {
+                if config.gossip_key.is_some() {
+                    tracing::warn!(
+                        "--gossip-key ignored: the keyring in {} (written by `dctl keys`) is used",
+                        config.data_dir.join(crate::keyring::KEYRING_FILE).display()
+                    );
+                }
+                k
+            }
+            None => match &config.gossip_key {
+                Some(key) => Keyring::new(key).map_err(keyring_err)?,
+                None => Keyring::from_cookie(&cookie),
+            },
+        };
+        let seal = GossipSeal::new(cluster_id(&cookie), keyring, config.data_dir.clone())
+            .map_err(keyring_err)?;
         let actor_addr = concrete_tcp(config.listen_addr)?;
         let gossip_addr = concrete_udp(config.gossip_addr)?;
 
@@ -227,16 +309,23 @@ impl Cluster {
             .transpose()?
             .map(Arc::new);
         // Actor transport first: a bind failure is reported before we announce ourselves.
+        // Our own listener on the transport port (ractor_cluster's is on a free loopback port,
+        // unpublished): it bounds unauthenticated connections, see `transport_door.rs`.
+        let front =
+            crate::transport_door::bind(actor_addr).map_err(|source| RuntimeError::Bind {
+                addr: actor_addr.to_string(),
+                source,
+            })?;
         let server = NodeServer::new(
-            actor_addr.port(),
-            config.cookie.clone(),
+            0,
+            cookie.clone(),
             config.name.clone(),
             actor_addr.ip().to_string(),
             tls.as_ref()
                 .map(|t| ractor_cluster::IncomingEncryptionMode::Tls(t.acceptor.clone())),
             Some(NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(actor_addr.ip());
+        .with_listen_addr(std::net::IpAddr::from([127, 0, 0, 1]));
         let (server, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|e| RuntimeError::Bind {
@@ -246,7 +335,7 @@ impl Cluster {
         let lane_bind = config
             .lane_addr
             .unwrap_or_else(|| SocketAddr::new(actor_addr.ip(), 0));
-        let lanes = match Lanes::start(&config.name, &config.cookie, tls.clone(), lane_bind).await {
+        let lanes = match Lanes::start(&config.name, &cookie, tls.clone(), lane_bind).await {
             Ok(l) => l,
             Err(source) => {
                 server.stop(None);
@@ -261,6 +350,7 @@ impl Cluster {
             id: "draft-cluster".into(),
             subscription: Box::new(Events(sessions.clone())),
         });
+        sessions.door.start(front, server.clone(), tls.clone());
 
         let generation = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -268,7 +358,7 @@ impl Cluster {
             .unwrap_or(0);
         let chitchat_config = ChitchatConfig {
             chitchat_id: ChitchatId::new(config.name.clone(), generation, gossip_addr),
-            cluster_id: cluster_id(&config.cookie),
+            cluster_id: cluster_id(&cookie),
             gossip_interval: Duration::from_millis(200),
             listen_addr: gossip_addr,
             seed_nodes: config.seeds.clone(),
@@ -292,24 +382,37 @@ impl Cluster {
         if let Some(a) = admin_addr {
             kv.push((KEY_ADMIN_ADDR.to_string(), a.to_string()));
         }
-        let chitchat = match spawn_chitchat(chitchat_config, kv, &UdpTransport).await {
+        let chitchat = match spawn_chitchat(chitchat_config, kv, &SealedUdp(seal.clone())).await {
             Ok(c) => c,
             Err(e) => {
                 server.stop(None);
                 lanes.shutdown();
+                sessions.door.shutdown();
                 return Err(RuntimeError::Bind {
                     addr: gossip_addr.to_string(),
                     source: std::io::Error::other(e.to_string()),
                 });
             }
         };
+        if !config.seeds.is_empty() {
+            if let Some(other) = name_taken(&chitchat).await {
+                let _ = chitchat.initiate_shutdown();
+                server.stop(None);
+                lanes.shutdown();
+                sessions.door.shutdown();
+                return Err(RuntimeError::NodeNameTaken {
+                    name: config.name.clone(),
+                    gossip_addr: other,
+                });
+            }
+        }
         tracing::info!(
             node = %config.name,
             actor_transport = %actor_addr,
             gossip = %gossip_addr,
-            gossip_cluster_id = %cluster_id(&config.cookie),
-            "cluster membership started (nodes with another cookie gossip under another \
-             cluster id and are refused as 'different cluster')"
+            gossip_cluster_id = %cluster_id(&cookie),
+            "cluster membership started (gossip sealed with AES-256-GCM: datagrams of nodes \
+             without one of our keys are dropped and counted as rejected)"
         );
         let cluster = Arc::new(Cluster {
             name: config.name.clone(),
@@ -318,6 +421,7 @@ impl Cluster {
             sessions,
             tls,
             lanes,
+            seal,
             task: Mutex::new(None),
             actor_addr,
             gossip_addr,
@@ -474,7 +578,15 @@ impl Cluster {
 
     /// The lanes' metric families.
     pub(crate) fn lane_metrics(&self) -> String {
-        self.lanes.metrics_text()
+        let mut text = self.lanes.metrics_text();
+        text.push_str(&self.seal.metrics_text());
+        text.push_str(&self.sessions.door.metrics_text());
+        text
+    }
+
+    /// The gossip keyring and its counters.
+    pub(crate) fn gossip_seal(&self) -> &Arc<GossipSeal> {
+        &self.seal
     }
 
     /// The lane to the node hosting `cell` (a remote proxy), with the actor's pid on that node.
@@ -633,6 +745,7 @@ impl Cluster {
             t.abort();
         }
         let _ = self.chitchat.initiate_shutdown();
+        self.sessions.door.shutdown();
         self.lanes.shutdown();
         let _ = self
             .server

@@ -4,7 +4,8 @@ use crate::{error::RuntimeError, node::Node};
 
 /// Everything a node is started with. [`NodeConfig::default`] works on one machine with no
 /// configuration: admin API on `127.0.0.1:7070`, actor transport and gossip on free loopback
-/// ports, no seeds (a cluster of one), data under `./.dctl/<name>`.
+/// ports, no seeds (a cluster of one), data under `./.dctl/<name>`, and a cluster secret generated
+/// in the data directory on first start (never a well-known default).
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// The node's name, unique in its cluster.
@@ -22,8 +23,15 @@ pub struct NodeConfig {
     pub lane_addr: Option<SocketAddr>,
     /// Gossip addresses of nodes to join.
     pub seeds: Vec<String>,
-    /// Shared secret of the cluster.
-    pub cookie: String,
+    /// Shared secret of the cluster. `None`: the one in `<data_dir>/cookie`, generated (mode
+    /// 0600) on the node's first start (see [`crate::secret`]); [`NodeBuilder::start`] fills it
+    /// in, so a started node's config always holds `Some`.
+    pub cookie: Option<String>,
+    /// Where the cookie was read from or generated, when it came from the data directory.
+    pub cookie_file: Option<PathBuf>,
+    /// The gossip encryption key (32 bytes, base64) to use when the data directory holds no
+    /// keyring yet. `None`: a key derived from the cookie (see [`crate::keyring`]).
+    pub gossip_key: Option<String>,
     /// Where the node keeps its data.
     pub data_dir: PathBuf,
     /// Mutual TLS for the actor transport (off by default).
@@ -40,7 +48,9 @@ impl Default for NodeConfig {
             gossip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             lane_addr: None,
             seeds: Vec::new(),
-            cookie: "draft-cookie".into(),
+            cookie: None,
+            cookie_file: None,
+            gossip_key: None,
             data_dir: PathBuf::from(".dctl").join("node1"),
             tls: None,
         }
@@ -141,9 +151,16 @@ impl NodeBuilder {
         self
     }
 
-    /// The cluster cookie.
+    /// The cluster cookie (default: the one generated in the data directory on first start).
     pub fn cookie(mut self, cookie: impl Into<String>) -> Self {
-        self.config.cookie = cookie.into();
+        self.config.cookie = Some(cookie.into());
+        self
+    }
+
+    /// The gossip encryption key, 32 bytes in base64 (default: derived from the cookie). Used
+    /// when the data directory holds no keyring (a keyring written by `dctl keys` wins).
+    pub fn gossip_key(mut self, key: impl Into<String>) -> Self {
+        self.config.gossip_key = Some(key.into());
         self
     }
 
@@ -186,6 +203,23 @@ impl NodeBuilder {
         }
         if !self.data_dir_set {
             self.config.data_dir = PathBuf::from(".dctl").join(name);
+        }
+        if self.config.cookie.as_deref() == Some("") {
+            return Err(RuntimeError::Config("the cookie must not be empty".into()));
+        }
+        if self.config.cookie.is_none() {
+            let stored = crate::secret::load_or_create_cookie(&self.config.data_dir)?;
+            if stored.created {
+                tracing::warn!(
+                    file = %stored.path.display(),
+                    "no cookie given: generated this node's cluster secret (mode 0600); to join \
+                     another node to it, start that node with --cookie \"$(cat {})\" (or \
+                     DCTL_COOKIE) and --seed <this node's gossip address>",
+                    stored.path.display()
+                );
+            }
+            self.config.cookie = Some(stored.cookie);
+            self.config.cookie_file = Some(stored.path);
         }
         Node::start(self.config).await
     }

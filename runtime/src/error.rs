@@ -83,6 +83,16 @@ pub enum RuntimeError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Another live node already has this node's name (found when joining the cluster).
+    #[error(
+        "the name '{name}' is taken: a live node at {gossip_addr} has it (choose another --name)"
+    )]
+    NodeNameTaken {
+        /// The name.
+        name: String,
+        /// The gossip address of the node that has it.
+        gossip_addr: String,
+    },
     /// A message to a remote actor is larger than one lane frame carries.
     #[error("message to '{name}' is larger than a lane frame ({limit} bytes)")]
     TooLarge {
@@ -100,7 +110,7 @@ impl RuntimeError {
             RuntimeError::UnknownActor(_)
             | RuntimeError::UnknownFactory(..)
             | RuntimeError::UnknownNode(_) => 404,
-            RuntimeError::NameTaken(_) => 409,
+            RuntimeError::NameTaken(_) | RuntimeError::NodeNameTaken { .. } => 409,
             RuntimeError::WrongMessageType(..)
             | RuntimeError::BadJson(_)
             | RuntimeError::Config(_) => 400,

@@ -8,9 +8,11 @@
 //! the reader decodes frames from a buffered stream and hands each to the target actor as a
 //! ractor [`SerializedMessage`], exactly what ractor_cluster would hand it.
 //!
-//! * Authentication: both sides prove they know the cookie (SHA-256 over the cookie and the
-//!   other side's fresh nonce, with distinct labels for the two directions). A peer with another
-//!   cookie is refused and the refusal is logged on both sides.
+//! * Authentication: both sides prove they know the cookie (HMAC-SHA256 over both sides' fresh
+//!   nonces and names, with distinct labels for the two directions); the acceptor proves it only
+//!   after the dialer proved it over the acceptor's nonce (the state machine and its wire form
+//!   are in `lane/handshake.rs`). A peer with another cookie is refused and the refusal is
+//!   logged on both sides.
 //! * Optional mutual TLS with the transport's certificates.
 //! * At most one lane per pair: the node whose name sorts first dials (as for sessions); a newer
 //!   connection from the same peer replaces an older one. A lane is closed when its peer is
@@ -41,7 +43,6 @@ use std::{
 };
 
 use ractor::{message::SerializedMessage, pg, ActorCell, ActorId, RpcReplyPort};
-use sha2::{Digest, Sha256};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -51,14 +52,16 @@ use tokio::{
 
 use crate::tls::{server_name, Tls};
 
-const MAGIC: &[u8; 8] = b"DLANE/1\n";
+mod handshake;
+
+use handshake::{Acceptor, Dialer, HandshakeError, Keys, Msg, MAGIC, NONCE};
+
 /// Largest frame accepted from a peer; a bigger one closes the lane.
 pub(crate) const MAX_FRAME: usize = 16 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 const READ_BUF: usize = 64 << 10;
 /// Bytes waiting to be written above which [`Lane::room`] makes senders wait.
 const HIGH_WATER: usize = 4 << 20;
-const NONCE: usize = 32;
 
 const CAST: u8 = 1;
 const CALL: u8 = 2;
@@ -103,8 +106,7 @@ pub(crate) struct LaneStats {
 
 /// The lanes of this node: a listener, and one [`Lane`] per connected peer.
 pub(crate) struct Lanes {
-    me: String,
-    cookie: String,
+    keys: Keys,
     tls: Option<Arc<Tls>>,
     /// Where the lane listener is bound.
     pub(crate) addr: SocketAddr,
@@ -138,8 +140,7 @@ impl Lanes {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let lanes = Arc::new(Lanes {
-            me: me.to_string(),
-            cookie: cookie.to_string(),
+            keys: Keys::new(me, cookie),
             tls,
             addr,
             peers: RwLock::new(HashMap::new()),
@@ -331,36 +332,23 @@ impl Lanes {
         W: AsyncWrite + Unpin,
     {
         let run = async {
-            let nonce = fresh_nonce()?;
-            let mut hello = Vec::with_capacity(64);
-            hello.extend_from_slice(MAGIC);
-            put_name(&mut hello, &self.me)?;
-            hello.extend_from_slice(&nonce);
-            w.write_all(&hello).await?;
+            let (mut state, hello) = Dialer::start(&self.keys, peer);
+            let mut first = MAGIC.to_vec();
+            first.extend_from_slice(&hello.encode().map_err(hs_err)?);
+            w.write_all(&first).await?;
             w.flush().await?;
-
-            read_magic(r).await?;
-            let name = read_name(r).await?;
-            let mut their_nonce = [0u8; NONCE];
-            r.read_exact(&mut their_nonce).await?;
-            let mut their_proof = [0u8; 32];
-            r.read_exact(&mut their_proof).await?;
-            if name != peer {
-                return Err(bad_data(format!(
-                    "expected node '{peer}' at this address, found '{name}'"
-                )));
-            }
-            if their_proof != proof(&self.cookie, b"accept", &nonce, &name) {
-                return Err(bad_data(format!(
-                    "node '{name}' does not know our cookie (wrong cookie)"
-                )));
-            }
-            w.write_all(&proof(&self.cookie, b"dial", &their_nonce, &self.me))
-                .await?;
-            w.flush().await?;
-            match r.read_u8().await {
-                Ok(1) => Ok(()),
-                Ok(_) | Err(_) => Err(bad_data(format!("node '{name}' refused our cookie"))),
+            loop {
+                let msg = read_msg(r).await?;
+                let (next, out) = state.next(&self.keys, msg, fresh_nonce()?);
+                if let Some(out) = out {
+                    w.write_all(&out.encode().map_err(hs_err)?).await?;
+                    w.flush().await?;
+                }
+                match next {
+                    Dialer::Done { .. } => return Ok(()),
+                    Dialer::Failed(e) => return Err(hs_err(e)),
+                    s => state = s,
+                }
             }
         };
         tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
@@ -375,29 +363,20 @@ impl Lanes {
     {
         let run = async {
             read_magic(r).await?;
-            let name = read_name(r).await?;
-            let mut their_nonce = [0u8; NONCE];
-            r.read_exact(&mut their_nonce).await?;
-            let nonce = fresh_nonce()?;
-            let mut hello = Vec::with_capacity(128);
-            hello.extend_from_slice(MAGIC);
-            put_name(&mut hello, &self.me)?;
-            hello.extend_from_slice(&nonce);
-            hello.extend_from_slice(&proof(&self.cookie, b"accept", &their_nonce, &self.me));
-            w.write_all(&hello).await?;
-            w.flush().await?;
-            let mut their_proof = [0u8; 32];
-            r.read_exact(&mut their_proof).await?;
-            if their_proof != proof(&self.cookie, b"dial", &nonce, &name) {
-                let _ = w.write_u8(0).await;
-                let _ = w.flush().await;
-                return Err(bad_data(format!(
-                    "node '{name}' does not know our cookie (wrong cookie)"
-                )));
+            let mut state = Acceptor::AwaitHello;
+            loop {
+                let msg = read_msg(r).await?;
+                let (next, out) = state.next(&self.keys, msg, fresh_nonce()?);
+                if let Some(out) = out {
+                    w.write_all(&out.encode().map_err(hs_err)?).await?;
+                    w.flush().await?;
+                }
+                match next {
+                    Acceptor::Done { peer } => return Ok(peer),
+                    Acceptor::Failed(e) => return Err(hs_err(e)),
+                    s => state = s,
+                }
             }
-            w.write_u8(1).await?;
-            w.flush().await?;
-            Ok(name)
         };
         tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
             .await
@@ -899,23 +878,6 @@ fn fresh_nonce() -> io::Result<[u8; NONCE]> {
     Ok(n)
 }
 
-fn proof(cookie: &str, label: &[u8], nonce: &[u8; NONCE], name: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update((cookie.len() as u64).to_be_bytes());
-    h.update(cookie.as_bytes());
-    h.update(label);
-    h.update(nonce);
-    h.update(name.as_bytes());
-    h.finalize().into()
-}
-
-fn put_name(buf: &mut Vec<u8>, name: &str) -> io::Result<()> {
-    let len = u16::try_from(name.len()).map_err(|_| bad_data("node name too long".into()))?;
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(name.as_bytes());
-    Ok(())
-}
-
 async fn read_magic<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<()> {
     let mut m = [0u8; 8];
     r.read_exact(&mut m).await?;
@@ -925,14 +887,19 @@ async fn read_magic<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<()> {
     Ok(())
 }
 
-async fn read_name<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<String> {
+/// Read one handshake message (`u16 len | tag | body`).
+async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Msg> {
     let len = r.read_u16().await? as usize;
-    if len > 255 {
-        return Err(bad_data(format!("node name of {len} bytes")));
+    if len == 0 || len > handshake::MAX_MSG {
+        return Err(bad_data(format!("handshake message of {len} bytes")));
     }
     let mut b = vec![0u8; len];
     r.read_exact(&mut b).await?;
-    String::from_utf8(b).map_err(|_| bad_data("node name is not UTF-8".into()))
+    Msg::decode(&b).map_err(hs_err)
+}
+
+fn hs_err(e: HandshakeError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
 /// Read `u16 len | bytes`, which must fit in the `room` bytes left in the frame.

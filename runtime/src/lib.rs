@@ -24,6 +24,7 @@
 //! ```
 
 mod admin;
+mod admin_serve;
 mod cluster;
 mod config;
 mod counted;
@@ -35,11 +36,17 @@ mod factory;
 mod health;
 pub mod inspector;
 mod json;
+pub mod keyring;
+mod keys;
 mod lane;
 mod metrics;
 mod node;
+mod seal;
+mod sealed_transport;
+pub mod secret;
 pub mod spawner;
 mod tls;
+mod transport_door;
 mod watch;
 
 pub use cluster::{failure_detector, Member, MemberState};
@@ -49,8 +56,10 @@ pub use factory::Factory;
 pub use health::Health;
 pub use inspector::InspectorMsg;
 pub use json::JsonMsg;
+pub use keys::NodeKeys;
 pub use metrics::{metrics_text, Metrics, Sample};
 pub use node::{wait_for_signal, Node, NodeTree};
+pub use sealed_transport::KeyOp;
 pub use spawner::SpawnerMsg;
 pub use tls::TlsFiles;
 

@@ -249,6 +249,10 @@ impl Node {
                         .unwrap_or_default()
                 });
                 let _ = node.inner.cluster.set(cluster);
+                if let Err(e) = crate::keys::start(&node).await {
+                    node.shutdown().await;
+                    return Err(e);
+                }
             }
             Err(e) => {
                 node.shutdown().await;
@@ -274,12 +278,7 @@ impl Node {
         let (stop, stopped) = oneshot::channel();
         let app = admin::router(self.clone());
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("admin server failed: {e}");
-            }
+            crate::admin_serve::serve(listener, app, stopped).await;
         });
         *self.lock_admin() = Some(AdminServer {
             addr: bound,
@@ -296,6 +295,10 @@ impl Node {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.inner.config.name
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.get()
     }
 
     /// The node's configuration.

@@ -11,6 +11,10 @@ use std::{
 
 pub const DCTL: &str = env!("CARGO_BIN_EXE_dctl");
 
+/// The cookie the test nodes share (a node without one generates its own, so nodes started by
+/// tests get this one through `DCTL_COOKIE`; a `--cookie` argument overrides it).
+pub const TEST_COOKIE: &str = "dctl-test-cookie";
+
 /// A free loopback TCP port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -47,12 +51,27 @@ impl NodeProc {
         Self::spawn(name, None, extra)
     }
 
+    /// Start with no cookie at all (neither `--cookie` nor `DCTL_COOKIE`), as a user who gives
+    /// no flags would.
+    pub fn start_without_cookie(name: &str, extra: &[&str]) -> NodeProc {
+        Self::spawn_cookie(name, None, extra, None)
+    }
+
     /// Start with a data directory of the caller's (kept across restarts).
     pub fn start_in(name: &str, data: &std::path::Path, extra: &[&str]) -> NodeProc {
         Self::spawn(name, Some(data), extra)
     }
 
     fn spawn(name: &str, data: Option<&std::path::Path>, extra: &[&str]) -> NodeProc {
+        Self::spawn_cookie(name, data, extra, Some(TEST_COOKIE))
+    }
+
+    fn spawn_cookie(
+        name: &str,
+        data: Option<&std::path::Path>,
+        extra: &[&str],
+        cookie: Option<&str>,
+    ) -> NodeProc {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = data
             .map(std::path::Path::to_path_buf)
@@ -67,16 +86,19 @@ impl NodeProc {
                 .port()
         );
         let log = std::fs::File::create(dir.path().join("node.log")).expect("log file");
-        let child = Command::new(DCTL)
-            .args(["--admin", &admin, "node", "start", "--name", name])
+        let mut cmd = Command::new(DCTL);
+        cmd.args(["--admin", &admin, "node", "start", "--name", name])
             .args(["--listen", &listen, "--gossip", &gossip])
             .arg("--data-dir")
             .arg(&data)
             .args(extra)
+            .env_remove("DCTL_COOKIE")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("dctl node start");
+            .stderr(log);
+        if let Some(c) = cookie {
+            cmd.env("DCTL_COOKIE", c);
+        }
+        let child = cmd.spawn().expect("dctl node start");
         let node = NodeProc {
             name: name.into(),
             admin,

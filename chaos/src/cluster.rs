@@ -264,17 +264,16 @@ impl Cluster {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// Wait until node `i` answers `/health`, or fail (with its log) when it exits or `limit`
+    /// Wait until node `i` answers `/health` and its services are mounted, or fail (with its log) when it exits or `limit`
     /// passes.
     pub async fn wait_healthy(&mut self, i: usize, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         loop {
-            if self
-                .client
-                .get(&self.specs[i].admin, "/health")
-                .await
-                .status()
-                == Some(200)
+            // `/health` answers before the node's services are mounted (their routes answer 404
+            // "no such endpoint" until then); the broker is mounted last.
+            let admin = &self.specs[i].admin;
+            if self.client.get(admin, "/health").await.status() == Some(200)
+                && self.client.get(admin, "/broker/channels").await.status() == Some(200)
             {
                 return Ok(());
             }

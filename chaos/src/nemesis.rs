@@ -12,7 +12,7 @@
 //! | `kill` | SIGKILL a random node; restarted on the same data dir at the heal |
 //! | `pause` | SIGSTOP the KV leader (a random node when there is none); SIGCONT at the heal |
 //! | `clock` | skew a random node's wall clock by ±30..120 s (libfaketime); reset at the heal |
-//! | `file-corruption` | SIGKILL a random node, truncate 1..64 bytes from the end of one of its data files, restart |
+//! | `file-corruption` | SIGKILL a random node, truncate 1..64 bytes from the end of one of its data files, restart (a node that then refuses to start stays down; corruption is skipped once that would leave fewer than a majority up) |
 //!
 //! ```
 //! use chaos::nemesis::{parse_faults, Fault};
@@ -244,7 +244,15 @@ impl Nemesis {
                 );
                 c.kill(x)?;
                 let mut extra = json!({});
-                if fault == Fault::FileCorruption {
+                // A node whose data is damaged may refuse to start (and stay down): never let
+                // that leave fewer than a majority of the nodes.
+                let given_up = c.len() - live.len();
+                let corrupt = fault == Fault::FileCorruption && given_up < (c.len() - 1) / 2;
+                if fault == Fault::FileCorruption && !corrupt {
+                    extra =
+                        json!({"skipped": "a majority must stay up: killed and restarted only"});
+                }
+                if corrupt {
                     let files = c.data_files(x);
                     if let Some(f) = files.choose(&mut self.rng) {
                         let len = std::fs::metadata(f)?.len();

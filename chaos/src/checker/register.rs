@@ -4,6 +4,10 @@
 //! model allows it, backtrack when a return is reached whose call was not linearized, and
 //! memoize (set of linearized operations, register state) so no configuration is explored twice.
 //!
+//! Written here rather than taken from `todc-utils` 0.1 (the crates.io WGL checker, two releases
+//! in 2023): its `is_linearizable` answers only yes or no (no operation to point at) and its
+//! histories have no way to say that a call may never have taken effect.
+//!
 //! `fail` operations are left out (they did not happen); an `info` operation returns "at the end
 //! of time": it may be linearized anywhere after its invocation or not at all (a history whose
 //! only unlinearized operations are `info` ones is linearizable); `info` reads are left out.

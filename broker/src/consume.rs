@@ -50,7 +50,7 @@ impl std::str::FromStr for StartAt {
     }
 }
 
-/// Options of [`crate::Broker::consume`].
+/// Options of `Broker::consume`.
 ///
 /// ```
 /// use broker::{ConsumeOptions, Policy, StartAt};

@@ -473,6 +473,33 @@ mod tests {
     }
 
     #[test]
+    fn mutated_events_are_accepted_or_refused_never_a_panic() {
+        let valid = br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"2024-01-02T03:04:05Z","datacontenttype":"application/json","data":{"a":[1,2]}}"#;
+        let mut rng = 0x853c49e6748fea9bu64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for _ in 0..5_000 {
+            let mut b = valid.to_vec();
+            let at = (next() as usize) % b.len();
+            match next() % 3 {
+                0 => b[at] ^= 1 << (next() % 8),
+                1 => b.truncate(at),
+                _ => b.insert(at, b"{}[]\":,0e-"[(next() % 10) as usize]),
+            }
+            if let Ok(text) = std::str::from_utf8(&b) {
+                if let Ok(ev) = CloudEvent::from_json(text) {
+                    // Accepted: it carries the required attributes.
+                    assert!(!ev.id().is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fast_validation_agrees_with_the_sdk() {
         let base = r#""specversion":"1.0","id":"1","source":"/s","type":"t""#;
         let cases = [

@@ -374,6 +374,56 @@ mod tests {
         assert!(err.contains("offset 0 (byte 0)"), "{err}");
     }
 
+    /// Whatever one damage does to a log, opening it never serves wrong data: it either opens
+    /// with a prefix of what was written (a torn tail dropped) or refuses.
+    #[test]
+    fn a_damaged_log_opens_with_a_prefix_of_what_was_written_or_refuses() {
+        let written: Vec<String> = (0..6).map(|i| format!("{{\"id\":\"{i}\"}}")).collect();
+        let mut rng = 0x2545f4914f6cdd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut opened, mut refused) = (0, 0);
+        for _ in 0..300 {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let mut log = Log::open(dir.path(), "c").unwrap();
+                let p: Vec<&[u8]> = written.iter().map(|s| s.as_bytes()).collect();
+                log.append(&p).unwrap();
+            }
+            let path = dir.path().join("c.log");
+            let mut bytes = std::fs::read(&path).unwrap();
+            let at = (next() as usize) % bytes.len();
+            match next() % 3 {
+                0 => bytes[at] ^= 1 << (next() % 8),
+                1 => bytes.truncate(at),
+                _ => bytes[at..].iter_mut().for_each(|b| *b = next() as u8),
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            match Log::open(dir.path(), "c") {
+                Ok(log) => {
+                    opened += 1;
+                    let got = log.read(0, 100).unwrap();
+                    assert!(got.len() <= written.len());
+                    for (off, text) in got {
+                        assert_eq!(text, written[off as usize], "wrong data served");
+                    }
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert!(matches!(e, LogError::Corrupt { .. }), "{e}");
+                }
+            }
+        }
+        assert!(
+            opened > 0 && refused > 0,
+            "{opened} opened, {refused} refused"
+        );
+    }
+
     #[test]
     fn classify_tail_cases() {
         assert_eq!(classify_tail(&[1, 0]), Tail::Torn);

@@ -278,6 +278,36 @@ mod tests {
         }
     }
 
+    /// A small deterministic generator for mutation tests (xorshift64).
+    pub(crate) fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn mutated_requests_decode_or_fail_cleanly_never_panic() {
+        let valid = codec::encode(&Request::Deliver(batch())).unwrap();
+        let mut rng = 0x9e3779b97f4a7c15u64;
+        for _ in 0..20_000 {
+            let mut b = valid.clone();
+            for _ in 0..=(xorshift(&mut rng) % 4) {
+                let at = (xorshift(&mut rng) as usize) % b.len().max(1);
+                match xorshift(&mut rng) % 3 {
+                    0 => b[at] ^= 1 << (xorshift(&mut rng) % 8),
+                    1 => b.truncate(at),
+                    _ => b.insert(at, xorshift(&mut rng) as u8),
+                }
+                if b.is_empty() {
+                    break;
+                }
+            }
+            let _ = Request::decode(&b);
+            let _ = Response::decode(&b);
+        }
+    }
+
     #[test]
     fn malformed_bytes_are_a_clear_error() {
         let err = Request::decode(&[0x2a]).unwrap_err();

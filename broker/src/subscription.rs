@@ -27,7 +27,7 @@ pub enum Policy {
     #[default]
     Block,
     /// The oldest buffered event is dropped; the loss is counted, reported to the consumer
-    /// ([`crate::Delivery::Lost`]) and in the metrics. Producers and other consumers never wait.
+    /// (`Delivery::Lost`) and in the metrics. Producers and other consumers never wait.
     Drop,
 }
 

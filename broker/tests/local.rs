@@ -124,8 +124,7 @@ async fn broadcast_groups_drop_and_durable_replay() {
     let err = b
         .consume("c", ConsumeOptions::default().from(StartAt::Beginning))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(err.to_string().contains("not durable"));
     n.shutdown().await;
 }

@@ -53,7 +53,8 @@ fn slowloris_and_slow_body_connections_are_closed_while_the_node_answers() {
     let mut lazy: Vec<TcpStream> = (0..500)
         .map(|_| {
             let mut s = TcpStream::connect(&n.admin).unwrap();
-            s.write_all(b"GET /tree HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            s.write_all(b"GET /tree HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
             s
         })
         .collect();
@@ -87,8 +88,15 @@ fn slowloris_and_slow_body_connections_are_closed_while_the_node_answers() {
                 Err(_) => break false,
             }
         };
-        assert!(closed, "slowloris connection {i} open after {:?}", started.elapsed());
+        assert!(
+            closed,
+            "slowloris connection {i} open after {:?}",
+            started.elapsed()
+        );
     }
-    assert!(started.elapsed() >= Duration::from_secs(9), "closed by the timeout, not at once");
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "closed by the timeout, not at once"
+    );
     assert!(n.dctl(&["tree"]).status.success());
 }

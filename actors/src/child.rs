@@ -10,6 +10,51 @@ pub type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, ActorProces
 
 type StartFn = Arc<dyn Fn(ActorCell) -> StartFuture + Send + Sync>;
 
+/// A child's start timeout unless its spec says otherwise (workers).
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Returned by a child's `pre_start` (or start function) to say "do not start me" (OTP's
+/// `ignore`): the supervisor keeps the spec, not running (a temporary child's spec is dropped),
+/// and [`crate::start_child`] answers [`crate::SupervisorError::Ignored`].
+///
+/// ```
+/// use ractor::{Actor, ActorProcessingErr, ActorRef};
+/// #[derive(Clone)]
+/// struct Optional;
+/// impl Actor for Optional {
+///     type Msg = ();
+///     type State = ();
+///     type Arguments = bool;
+///     async fn pre_start(&self, _: ActorRef<()>, enabled: bool) -> Result<(), ActorProcessingErr> {
+///         if !enabled {
+///             return Err(Box::new(actors::Ignore));
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ignore;
+
+impl fmt::Display for Ignore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ignore")
+    }
+}
+
+impl std::error::Error for Ignore {}
+
+/// Whether a start error is (or wraps, as ractor's `SpawnErr::StartupFailed`) an [`Ignore`].
+pub(crate) fn is_ignore(e: &ActorProcessingErr) -> bool {
+    if e.downcast_ref::<Ignore>().is_some() {
+        return true;
+    }
+    match e.downcast_ref::<ractor::SpawnErr>() {
+        Some(ractor::SpawnErr::StartupFailed(inner)) => inner.downcast_ref::<Ignore>().is_some(),
+        _ => false,
+    }
+}
+
 /// When a supervisor restarts a child that exited (OTP restart types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,6 +123,7 @@ pub struct ChildSpec {
     pub(crate) restart: Restart,
     pub(crate) shutdown: Shutdown,
     pub(crate) kind: ChildKind,
+    pub(crate) start_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for ChildSpec {
@@ -87,12 +133,14 @@ impl fmt::Debug for ChildSpec {
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
             .field("kind", &self.kind)
+            .field("start_timeout", &self.start_timeout)
             .finish()
     }
 }
 
 impl ChildSpec {
-    /// A worker child from a start function. Defaults: `permanent`, shutdown timeout 5 s.
+    /// A worker child from a start function. Defaults: `permanent`, shutdown timeout 5 s (OTP's
+    /// default for workers), start timeout 5 s.
     pub fn new<F, Fut>(id: impl Into<String>, start: F) -> Self
     where
         F: Fn(ActorCell) -> Fut + Send + Sync + 'static,
@@ -104,6 +152,7 @@ impl ChildSpec {
             restart: Restart::Permanent,
             shutdown: Shutdown::Timeout(Duration::from_secs(5)),
             kind: ChildKind::Worker,
+            start_timeout: Some(DEFAULT_START_TIMEOUT),
         }
     }
 
@@ -130,12 +179,32 @@ impl ChildSpec {
         })
     }
 
-    /// A nested [`Supervisor`] child. Defaults: `permanent`, shutdown `Infinity`.
+    /// A nested [`Supervisor`] child. Defaults: `permanent`, shutdown `Infinity`, start timeout
+    /// infinity (its start is its children's starts, each with its own timeout).
     pub fn supervisor(id: impl Into<String>, name: Option<String>, spec: SupervisorSpec) -> Self {
         let mut child = ChildSpec::worker(id, name, Supervisor, spec);
         child.kind = ChildKind::Supervisor;
         child.shutdown = Shutdown::Infinity;
+        child.start_timeout = None;
         child
+    }
+
+    /// How long a start (the start function, i.e. the actor's `pre_start`) may take; `None` =
+    /// infinity. A start that takes longer fails like a start that returned an error (the
+    /// half-started actor is dropped). Default 5 s for workers, infinity for supervisors.
+    ///
+    /// ```
+    /// # use actors::ChildSpec;
+    /// # use std::time::Duration;
+    /// # #[derive(Clone)] struct W;
+    /// # impl ractor::Actor for W { type Msg = (); type State = (); type Arguments = ();
+    /// #   async fn pre_start(&self, _: ractor::ActorRef<()>, _: ()) -> Result<(), ractor::ActorProcessingErr> { Ok(()) } }
+    /// let spec = ChildSpec::worker("w", None, W, ()).start_timeout(Some(Duration::from_secs(30)));
+    /// # let _ = spec;
+    /// ```
+    pub fn start_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.start_timeout = limit;
+        self
     }
 
     /// Set the restart type.

@@ -12,6 +12,14 @@ pub enum SupervisorError {
     /// The operation needs the child to be stopped, but it is running.
     #[error("child '{0}' is running")]
     Running(String),
+    /// The child is waiting for its restart (backoff, or a restart queued behind other calls):
+    /// OTP's `{error, restarting}`. Terminate it first to cancel the restart.
+    #[error("child '{0}' is restarting")]
+    Restarting(String),
+    /// The child's start answered [`crate::Ignore`] (OTP's `{ok, undefined}`): nothing runs;
+    /// the spec is kept unless the child is temporary.
+    #[error("child '{0}' ignored its start")]
+    Ignored(String),
     /// The child's start function failed.
     #[error("child '{id}' failed to start: {reason}")]
     StartFailed {

@@ -42,12 +42,14 @@ mod snapshot;
 mod stats;
 mod supervisor;
 
-pub use child::{ChildKind, ChildSpec, Restart, Shutdown, StartFuture};
+pub use child::{
+    ChildKind, ChildSpec, Ignore, Restart, Shutdown, StartFuture, DEFAULT_START_TIMEOUT,
+};
 pub use error::SupervisorError;
 pub use snapshot::{ChildStatus, TreeSnapshot};
 pub use stats::SupervisorStats;
 pub use supervisor::{
-    count_children, delete_child, restart_child, snapshot, start_child, terminate_child,
-    which_children, Backoff, ChildCount, ChildInfo, Intensity, Strategy, Supervisor, SupervisorMsg,
-    SupervisorSpec,
+    child_cell, count_children, delete_child, restart_child, snapshot, start_child,
+    terminate_child, which_children, Backoff, ChildCount, ChildInfo, Intensity, IntensityScope,
+    Strategy, Supervisor, SupervisorMsg, SupervisorSpec,
 };

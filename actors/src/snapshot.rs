@@ -14,6 +14,9 @@ pub enum ChildStatus {
     /// The actor is not running and will not be restarted unless asked
     /// (a transient child that exited normally, or a terminated child).
     Stopped,
+    /// Given up on: the child exceeded its own restart intensity (see
+    /// [`crate::IntensityScope::PerChild`]); the reason says why. Not restarted unless asked.
+    Failed,
     /// A supervisor that did not answer the snapshot request in time.
     Unresponsive,
 }
@@ -47,6 +50,9 @@ pub struct TreeSnapshot {
     pub strategy: Option<String>,
     /// Children, in start order.
     pub children: Vec<TreeSnapshot>,
+    /// Why the node is not running, when it failed or was given up on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl TreeSnapshot {
@@ -62,6 +68,7 @@ impl TreeSnapshot {
             restart: None,
             strategy: None,
             children: Vec::new(),
+            reason: None,
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct SupervisorStats {
     restarts: AtomicU64,
     escalations: AtomicU64,
+    gave_up: AtomicU64,
 }
 
 impl SupervisorStats {
@@ -21,6 +22,15 @@ impl SupervisorStats {
     /// Times a supervisor gave up because its restart intensity was exceeded.
     pub fn escalations(&self) -> u64 {
         self.escalations.load(Ordering::Relaxed)
+    }
+
+    /// Children stopped because they exceeded their own (per-child) restart intensity.
+    pub fn children_given_up(&self) -> u64 {
+        self.gave_up.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_gave_up(&self) {
+        self.gave_up.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_restart(&self) {

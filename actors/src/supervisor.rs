@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::{
-    child::{ChildKind, ChildSpec, Restart, Shutdown},
+    child::{is_ignore, ChildKind, ChildSpec, Restart, Shutdown},
     error::SupervisorError,
     snapshot::{ChildStatus, TreeSnapshot},
     stats::SupervisorStats,
@@ -63,6 +63,22 @@ impl Default for Intensity {
     }
 }
 
+/// Where restart intensity is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntensityScope {
+    /// OTP: one count for the whole supervisor; exceeding it stops every child and fails the
+    /// supervisor, which its own supervisor sees as a child failure (escalation).
+    #[default]
+    Supervisor,
+    /// Akka's `OneForOneStrategy`: one count per child (only with [`Strategy::OneForOne`]). A
+    /// child that exceeds it is stopped alone, with the reason recorded
+    /// ([`ChildStatus::Failed`], [`ChildInfo::reason`]); its siblings and the supervisor keep
+    /// running. For supervisors of unrelated children (actors spawned on request), where one
+    /// crash-looping child must not take the others down.
+    PerChild,
+}
+
 /// Optional exponential restart backoff (beyond OTP): the n-th consecutive restart of a child
 /// waits `min(max, initial * 2^(n-1))`; a child that ran for `reset_after` starts over at 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +106,7 @@ pub struct Backoff {
 pub struct SupervisorSpec {
     strategy: Strategy,
     intensity: Intensity,
+    scope: IntensityScope,
     backoff: Option<Backoff>,
     children: Vec<ChildSpec>,
     stats: Option<Arc<SupervisorStats>>,
@@ -101,6 +118,7 @@ impl SupervisorSpec {
         SupervisorSpec {
             strategy,
             intensity: Intensity::default(),
+            scope: IntensityScope::Supervisor,
             backoff: None,
             children: Vec::new(),
             stats: None,
@@ -116,6 +134,20 @@ impl SupervisorSpec {
     /// Set the restart intensity.
     pub fn intensity(mut self, intensity: Intensity) -> Self {
         self.intensity = intensity;
+        self
+    }
+
+    /// Count the intensity per child instead of for the whole supervisor (see
+    /// [`IntensityScope::PerChild`]; only with [`Strategy::OneForOne`], the start fails
+    /// otherwise).
+    ///
+    /// ```
+    /// use actors::{IntensityScope, Strategy, SupervisorSpec};
+    /// let spec = SupervisorSpec::new(Strategy::OneForOne).intensity_scope(IntensityScope::PerChild);
+    /// # let _ = spec;
+    /// ```
+    pub fn intensity_scope(mut self, scope: IntensityScope) -> Self {
+        self.scope = scope;
         self
     }
 
@@ -152,6 +184,9 @@ pub struct ChildInfo {
     pub restarts: u32,
     /// Restart type.
     pub restart: Restart,
+    /// Why the child is not running, when it failed or was given up on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Counts as reported by [`count_children`] (OTP `count_children/1`).
@@ -184,7 +219,10 @@ pub enum SupervisorMsg {
     CountChildren(RpcReplyPort<ChildCount>),
     /// The tree under this supervisor.
     Snapshot(RpcReplyPort<TreeSnapshot>),
-    /// Internal: a backoff delay elapsed.
+    /// The running actor of a child, by id.
+    ChildCell(String, RpcReplyPort<Option<ActorCell>>),
+    /// Internal: restart these children now (sent to itself after an exit, or when a backoff
+    /// delay elapsed), so the supervisor answers other messages between restart attempts.
     #[doc(hidden)]
     RestartDue(Vec<String>),
 }
@@ -198,14 +236,33 @@ struct Child {
     started_at: Instant,
     pending_restart: bool,
     consecutive: u32,
+    /// Restart times of this child (for [`IntensityScope::PerChild`]).
+    restart_log: VecDeque<Instant>,
+    /// Given up on (per-child intensity exceeded): why.
+    gave_up: Option<String>,
 }
 
 impl Child {
+    fn new(spec: ChildSpec, cell: Option<ActorCell>) -> Child {
+        Child {
+            spec,
+            cell,
+            restarts: 0,
+            started_at: Instant::now(),
+            pending_restart: false,
+            consecutive: 0,
+            restart_log: VecDeque::new(),
+            gave_up: None,
+        }
+    }
+
     fn status(&self) -> ChildStatus {
         if self.cell.is_some() {
             ChildStatus::Running
         } else if self.pending_restart {
             ChildStatus::Restarting
+        } else if self.gave_up.is_some() {
+            ChildStatus::Failed
         } else {
             ChildStatus::Stopped
         }
@@ -219,6 +276,7 @@ impl Child {
             status: self.status(),
             restarts: self.restarts,
             restart: self.spec.restart,
+            reason: self.gave_up.clone(),
         }
     }
 }
@@ -227,29 +285,31 @@ impl Child {
 pub struct SupervisorState {
     strategy: Strategy,
     intensity: Intensity,
+    scope: IntensityScope,
     backoff: Option<Backoff>,
     stats: Option<Arc<SupervisorStats>>,
     children: Vec<Child>,
     restart_log: VecDeque<Instant>,
 }
 
+/// Records a restart at `now` in `log`; false when more than `intensity.max_restarts` fall
+/// within `intensity.period` (OTP counts the restarts within the last `period`).
+fn record_restart(log: &mut VecDeque<Instant>, intensity: Intensity) -> bool {
+    let now = Instant::now();
+    log.push_back(now);
+    while let Some(first) = log.front() {
+        if now.duration_since(*first) > intensity.period {
+            log.pop_front();
+        } else {
+            break;
+        }
+    }
+    log.len() <= intensity.max_restarts as usize
+}
+
 impl SupervisorState {
     fn position(&self, id: &str) -> Option<usize> {
         self.children.iter().position(|c| c.spec.id == id)
-    }
-
-    /// Records a restart; false when the intensity is exceeded.
-    fn allow_restart(&mut self) -> bool {
-        let now = Instant::now();
-        self.restart_log.push_back(now);
-        while let Some(first) = self.restart_log.front() {
-            if now.duration_since(*first) > self.intensity.period {
-                self.restart_log.pop_front();
-            } else {
-                break;
-            }
-        }
-        self.restart_log.len() <= self.intensity.max_restarts as usize
     }
 
     fn backoff_delay(&mut self, idx: usize) -> Duration {
@@ -312,16 +372,30 @@ async fn shutdown_child(cell: ActorCell, shutdown: Shutdown) {
     }
 }
 
+/// Start one child from its spec, within its start timeout. `Ok(None)`: the child answered
+/// `ignore` ([`crate::Ignore`]).
 async fn start_one(
     myself: &ActorRef<SupervisorMsg>,
     spec: &ChildSpec,
-) -> Result<ActorCell, SupervisorError> {
-    (spec.start)(myself.get_cell())
-        .await
-        .map_err(|e| SupervisorError::StartFailed {
-            id: spec.id.clone(),
-            reason: e.to_string(),
-        })
+) -> Result<Option<ActorCell>, SupervisorError> {
+    let failed = |reason: String| SupervisorError::StartFailed {
+        id: spec.id.clone(),
+        reason,
+    };
+    let start = (spec.start)(myself.get_cell());
+    let result = match spec.start_timeout {
+        Some(limit) => match tokio::time::timeout(limit, start).await {
+            Ok(r) => r,
+            // Dropping the start future drops the half-started actor with it.
+            Err(_) => return Err(failed(format!("start timed out after {limit:?}"))),
+        },
+        None => start.await,
+    };
+    match result {
+        Ok(cell) => Ok(Some(cell)),
+        Err(e) if is_ignore(&e) => Ok(None),
+        Err(e) => Err(failed(e.to_string())),
+    }
 }
 
 async fn stop_all_reverse(state: &mut SupervisorState) {
@@ -334,110 +408,132 @@ async fn stop_all_reverse(state: &mut SupervisorState) {
 }
 
 impl Supervisor {
-    /// Start the children named by `ids` (in spec order) that are not running.
-    /// Returns the id of the first child that failed to start.
+    /// Start the children named by `ids` (in spec order) that are waiting for a restart.
+    /// Returns the id of the first child that failed to start, and why.
     async fn start_ids(
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
         ids: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, String)> {
         for id in ids {
             let Some(idx) = state.position(id) else {
                 continue;
             };
             let child = &mut state.children[idx];
-            child.pending_restart = false;
-            if child.cell.is_some() {
+            if child.cell.is_some() || !child.pending_restart {
                 continue;
             }
+            child.pending_restart = false;
             match start_one(myself, &child.spec).await {
                 Ok(cell) => {
-                    child.cell = Some(cell);
+                    let ignored = cell.is_none();
+                    child.cell = cell;
                     child.restarts += 1;
                     child.started_at = Instant::now();
                     if let Some(s) = &state.stats {
                         s.record_restart();
                     }
+                    if ignored && child.spec.restart == Restart::Temporary {
+                        state.children.remove(idx);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(supervisor = ?myself.get_name(), "restart failed: {e}");
-                    return Err(id.clone());
+                    return Err((id.clone(), e.to_string()));
                 }
             }
         }
         Ok(())
     }
 
-    /// A child must be restarted: apply intensity, strategy and backoff, retrying children whose
-    /// restart fails (each retry counts against the intensity, as in OTP).
+    /// A child exited (or failed to restart) and must be restarted: apply intensity, strategy
+    /// and backoff. The restart itself happens in a [`SupervisorMsg::RestartDue`] the
+    /// supervisor sends itself, so it answers other calls in between; a restart that fails
+    /// comes back here and counts against the intensity again, as in OTP.
     async fn restart(
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
         failed: String,
+        why: String,
     ) -> Result<(), ActorProcessingErr> {
-        let mut failed = failed;
-        loop {
-            if !state.allow_restart() {
-                tracing::error!(
-                    supervisor = ?myself.get_name(),
-                    "reached max restart intensity ({} in {:?}); shutting down",
-                    state.intensity.max_restarts,
-                    state.intensity.period
-                );
-                if let Some(s) = &state.stats {
-                    s.record_escalation();
-                }
-                stop_all_reverse(state).await;
-                return Err(From::from(format!(
-                    "reached max restart intensity: more than {} restarts in {:?}",
-                    state.intensity.max_restarts, state.intensity.period
-                )));
-            }
-            let Some(idx) = state.position(&failed) else {
-                return Ok(());
-            };
-            let group: Vec<usize> = match state.strategy {
-                Strategy::OneForOne => vec![idx],
-                Strategy::OneForAll => (0..state.children.len()).collect(),
-                Strategy::RestForOne => (idx..state.children.len()).collect(),
-            };
-            for &i in group.iter().rev() {
-                let child = &mut state.children[i];
-                if let Some(cell) = child.cell.take() {
-                    shutdown_child(cell, child.spec.shutdown).await;
-                }
-            }
-            // Temporary siblings stopped for the group are not restarted: their specs go.
-            let ids: Vec<String> = group
-                .iter()
-                .map(|&i| &state.children[i])
-                .filter(|c| c.spec.restart != Restart::Temporary || c.spec.id == failed)
-                .map(|c| c.spec.id.clone())
-                .collect();
-            state
-                .children
-                .retain(|c| c.spec.restart != Restart::Temporary || ids.contains(&c.spec.id));
-
-            let Some(idx) = state.position(&failed) else {
-                return Ok(());
-            };
-            let delay = state.backoff_delay(idx);
-            if !delay.is_zero() {
-                for id in &ids {
-                    if let Some(i) = state.position(id) {
-                        state.children[i].pending_restart = true;
+        let Some(idx) = state.position(&failed) else {
+            return Ok(());
+        };
+        match state.scope {
+            IntensityScope::Supervisor => {
+                if !record_restart(&mut state.restart_log, state.intensity) {
+                    tracing::error!(
+                        supervisor = ?myself.get_name(),
+                        "reached max restart intensity ({} in {:?}); shutting down",
+                        state.intensity.max_restarts,
+                        state.intensity.period
+                    );
+                    if let Some(s) = &state.stats {
+                        s.record_escalation();
                     }
+                    stop_all_reverse(state).await;
+                    return Err(From::from(format!(
+                        "reached max restart intensity: more than {} restarts in {:?}",
+                        state.intensity.max_restarts, state.intensity.period
+                    )));
                 }
-                myself.send_after(delay, move || SupervisorMsg::RestartDue(ids));
-                return Ok(());
             }
-            match Self::start_ids(myself, state, &ids).await {
-                Ok(()) => return Ok(()),
-                Err(id) => failed = id,
+            IntensityScope::PerChild => {
+                let intensity = state.intensity;
+                let child = &mut state.children[idx];
+                if !record_restart(&mut child.restart_log, intensity) {
+                    let reason = format!(
+                        "reached max restart intensity: more than {} restarts in {:?}; last exit: {why}",
+                        intensity.max_restarts, intensity.period
+                    );
+                    tracing::error!(supervisor = ?myself.get_name(), child = %failed, "{reason}; child stopped");
+                    child.pending_restart = false;
+                    child.gave_up = Some(reason);
+                    if let Some(s) = &state.stats {
+                        s.record_gave_up();
+                    }
+                    return Ok(());
+                }
             }
         }
+        let group: Vec<usize> = match state.strategy {
+            Strategy::OneForOne => vec![idx],
+            Strategy::OneForAll => (0..state.children.len()).collect(),
+            Strategy::RestForOne => (idx..state.children.len()).collect(),
+        };
+        for &i in group.iter().rev() {
+            let child = &mut state.children[i];
+            if let Some(cell) = child.cell.take() {
+                shutdown_child(cell, child.spec.shutdown).await;
+            }
+        }
+        // Temporary siblings stopped for the group are not restarted: their specs go.
+        let ids: Vec<String> = group
+            .iter()
+            .map(|&i| &state.children[i])
+            .filter(|c| c.spec.restart != Restart::Temporary || c.spec.id == failed)
+            .map(|c| c.spec.id.clone())
+            .collect();
+        state
+            .children
+            .retain(|c| c.spec.restart != Restart::Temporary || ids.contains(&c.spec.id));
+        let Some(idx) = state.position(&failed) else {
+            return Ok(());
+        };
+        let delay = state.backoff_delay(idx);
+        for id in &ids {
+            if let Some(i) = state.position(id) {
+                state.children[i].pending_restart = true;
+            }
+        }
+        if delay.is_zero() {
+            // Queued behind whatever is already in the mailbox: admin calls get answered.
+            myself.send_message(SupervisorMsg::RestartDue(ids))?;
+        } else {
+            myself.send_after(delay, move || SupervisorMsg::RestartDue(ids));
+        }
+        Ok(())
     }
-
     async fn snapshot(
         myself: &ActorRef<SupervisorMsg>,
         state: &SupervisorState,
@@ -460,6 +556,7 @@ impl Supervisor {
                 node.actor_name = c.cell.as_ref().and_then(|x| x.get_name());
                 node.restarts = c.restarts;
                 node.restart = Some(c.spec.restart.to_string());
+                node.reason = c.gave_up.clone();
                 let nested = c
                     .cell
                     .clone()
@@ -500,9 +597,16 @@ impl Actor for Supervisor {
         myself: ActorRef<Self::Msg>,
         spec: SupervisorSpec,
     ) -> Result<Self::State, ActorProcessingErr> {
+        if spec.scope == IntensityScope::PerChild && spec.strategy != Strategy::OneForOne {
+            return Err(From::from(format!(
+                "a per-child restart intensity needs one_for_one, not {}",
+                spec.strategy.as_str()
+            )));
+        }
         let mut state = SupervisorState {
             strategy: spec.strategy,
             intensity: spec.intensity,
+            scope: spec.scope,
             backoff: spec.backoff,
             stats: spec.stats,
             children: Vec::with_capacity(spec.children.len()),
@@ -514,14 +618,10 @@ impl Actor for Supervisor {
                 return Err(From::from(SupervisorError::AlreadyPresent(child.id)));
             }
             match start_one(&myself, &child).await {
-                Ok(cell) => state.children.push(Child {
-                    spec: child,
-                    cell: Some(cell),
-                    restarts: 0,
-                    started_at: Instant::now(),
-                    pending_restart: false,
-                    consecutive: 0,
-                }),
+                // OTP: a static child that answers `ignore` keeps its spec (not running),
+                // a temporary one is forgotten.
+                Ok(None) if child.restart == Restart::Temporary => {}
+                Ok(cell) => state.children.push(Child::new(child, cell)),
                 Err(e) => {
                     stop_all_reverse(&mut state).await;
                     return Err(From::from(e));
@@ -552,17 +652,20 @@ impl Actor for Supervisor {
                     let _ = reply.send(Err(SupervisorError::AlreadyPresent(spec.id)));
                     return Ok(());
                 }
-                let result = start_one(&myself, &spec).await;
-                if let Ok(cell) = &result {
-                    state.children.push(Child {
-                        spec,
-                        cell: Some(cell.clone()),
-                        restarts: 0,
-                        started_at: Instant::now(),
-                        pending_restart: false,
-                        consecutive: 0,
-                    });
-                }
+                let id = spec.id.clone();
+                let result = match start_one(&myself, &spec).await {
+                    Ok(Some(cell)) => {
+                        state.children.push(Child::new(spec, Some(cell.clone())));
+                        Ok(cell)
+                    }
+                    Ok(None) => {
+                        if spec.restart != Restart::Temporary {
+                            state.children.push(Child::new(spec, None));
+                        }
+                        Err(SupervisorError::Ignored(id))
+                    }
+                    Err(e) => Err(e),
+                };
                 let _ = reply.send(result);
             }
             SupervisorMsg::TerminateChild(id, reply) => {
@@ -585,17 +688,27 @@ impl Actor for Supervisor {
                     let _ = reply.send(Err(SupervisorError::NotFound(id)));
                     return Ok(());
                 };
-                if state.children[idx].cell.is_some() {
+                let child = &state.children[idx];
+                if child.cell.is_some() {
                     let _ = reply.send(Err(SupervisorError::Running(id)));
                     return Ok(());
                 }
-                let result = start_one(&myself, &state.children[idx].spec).await;
-                if let Ok(cell) = &result {
-                    let child = &mut state.children[idx];
-                    child.cell = Some(cell.clone());
-                    child.pending_restart = false;
-                    child.started_at = Instant::now();
+                if child.pending_restart {
+                    let _ = reply.send(Err(SupervisorError::Restarting(id)));
+                    return Ok(());
                 }
+                let result = match start_one(&myself, &child.spec).await {
+                    Ok(Some(cell)) => {
+                        let child = &mut state.children[idx];
+                        child.cell = Some(cell.clone());
+                        child.started_at = Instant::now();
+                        child.gave_up = None;
+                        child.restart_log.clear();
+                        Ok(cell)
+                    }
+                    Ok(None) => Err(SupervisorError::Ignored(id)),
+                    Err(e) => Err(e),
+                };
                 let _ = reply.send(result);
             }
             SupervisorMsg::DeleteChild(id, reply) => {
@@ -603,6 +716,9 @@ impl Actor for Supervisor {
                     None => Err(SupervisorError::NotFound(id)),
                     Some(idx) if state.children[idx].cell.is_some() => {
                         Err(SupervisorError::Running(id))
+                    }
+                    Some(idx) if state.children[idx].pending_restart => {
+                        Err(SupervisorError::Restarting(id))
                     }
                     Some(idx) => {
                         state.children.remove(idx);
@@ -628,18 +744,16 @@ impl Actor for Supervisor {
                 });
             }
             SupervisorMsg::Snapshot(reply) => Self::snapshot(&myself, state, reply).await,
+            SupervisorMsg::ChildCell(id, reply) => {
+                let cell = state
+                    .position(&id)
+                    .and_then(|i| state.children[i].cell.clone());
+                let _ = reply.send(cell);
+            }
             SupervisorMsg::RestartDue(ids) => {
-                // Only children still waiting (not terminated meanwhile) are started.
-                let ids: Vec<String> = ids
-                    .into_iter()
-                    .filter(|id| {
-                        state
-                            .position(id)
-                            .is_some_and(|i| state.children[i].pending_restart)
-                    })
-                    .collect();
-                if let Err(failed) = Self::start_ids(&myself, state, &ids).await {
-                    Self::restart(&myself, state, failed).await?;
+                // Children terminated meanwhile are no longer pending and are skipped.
+                if let Err((failed, why)) = Self::start_ids(&myself, state, &ids).await {
+                    Self::restart(&myself, state, failed, why).await?;
                 }
             }
         }
@@ -656,7 +770,7 @@ impl Actor for Supervisor {
             SupervisionEvent::ActorTerminated(cell, _, reason) => (
                 cell,
                 is_abnormal(reason.as_deref()),
-                reason.clone().unwrap_or_default(),
+                reason.clone().unwrap_or_else(|| "normal".into()),
             ),
             SupervisionEvent::ActorFailed(cell, err) => (cell, true, err.to_string()),
             _ => return Ok(()),
@@ -679,7 +793,7 @@ impl Actor for Supervisor {
             return Ok(());
         }
         let id = child.spec.id.clone();
-        Self::restart(&myself, state, id).await
+        Self::restart(&myself, state, id, reason).await
     }
 }
 
@@ -741,4 +855,27 @@ pub async fn count_children(sup: &ActorRef<SupervisorMsg>) -> Result<ChildCount,
 /// A snapshot of the tree under this supervisor.
 pub async fn snapshot(sup: &ActorRef<SupervisorMsg>) -> Result<TreeSnapshot, SupervisorError> {
     ask(sup, SupervisorMsg::Snapshot).await
+}
+
+/// The running actor of the child `id`, if it runs (e.g. to monitor it or, in diagnostics, to
+/// kill it).
+///
+/// ```
+/// # use actors::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+/// # #[derive(Clone)] struct W;
+/// # impl ractor::Actor for W { type Msg = (); type State = (); type Arguments = ();
+/// #   async fn pre_start(&self, _: ractor::ActorRef<()>, _: ()) -> Result<(), ractor::ActorProcessingErr> { Ok(()) } }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::worker("w", None, W, ()));
+/// let (sup, _) = Supervisor::start(None, spec).await.unwrap();
+/// assert!(actors::child_cell(&sup, "w").await.unwrap().is_some());
+/// assert!(actors::child_cell(&sup, "nope").await.unwrap().is_none());
+/// # sup.stop_and_wait(None, None).await.unwrap();
+/// # });
+/// ```
+pub async fn child_cell(
+    sup: &ActorRef<SupervisorMsg>,
+    id: &str,
+) -> Result<Option<ActorCell>, SupervisorError> {
+    ask(sup, |r| SupervisorMsg::ChildCell(id.to_string(), r)).await
 }

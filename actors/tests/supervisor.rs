@@ -9,8 +9,8 @@ use std::{
 
 use actors::{
     count_children, delete_child, restart_child, snapshot, start_child, terminate_child,
-    which_children, Backoff, ChildKind, ChildSpec, ChildStatus, Intensity, Restart, Shutdown,
-    Strategy, Supervisor, SupervisorError, SupervisorMsg, SupervisorSpec,
+    which_children, Backoff, ChildKind, ChildSpec, ChildStatus, Intensity, IntensityScope, Restart,
+    Shutdown, Strategy, Supervisor, SupervisorError, SupervisorMsg, SupervisorSpec,
 };
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 
@@ -558,4 +558,63 @@ async fn snapshot_describes_the_whole_tree() {
     assert_eq!(json["children"][1]["children"][0]["kind"], "worker");
     assert_eq!(json["children"][1]["children"][0]["status"], "running");
     sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn per_child_intensity_stops_the_crash_looping_child_alone() {
+    let probe = Arc::new(Probe::default());
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(Intensity {
+            max_restarts: 3,
+            period: Duration::from_secs(30),
+        })
+        .intensity_scope(IntensityScope::PerChild)
+        .child(worker(&probe, "loop"))
+        .child(worker(&probe, "bystander"));
+    let (sup, _) = Supervisor::start(None, spec).await.unwrap();
+    let bystander = ids(&sup).await["bystander"].clone();
+    for n in 1..=3 {
+        crash(&probe, "loop");
+        wait_until("loop restarted", || async {
+            restarts_of(&sup, "loop").await == n
+        })
+        .await;
+    }
+    crash(&probe, "loop"); // the 4th restart in the window is one too many, for this child only
+    wait_until("loop given up", || async {
+        which_children(&sup).await.unwrap()[0].status == ChildStatus::Failed
+    })
+    .await;
+    let children = which_children(&sup).await.unwrap();
+    let reason = children[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("more than 3 restarts") && reason.contains("crash requested"),
+        "{reason}"
+    );
+    assert_eq!(children[1].status, ChildStatus::Running);
+    assert_eq!(
+        children[1].actor_id, bystander,
+        "the bystander was never restarted"
+    );
+    assert_eq!(sup.get_status(), ractor::ActorStatus::Running);
+    let snap = snapshot(&sup).await.unwrap();
+    let node = snap.find("loop").unwrap();
+    assert_eq!(node.status, ChildStatus::Failed);
+    assert_eq!(node.reason.as_deref(), Some(reason.as_str()));
+    // Asked explicitly, it starts again with a fresh count.
+    restart_child(&sup, "loop").await.unwrap();
+    crash(&probe, "loop");
+    wait_until("loop restarted after restart_child", || async {
+        which_children(&sup).await.unwrap()[0].status == ChildStatus::Running
+            && restarts_of(&sup, "loop").await == 4
+    })
+    .await;
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn per_child_intensity_needs_one_for_one() {
+    let spec = SupervisorSpec::new(Strategy::OneForAll).intensity_scope(IntensityScope::PerChild);
+    let err = Supervisor::start(None, spec).await.unwrap_err();
+    assert!(err.to_string().contains("needs one_for_one"), "{err}");
 }

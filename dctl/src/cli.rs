@@ -53,6 +53,11 @@ pub enum Command {
         #[arg(long, default_value_t = 5000)]
         timeout: u64,
     },
+    /// Stop a spawned actor on whichever node runs it (it is not restarted).
+    Stop {
+        /// Actor name.
+        name: String,
+    },
     /// Show the supervision tree.
     Tree {
         /// The trees of every live node.
@@ -134,6 +139,10 @@ pub struct NodeArgs {
     /// The CA certificate every node's certificate is signed by (PEM).
     #[arg(long, requires_all = ["tls_cert", "tls_key"])]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Serve diagnostic admin routes for fault tests (`POST /api/diag/kill/{service}` kills a
+    /// system service). Off by default: anyone reaching the admin API could crash the node.
+    #[arg(long)]
+    pub diagnostics: bool,
     #[command(flatten)]
     pub kv: crate::kv_cmd::KvNodeArgs,
 }

@@ -62,6 +62,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Stop { name } => {
+            let client = Client::new(&cli.admin)?;
+            let out = client
+                .delete(&format!("/api/actors/{}", encode(&name)))
+                .await?;
+            if cli.json {
+                println!("{out}");
+            } else {
+                let node = out.get("node").and_then(Value::as_str).unwrap_or("?");
+                println!("stopped {name} on {node}");
+            }
+            Ok(())
+        }
         Command::Tree { all: false } => {
             let client = Client::new(&cli.admin)?;
             let out = client.get("/tree").await?;
@@ -141,6 +154,9 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         builder = builder.data_dir(dir);
     }
     let node = builder.start().await.context("cannot start the node")?;
+    if args.diagnostics {
+        node.enable_diagnostics();
+    }
     if let Err(e) = crate::services::start(&node, &args).await {
         node.shutdown().await;
         return Err(e.context("cannot start the node's services"));
@@ -156,7 +172,7 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
             args.gossip
         );
     }
-    node.run_until_signal().await;
+    node.run_until_signal().await?;
     Ok(())
 }
 

@@ -24,6 +24,9 @@ fn describe(node: &Value) -> String {
     if restarts > 0 {
         parts.push(format!("restarts: {restarts}"));
     }
+    if let Some(reason) = node.get("reason").and_then(Value::as_str) {
+        parts.push(format!("reason: {reason}"));
+    }
     format!("{} ({})", s("name"), parts.join(", "))
 }
 

@@ -3,7 +3,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/health` | `{"status":"ok","node":NAME}` |
+//! | GET | `/health` | `{"status":"ok","node":NAME,"down":[]}`; 503 with `"status":"unhealthy"` and what is down |
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/tree` | `{"node":NAME,"tree":{...}}` |
 //! | GET | `/tree/all` | `{"nodes":[{"node":NAME,"tree":{...}}, ...]}` (every live node) |
@@ -13,6 +13,7 @@
 //! | POST | `/api/spawn` | `{"factory","name","args"?,"on"?}` → `{"name","actor_id","node"}` |
 //! | POST | `/api/actors/{name}/tell` | body: any JSON → 202 |
 //! | POST | `/api/actors/{name}/call?timeout_ms=N` | body: any JSON → the reply JSON |
+//! | DELETE | `/api/actors/{name}` | stop a spawned actor on any node → `{"stopped":NAME,"node":NODE}` |
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
 
@@ -24,7 +25,7 @@ use axum::{
     extract::{Path, Query, State},
     http::{header, StatusCode},
     response::{Html, IntoResponse, Response},
-    routing::{get, post},
+    routing::{delete, get, post},
     Json, Router,
 };
 use serde::Deserialize;
@@ -48,6 +49,7 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/api/spawn", post(spawn))
         .route("/api/actors/{name}/tell", post(tell))
         .route("/api/actors/{name}/call", post(call))
+        .route("/api/actors/{name}", delete(stop))
         .fallback(extension)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
@@ -94,8 +96,23 @@ async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-async fn health(State(node): State<Node>) -> Json<Value> {
-    Json(json!({ "status": "ok", "node": node.name() }))
+async fn health(State(node): State<Node>) -> Response {
+    let health = node.health().await;
+    let (status, word) = if health.is_healthy() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
+    };
+    (
+        status,
+        Json(json!({ "status": word, "node": health.node, "down": health.down })),
+    )
+        .into_response()
+}
+
+async fn stop(State(node): State<Node>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let on = node.stop(&name).await?;
+    Ok(Json(json!({ "stopped": name, "node": on })))
 }
 
 async fn metrics(State(node): State<Node>) -> Response {

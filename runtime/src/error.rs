@@ -68,6 +68,10 @@ pub enum RuntimeError {
     /// The node is shutting down or its supervisors are unavailable.
     #[error("node unavailable: {0}")]
     Unavailable(String),
+    /// The node's root supervisor gave up: a system service failed beyond its restart
+    /// intensity, and the node stopped.
+    #[error("node '{0}' stopped: its root supervisor gave up (a system service kept failing)")]
+    RootGaveUp(String),
     /// Binding a listener failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -117,7 +121,9 @@ impl RuntimeError {
             | RuntimeError::Unreachable { .. } => 502,
             RuntimeError::Remote { status, .. } => *status,
             RuntimeError::SpawnFailed(_) => 422,
-            RuntimeError::Unavailable(_) | RuntimeError::Bind { .. } => 503,
+            RuntimeError::Unavailable(_)
+            | RuntimeError::RootGaveUp(_)
+            | RuntimeError::Bind { .. } => 503,
         }
     }
 }

@@ -8,8 +8,8 @@ use std::{
 };
 
 use actors::{
-    ChildSpec, Intensity, Strategy, Supervisor, SupervisorError, SupervisorMsg, SupervisorSpec,
-    SupervisorStats, TreeSnapshot,
+    ChildSpec, Intensity, IntensityScope, Strategy, Supervisor, SupervisorError, SupervisorMsg,
+    SupervisorSpec, SupervisorStats, TreeSnapshot,
 };
 use ractor::{rpc::CallResult, Actor, ActorCell, ActorRef, Message, MessagingErr, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,16 @@ pub struct NodeTree {
     pub tree: TreeSnapshot,
 }
 
+/// What became of a node's root supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RootState {
+    Running,
+    /// Stopped by [`Node::shutdown`].
+    Stopped,
+    /// Stopped on its own: it gave up.
+    GaveUp,
+}
+
 struct AdminServer {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
@@ -56,6 +66,10 @@ pub(crate) struct Inner {
     cluster: OnceLock<Arc<Cluster>>,
     extra_routes: RwLock<Option<axum::Router>>,
     shutdown_hooks: Mutex<Vec<ShutdownHook>>,
+    /// What became of the root supervisor.
+    pub(crate) root_down: tokio::sync::watch::Receiver<RootState>,
+    /// Set when [`Node::shutdown`] begins: a root that stops after this did not give up.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type ShutdownHook =
@@ -147,11 +161,23 @@ impl Node {
                 },
                 (),
             ));
+        // Actors spawned on request are unrelated to each other: each has its own restart
+        // count, and one that exceeds it is stopped alone (the `user` supervisor never
+        // escalates because of its children).
         let user = SupervisorSpec::new(Strategy::OneForOne)
             .intensity(generous)
+            .intensity_scope(IntensityScope::PerChild)
             .stats(stats.clone());
+        // `root` restarts nothing: `system` fails only after its services exceeded their
+        // intensity, and a restarted `system` would come back without the services other crates
+        // added to it at run time (KV, broker, registry). So root gives up at once, and the
+        // node leaves the cluster and exits (see `Node::run_until_signal`): a node that cannot
+        // serve must not look alive, and its process supervisor restarts it whole.
         let root = SupervisorSpec::new(Strategy::OneForOne)
-            .intensity(generous)
+            .intensity(Intensity {
+                max_restarts: 0,
+                period: Duration::from_secs(10),
+            })
             .stats(stats.clone())
             .child(ChildSpec::supervisor(
                 "system",
@@ -159,9 +185,20 @@ impl Node {
                 system,
             ))
             .child(ChildSpec::supervisor("user", Some(user_name(&name)), user));
-        let (root, _) = Supervisor::start(Some(root_name(&name)), root)
+        let (root, root_task) = Supervisor::start(Some(root_name(&name)), root)
             .await
             .map_err(|e| RuntimeError::Unavailable(format!("root supervisor: {e}")))?;
+        let (root_down_tx, root_down) = tokio::sync::watch::channel(RootState::Running);
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asked = stopping.clone();
+        tokio::spawn(async move {
+            let _ = root_task.await;
+            let _ = root_down_tx.send(if asked.load(std::sync::atomic::Ordering::SeqCst) {
+                RootState::Stopped
+            } else {
+                RootState::GaveUp
+            });
+        });
 
         let mut factories = BTreeMap::new();
         factories.insert("echo".to_string(), Factory::new(|_| Ok((Echo, ()))));
@@ -180,6 +217,8 @@ impl Node {
                 cluster: OnceLock::new(),
                 extra_routes: RwLock::new(None),
                 shutdown_hooks: Mutex::new(Vec::new()),
+                root_down,
+                stopping,
             }),
         };
         let _ = handle.set(Arc::downgrade(&node.inner));
@@ -458,7 +497,8 @@ impl Node {
         }
     }
 
-    /// Stop a spawned actor (it will not be restarted) and forget it.
+    /// Stop a spawned actor of this node (it will not be restarted) and forget it; an actor
+    /// waiting for its restart, or given up on, is forgotten too.
     pub async fn stop_actor(&self, name: &str) -> Result<(), RuntimeError> {
         let user = self.user_supervisor()?;
         actors::terminate_child(&user, name)
@@ -469,6 +509,65 @@ impl Node {
             })?;
         let _ = actors::delete_child(&user, name).await;
         Ok(())
+    }
+
+    /// Stop a spawned actor on whichever node runs it (this one first, then every live node's
+    /// spawner); returns the node it was stopped on. [`RuntimeError::UnknownActor`] when no
+    /// node has a user actor of that name.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let node = runtime::Node::builder().name("stop-doc").without_admin().start().await.unwrap();
+    /// node.spawn("stop-doc-echo", runtime::echo::Echo, ()).await.unwrap();
+    /// assert_eq!(node.stop("stop-doc-echo").await.unwrap(), "stop-doc");
+    /// assert!(node.lookup::<runtime::JsonMsg>("stop-doc-echo").is_err());
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn stop(&self, name: &str) -> Result<String, RuntimeError> {
+        match self.stop_actor(name).await {
+            Ok(()) => return Ok(self.name().to_string()),
+            Err(RuntimeError::UnknownActor(_)) => {}
+            Err(e) => return Err(e),
+        }
+        for m in self.members().await {
+            if m.is_self || m.state != MemberState::Alive {
+                continue;
+            }
+            let Some(spawner) = Self::remote_member::<SpawnerMsg>(&spawner_group(&m.name)) else {
+                continue;
+            };
+            let asked = name.to_string();
+            let Ok(bytes) = self
+                .call(
+                    &spawner,
+                    |p| SpawnerMsg::Stop(asked, p),
+                    Duration::from_secs(10),
+                )
+                .await
+            else {
+                continue;
+            };
+            match serde_json::from_slice::<SpawnReply>(&bytes) {
+                Ok(SpawnReply::Ok { .. }) => return Ok(m.name),
+                Ok(SpawnReply::Err { status: 404, .. }) => {}
+                Ok(SpawnReply::Err { status, message }) => {
+                    return Err(RuntimeError::Remote {
+                        node: m.name,
+                        status,
+                        message,
+                    })
+                }
+                Err(e) => {
+                    return Err(RuntimeError::Remote {
+                        node: m.name,
+                        status: 502,
+                        message: format!("unreadable stop reply: {e}"),
+                    })
+                }
+            }
+        }
+        Err(RuntimeError::UnknownActor(name.to_string()))
     }
 
     /// Find a typed actor by name.
@@ -906,8 +1005,24 @@ impl Node {
             .map_err(|e| RuntimeError::Unavailable(format!("inspector answered badly: {e}")))
     }
 
+    /// Resolves when the root supervisor has stopped. Unless [`Node::shutdown`] stopped it, that
+    /// means it gave up (a system service failed beyond its restart intensity): the node can no
+    /// longer serve.
+    pub async fn root_stopped(&self) {
+        let mut down = self.inner.root_down.clone();
+        let _ = down.wait_for(|d| *d != RootState::Running).await;
+    }
+
+    /// Whether the root supervisor stopped without [`Node::shutdown`] asking it to.
+    pub fn root_gave_up(&self) -> bool {
+        *self.inner.root_down.borrow() == RootState::GaveUp
+    }
+
     /// Stop the node: the admin server first, then the tree in reverse start order.
     pub async fn shutdown(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let hooks: Vec<ShutdownHook> = std::mem::take(
             &mut *self
                 .inner
@@ -939,11 +1054,26 @@ impl Node {
         tracing::info!(node = %self.name(), "node stopped");
     }
 
-    /// Wait for Ctrl-C or SIGTERM, then [`Node::shutdown`].
-    pub async fn run_until_signal(&self) {
-        wait_for_signal().await;
-        tracing::info!(node = %self.name(), "signal received, shutting down");
-        self.shutdown().await;
+    /// Wait for Ctrl-C or SIGTERM, then [`Node::shutdown`] and `Ok`. If the root supervisor
+    /// gives up first, the node leaves the cluster (shutdown hooks, gossip, transport, admin
+    /// API) and this returns [`RuntimeError::RootGaveUp`], so the process can exit non-zero
+    /// and its supervisor restart it (as OTP stops a node whose permanent application died).
+    pub async fn run_until_signal(&self) -> Result<(), RuntimeError> {
+        tokio::select! {
+            _ = wait_for_signal() => {
+                tracing::info!(node = %self.name(), "signal received, shutting down");
+                self.shutdown().await;
+                Ok(())
+            }
+            _ = self.root_stopped() => {
+                tracing::error!(
+                    node = %self.name(),
+                    "the root supervisor gave up; leaving the cluster and stopping"
+                );
+                self.shutdown().await;
+                Err(RuntimeError::RootGaveUp(self.name().to_string()))
+            }
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub(crate) const OVERHEAD: usize = 1 + NONCE_LEN + TAG + HEADER;
 /// Counters below a sender's highest that are still accepted (once each).
 pub(crate) const WINDOW: u64 = 1024;
 /// How far a datagram's timestamp may be from the receiver's clock.
-pub(crate) const MAX_SKEW: Duration = Duration::from_secs(60);
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(300);
 /// Incomplete split messages kept at once.
 pub(crate) const MAX_PARTIAL: usize = 64;
 /// How long a piece of a split message waits for the others.

@@ -32,6 +32,10 @@ pub enum SpawnerMsg {
     /// Spawn from a factory; request and reply are JSON.
     #[rpc]
     Spawn(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// Stop a user actor of this node by name; the reply is JSON (`ok` with the name as
+    /// `actor_id`, or an error with a status: 404 when it is not here).
+    #[rpc]
+    Stop(String, RpcReplyPort<Vec<u8>>),
 }
 
 #[derive(Clone)]
@@ -63,12 +67,35 @@ impl Actor for Spawner {
         msg: SpawnerMsg,
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
-        let SpawnerMsg::Spawn(bytes, reply) = msg;
         let node = self
             .node
             .get()
             .and_then(Weak::upgrade)
             .map(|inner| Node { inner });
+        let (bytes, reply) = match msg {
+            SpawnerMsg::Spawn(bytes, reply) => (bytes, reply),
+            SpawnerMsg::Stop(name, reply) => {
+                tokio::spawn(async move {
+                    let answer = match node {
+                        None => SpawnReply::Err {
+                            status: 503,
+                            message: "node is starting or stopping".into(),
+                        },
+                        Some(node) => match node.stop_actor(&name).await {
+                            Ok(()) => SpawnReply::Ok { actor_id: name },
+                            Err(e) => SpawnReply::Err {
+                                status: e.http_status(),
+                                message: e.to_string(),
+                            },
+                        },
+                    };
+                    if let Ok(out) = serde_json::to_vec(&answer) {
+                        let _ = reply.send(out);
+                    }
+                });
+                return Ok(());
+            }
+        };
         // Spawning waits on the user supervisor; do it off the spawner's mailbox.
         tokio::spawn(async move {
             let answer = match (node, serde_json::from_slice::<SpawnRequest>(&bytes)) {

@@ -318,7 +318,10 @@ async fn admin_http_api_serves_health_metrics_tree_and_messaging() {
         .json()
         .await
         .unwrap();
-    assert_eq!(health, json!({"status": "ok", "node": "t-http"}));
+    assert_eq!(
+        health,
+        json!({"status": "ok", "node": "t-http", "down": []})
+    );
 
     let r = http
         .post(format!("{base}/api/spawn"))

@@ -13,8 +13,17 @@ pub struct Client {
 
 impl Client {
     pub fn new(admin: &str) -> Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        // A node whose admin API is bound off loopback requires its token (`admin-token` in
+        // its data directory).
+        if let Ok(token) = std::env::var("DCTL_ADMIN_TOKEN") {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .context("DCTL_ADMIN_TOKEN is not a valid header value")?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
+            .default_headers(headers)
             .build()
             .context("cannot build HTTP client")?;
         let admin = admin.trim_start_matches("http://").trim_end_matches('/');

@@ -100,3 +100,67 @@ fn slowloris_and_slow_body_connections_are_closed_while_the_node_answers() {
     );
     assert!(n.dctl(&["tree"]).status.success());
 }
+
+#[test]
+fn an_admin_api_bound_off_loopback_requires_its_generated_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
+    let mut child = std::process::Command::new(DCTL)
+        .args([
+            "--admin",
+            &format!("0.0.0.0:{port}"),
+            "node",
+            "start",
+            "--name",
+            "ab-token",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--gossip", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("DCTL_COOKIE", TEST_COOKIE)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let admin = format!("127.0.0.1:{port}");
+    let file = dir.path().join("data").join("admin-token");
+    wait_until("the node answers", Duration::from_secs(20), || {
+        TcpStream::connect(&admin).is_ok() && http(&admin, "GET", "/health", &[], b"").0 == 401
+    });
+    let (s, b) = http(&admin, "GET", "/tree", &[], b"");
+    assert!(json_error(s, &b, 401).contains("Authorization"));
+    let (s, b) = http(
+        &admin,
+        "GET",
+        "/tree",
+        &[("Authorization", "Bearer wrong")],
+        b"",
+    );
+    json_error(s, &b, 401);
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let bearer = format!("Bearer {token}");
+    let (s, _) = http(&admin, "GET", "/tree", &[("Authorization", &bearer)], b"");
+    assert_eq!(s, 200);
+    let out = std::process::Command::new(DCTL)
+        .args(["--admin", &admin, "tree"])
+        .env("DCTL_ADMIN_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = std::process::Command::new(DCTL)
+        .args(["--admin", &admin, "tree"])
+        .env_remove("DCTL_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "Authorization");
+    let _ = child.kill();
+    let _ = child.wait();
+}

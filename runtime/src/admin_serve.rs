@@ -9,10 +9,13 @@
 //! | request headers, all together | [`MAX_HEADERS`] bytes | 431 |
 //! | percent-encoded path or query that is not UTF-8 once decoded | | 400 |
 //!
+//! When the node has an admin token (always, when bound off loopback), a request without
+//! `Authorization: Bearer TOKEN` is answered 401.
+//!
 //! Every error answer (these, 404, 405, and extractor rejections such as a bad query string) is
 //! `{"error": "..."}` JSON: a response with an error status and no JSON body is rewritten.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -24,6 +27,7 @@ use axum::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::{net::TcpListener, sync::oneshot};
 
 /// Time a client has to send a request's headers (and, between requests, to start the next).
@@ -40,8 +44,25 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// Serve `app` on `listener` until `stop` fires, then let open connections finish.
-pub(crate) async fn serve(listener: TcpListener, app: Router, stop: oneshot::Receiver<()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: oneshot::Receiver<()>,
+    token: Option<String>,
+) {
     let app = app.layer(axum::middleware::from_fn(bounds));
+    let app = match token {
+        Some(t) => {
+            let want = Arc::new(Sha256::digest(format!("Bearer {t}").as_bytes()));
+            app.layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let want = want.clone();
+                    async move { authorized(&want, req, next).await }
+                },
+            ))
+        }
+        None => app,
+    };
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(stop);
@@ -77,6 +98,23 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, stop: oneshot::Rec
     }
     let _ = closing_tx.send(true);
     while conns.join_next().await.is_some() {}
+}
+
+/// Requests without the bearer token get 401 (compared as SHA-256 digests, so the time taken
+/// says nothing about the token).
+async fn authorized(want: &[u8], req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| Sha256::digest(v.as_bytes()));
+    match given {
+        Some(g) if g.as_slice() == want => next.run(req).await,
+        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong admin token"),
+        None => error(
+            StatusCode::UNAUTHORIZED,
+            "this admin API requires 'Authorization: Bearer <token>' (the token is in the node's data directory, file admin-token)",
+        ),
+    }
 }
 
 fn decodes_to_utf8(s: &str) -> bool {

@@ -14,6 +14,10 @@ pub struct NodeConfig {
     pub admin_addr: SocketAddr,
     /// Whether to serve the admin HTTP API at all.
     pub admin_enabled: bool,
+    /// Bearer token every admin request must carry (`Authorization: Bearer TOKEN`). Required
+    /// when the admin API is bound off loopback: `None` there means the token in
+    /// `<data_dir>/admin-token`, generated (mode 0600) on first start.
+    pub admin_token: Option<String>,
     /// Actor-transport address (TCP); port 0 picks a free port.
     pub listen_addr: SocketAddr,
     /// Gossip address (UDP); port 0 picks a free port.
@@ -44,6 +48,7 @@ impl Default for NodeConfig {
             name: "node1".into(),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             admin_enabled: true,
+            admin_token: None,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             gossip_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             lane_addr: None,
@@ -111,6 +116,13 @@ impl NodeBuilder {
         if let Some(a) = parse_addr("admin address", addr, &mut self.errors) {
             self.config.admin_addr = a;
         }
+        self
+    }
+
+    /// Require `Authorization: Bearer TOKEN` on every admin request (always required, with a
+    /// generated token, when the admin API is bound off loopback).
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.config.admin_token = Some(token.into());
         self
     }
 
@@ -220,6 +232,19 @@ impl NodeBuilder {
             }
             self.config.cookie = Some(stored.cookie);
             self.config.cookie_file = Some(stored.path);
+        }
+        let c = &mut self.config;
+        if c.admin_enabled && !c.admin_addr.ip().is_loopback() && c.admin_token.is_none() {
+            let stored =
+                crate::secret::load_or_create(&c.data_dir, crate::secret::ADMIN_TOKEN_FILE)?;
+            tracing::warn!(
+                admin = %c.admin_addr,
+                file = %stored.path.display(),
+                "the admin API is bound off loopback: every request must carry \
+                 'Authorization: Bearer <token>' with the token in {} (dctl: DCTL_ADMIN_TOKEN)",
+                stored.path.display()
+            );
+            c.admin_token = Some(stored.cookie);
         }
         Node::start(self.config).await
     }

@@ -277,8 +277,9 @@ impl Node {
         })?;
         let (stop, stopped) = oneshot::channel();
         let app = admin::router(self.clone());
+        let token = self.inner.config.admin_token.clone();
         let task = tokio::spawn(async move {
-            crate::admin_serve::serve(listener, app, stopped).await;
+            crate::admin_serve::serve(listener, app, stopped, token).await;
         });
         *self.lock_admin() = Some(AdminServer {
             addr: bound,

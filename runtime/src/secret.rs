@@ -46,9 +46,17 @@ pub fn random_secret() -> Result<String, RuntimeError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
+/// The name of the admin API's bearer-token file in a node's data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
 /// Read `<dir>/cookie`, or create it (mode 0600) with a [`random_secret`] when it does not exist.
 pub fn load_or_create_cookie(dir: &Path) -> Result<StoredCookie, RuntimeError> {
-    let path = dir.join(COOKIE_FILE);
+    load_or_create(dir, COOKIE_FILE)
+}
+
+/// Read the one-line secret `<dir>/<file>`, or create it as [`load_or_create_cookie`] does.
+pub fn load_or_create(dir: &Path, file: &str) -> Result<StoredCookie, RuntimeError> {
+    let path = dir.join(file);
     match read_secret_file(&path)? {
         Some(cookie) => Ok(StoredCookie {
             cookie,

@@ -581,4 +581,53 @@ mod tests {
         let long = "x".repeat(MAX_NAME + 1);
         assert!(Msg::Hello { name: long }.encode().is_err());
     }
+
+    /// Not a fuzzer (see the report): a bounded pseudo-random search over the decoder and the
+    /// acceptor, run with the tests, that no input panics and every input either decodes to a
+    /// message that encodes back to the same bytes or is refused.
+    #[test]
+    fn random_and_mutated_inputs_never_panic_the_decoder_or_the_acceptor() {
+        let a = Keys::new("b-acceptor", "s3cret");
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let valid = [
+            Msg::Hello { name: "a".into() }.encode().unwrap(),
+            Msg::Proof {
+                nonce: N1,
+                proof: [3; 32],
+            }
+            .encode()
+            .unwrap(),
+            Msg::Challenge {
+                name: "bb".into(),
+                nonce: N2,
+            }
+            .encode()
+            .unwrap(),
+        ];
+        for i in 0..200_000 {
+            let bytes: Vec<u8> = if i % 2 == 0 {
+                let len = (next() % 80) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            } else {
+                let mut v = valid[i % 3][2..].to_vec();
+                let at = (next() as usize) % v.len();
+                v[at] ^= next() as u8 | 1;
+                if next() % 4 == 0 {
+                    v.truncate((next() as usize) % v.len());
+                }
+                v
+            };
+            if let Ok(m) = Msg::decode(&bytes) {
+                assert_eq!(&m.encode().unwrap()[2..], &bytes[..], "{m:?}");
+                let (state, _) = Acceptor::AwaitHello.next(&a, m, N2);
+                assert!(!matches!(state, Acceptor::Done { .. }));
+            }
+        }
+    }
 }

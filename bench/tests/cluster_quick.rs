@@ -93,7 +93,12 @@ async fn cluster_quick_produces_a_sane_report() {
     ] {
         assert!(text.contains(needle), "'{needle}' not in:\n{text}");
     }
-    assert!(text.contains("PASS") || text.contains("MISS"), "{text}");
+    // every target is a table row ending in its verdict
+    let verdict_rows = text
+        .lines()
+        .filter(|l| matches!(l.split_whitespace().last(), Some("PASS" | "MISS")))
+        .count();
+    assert_eq!(verdict_rows, report.checks.len(), "{text}");
     let json = serde_json::to_value(&report).expect("the report serialises");
     assert!(json["failure_detection"]["secs"].is_number());
     assert!(json["latency"][0]["ratio_p50"].is_number());

@@ -64,7 +64,12 @@ async fn local_quick_produces_a_sane_report() {
         text.contains("throughput") && text.contains("runtime/bare"),
         "{text}"
     );
-    assert!(text.contains("PASS") || text.contains("MISS"), "{text}");
+    // every target is a table row ending in its verdict
+    let verdict_rows = text
+        .lines()
+        .filter(|l| matches!(l.split_whitespace().last(), Some("PASS" | "MISS")))
+        .count();
+    assert_eq!(verdict_rows, report.checks.len(), "{text}");
     let json = serde_json::to_value(&report).expect("the report serialises");
     assert!(json["ratios"]["throughput"].is_number());
 }

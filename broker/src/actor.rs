@@ -1,39 +1,71 @@
-//! The per-node broker actor: receives event batches and durable-log requests from other nodes.
+//! The per-node broker actor: serves the [`Request`]s of other nodes' brokers.
 
-use actors::codec;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::RactorClusterMessage;
+use actors::codec::Wire;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::broker::{broker_group, remote_broker, Broker, WireBatch};
-
-/// Messages between brokers. Payloads are bincode-2 bytes (see [`actors::codec`]); a malformed
-/// payload is logged and dropped (or answered with an error), never a crash.
-#[derive(RactorClusterMessage)]
-pub enum BrokerMsg {
-    /// A batch of events for this node's subscribers, in production order: the sending node,
-    /// then runs of events of one channel. Answered with an [`BrokerMsg::Ack`] once delivered.
-    Deliver(Vec<u8>),
-    /// `(node, batches)`: that node has delivered this many of our batches (flow control).
-    Ack(Vec<u8>),
-    /// Append `(channel, Vec<event JSON>)` to a durable log homed here; answers
-    /// `Result<first offset, String>`.
-    #[rpc]
-    Append(Vec<u8>, RpcReplyPort<Vec<u8>>),
-    /// Read `(channel, from, max)` from a durable log homed here; answers
-    /// `Result<Vec<(offset, event JSON)>, String>`.
-    #[rpc]
-    Read(Vec<u8>, RpcReplyPort<Vec<u8>>),
-    /// Commit `(channel, group, next offset)`.
-    Commit(Vec<u8>),
-    /// A group's committed offset: `(channel, group)` -> `Option<u64>`.
-    #[rpc]
-    Committed(Vec<u8>, RpcReplyPort<Vec<u8>>),
-}
+use crate::{
+    broker::Broker,
+    durable::READ_MAX,
+    error::BrokerError,
+    protocol::{broker_group, remote_broker, BrokerMsg, Request, Response},
+};
 
 /// The broker actor of a node (process group `broker@<node>`).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BrokerActor {
     pub(crate) broker: Broker,
+}
+
+impl BrokerActor {
+    /// A one-way request, in order on the actor: this keeps per-producer order, and a blocked
+    /// subscriber slows the sending node down (its link waits for the acknowledgement).
+    async fn tell(&self, req: Request) {
+        let inner = &self.broker.inner;
+        match req {
+            Request::Deliver(batch) => {
+                let from = batch.from.clone();
+                inner.fanout.receive(batch).await;
+                let ack = Request::Ack {
+                    node: inner.name.clone(),
+                    batches: 1,
+                };
+                if let (Some(peer), Ok(ack)) = (remote_broker(&from), Wire::new(&ack)) {
+                    let _ = inner.node.tell(&peer, BrokerMsg::Tell(ack));
+                }
+            }
+            Request::Ack { node, batches } => inner.links.acked(&node, batches),
+            Request::Commit {
+                channel,
+                group,
+                next,
+            } => inner.durable.commit(&channel, &group, next),
+            other => tracing::warn!("broker: {} sent without a reply port", other.kind()),
+        }
+    }
+
+    /// A call: answered off the actor, so a slow disk does not hold up deliveries.
+    async fn ask(broker: Broker, req: Request) -> Response {
+        let durable = &broker.inner.durable;
+        let answer: Result<Response, BrokerError> = match req {
+            Request::Append { channel, events } => durable
+                .append_local(&channel, events.into_iter().map(Into::into).collect())
+                .await
+                .map(Response::Appended),
+            Request::Read { channel, from, max } => durable
+                .read(&channel, from, max.min(READ_MAX))
+                .await
+                .map(Response::Records),
+            Request::Committed { channel, group } => durable
+                .committed(&channel, &group)
+                .await
+                .map(Response::Committed),
+            other => Ok(Response::Failed(format!(
+                "{} is not a call: it takes no answer",
+                other.kind()
+            ))),
+        };
+        answer.unwrap_or_else(|e| Response::Failed(e.to_string()))
+    }
 }
 
 impl Actor for BrokerActor {
@@ -60,73 +92,22 @@ impl Actor for BrokerActor {
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            // In order, on the actor: this keeps per-producer order, and a blocked subscriber
-            // slows the sending node down (its link waits).
-            BrokerMsg::Deliver(bytes) => match codec::decode::<WireBatch>(&bytes) {
-                Ok(batch) => {
-                    let from = batch.from.clone();
-                    self.broker.receive(batch).await;
-                    if let (Some(peer), Ok(ack)) = (
-                        remote_broker(&from),
-                        codec::encode(&(self.broker.node_name(), 1u64)),
-                    ) {
-                        let _ = self.broker.runtime().tell(&peer, BrokerMsg::Ack(ack));
-                    }
-                }
-                Err(e) => tracing::warn!("broker: dropping malformed batch: {e}"),
+            BrokerMsg::Tell(bytes) => match Request::decode(bytes.as_bytes()) {
+                Ok(req) => self.tell(req).await,
+                Err(e) => tracing::warn!("broker: dropping a message from another node: {e}"),
             },
-            BrokerMsg::Ack(bytes) => match codec::decode::<(String, u64)>(&bytes) {
-                Ok((node, n)) => self.broker.acked(&node, n),
-                Err(e) => tracing::warn!("broker: dropping malformed ack: {e}"),
-            },
-            BrokerMsg::Append(bytes, reply) => {
+            BrokerMsg::Ask(bytes, reply) => {
                 let broker = self.broker.clone();
                 tokio::spawn(async move {
-                    let answer: Result<u64, String> =
-                        match codec::decode::<(String, Vec<String>)>(&bytes) {
-                            Err(e) => Err(e.to_string()),
-                            Ok((channel, events)) => broker
-                                .append_local(
-                                    &channel,
-                                    events.into_iter().map(Into::into).collect(),
-                                )
-                                .await
-                                .map_err(|e| e.to_string()),
-                        };
-                    if let Ok(b) = codec::encode(&answer) {
-                        let _ = reply.send(b);
-                    }
-                });
-            }
-            BrokerMsg::Read(bytes, reply) => {
-                let broker = self.broker.clone();
-                tokio::spawn(async move {
-                    let answer: Result<Vec<(u64, String)>, String> =
-                        match codec::decode::<(String, u64, u64)>(&bytes) {
-                            Err(e) => Err(e.to_string()),
-                            Ok((channel, from, max)) => broker
-                                .read_log(&channel, from, max.min(4096) as usize)
-                                .await
-                                .map_err(|e| e.to_string()),
-                        };
-                    if let Ok(b) = codec::encode(&answer) {
-                        let _ = reply.send(b);
-                    }
-                });
-            }
-            BrokerMsg::Commit(bytes) => match codec::decode::<(String, String, u64)>(&bytes) {
-                Ok((channel, group, next)) => self.broker.commit(&channel, &group, next),
-                Err(e) => tracing::warn!("broker: dropping malformed commit: {e}"),
-            },
-            BrokerMsg::Committed(bytes, reply) => {
-                let broker = self.broker.clone();
-                tokio::spawn(async move {
-                    let answer = match codec::decode::<(String, String)>(&bytes) {
-                        Ok((channel, group)) => broker.committed(&channel, &group).await,
-                        Err(_) => None,
+                    let answer = match Request::decode(bytes.as_bytes()) {
+                        Ok(req) => BrokerActor::ask(broker, req).await,
+                        Err(e) => Response::Failed(e.to_string()),
                     };
-                    if let Ok(b) = codec::encode(&answer) {
-                        let _ = reply.send(b);
+                    match Wire::new(&answer) {
+                        Ok(w) => {
+                            let _ = reply.send(w);
+                        }
+                        Err(e) => tracing::warn!("broker: cannot encode an answer: {e}"),
                     }
                 });
             }

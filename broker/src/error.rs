@@ -64,6 +64,17 @@ pub enum BrokerError {
     /// The broker is not running (node starting or stopping).
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// A metadata file in the broker's data directory is damaged.
+    #[error(transparent)]
+    Corrupt(crate::metafile::MetaError),
+    /// A produce request did not complete in time (a consumer is holding producers back).
+    #[error("producing to channel '{channel}' did not complete within {after_ms} ms (a consumer is not keeping up); some events of the request may have been delivered")]
+    Timeout {
+        /// Channel.
+        channel: String,
+        /// The request's timeout.
+        after_ms: u64,
+    },
 }
 
 impl BrokerError {
@@ -71,8 +82,10 @@ impl BrokerError {
     pub fn status(&self) -> u16 {
         match self {
             BrokerError::Event(_) | BrokerError::BadChannel(_) | BrokerError::BadRequest(_) => 400,
-            BrokerError::HomeUnavailable { .. } | BrokerError::Unavailable(_) => 503,
-            BrokerError::Log { .. } => 500,
+            BrokerError::HomeUnavailable { .. }
+            | BrokerError::Unavailable(_)
+            | BrokerError::Timeout { .. } => 503,
+            BrokerError::Log { .. } | BrokerError::Corrupt(_) => 500,
         }
     }
 }

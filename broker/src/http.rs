@@ -1,17 +1,22 @@
 //! The CloudEvents HTTP binding on the admin server.
 //!
-//! - `POST /broker/channels/{channel}/events`: produce. Binary mode (`ce-*` headers, the body is
-//!   `data`, `Content-Type` is `datacontenttype`), structured mode (`Content-Type:
-//!   application/cloudevents+json`) or batch mode (`application/cloudevents-batch+json`).
-//!   Answers `{"accepted": n, "offsets": [...]}`, or 400 `{"error": reason}` for an invalid event.
-//! - `GET /broker/channels/{channel}/events?group=G&from=beginning|N&policy=block|drop&capacity=N`:
-//!   (`&count=N` ends the stream after N events) consume as Server-Sent Events: first `event: subscribed`, then one `data:` line per event
-//!   (structured-mode JSON; `id:` is the log offset on durable channels), and `event: lost` with
-//!   `{"dropped": n}` when a drop-policy subscription lost events. Events that are ready together
-//!   are written in one chunk; a `:` comment line is sent after a second without events.
+//! - `POST /broker/channels/{channel}/events[?timeout_ms=N]`: produce. Binary mode (`ce-*`
+//!   headers, the body is `data`, `Content-Type` is `datacontenttype`), structured mode
+//!   (`Content-Type: application/cloudevents+json`) or batch mode
+//!   (`application/cloudevents-batch+json`). Answers `{"accepted": n, "offsets": [...]}`, 400
+//!   `{"error": reason}` for an invalid event, 503 when the request did not complete within
+//!   `timeout_ms` (default [`DEFAULT_PRODUCE_TIMEOUT`]).
+//! - `GET /broker/channels/{channel}/events?group=G&from=beginning|N&policy=block|drop&capacity=N&block_deadline_ms=N&count=N`:
+//!   consume as Server-Sent Events: first `event: subscribed`, then one `data:` line per event
+//!   (structured-mode JSON; `id:` is the log offset on durable channels), `event: lost` with
+//!   `{"dropped": n}` when a drop-policy subscription lost events, and `event: closed` with
+//!   `{"reason": ...}` (then the end of the stream) when a block-policy consumer took no event
+//!   within its block deadline. `count=N` ends the stream after N events. Events that are ready
+//!   together are written in one chunk; a `:` comment line is sent after a second without events.
 //! - `PUT /broker/channels/{channel}/durable`: declare the channel durable (home: this node).
 //! - `GET /broker/channels`: interest and durable homes as this node sees them; for durable
-//!   channels homed here, `log_length` and the groups' `committed` offsets.
+//!   channels homed here, `log_length` and the groups' `committed` offsets (or `refused` with
+//!   the reason when the log is damaged).
 //! - `GET /broker/metrics`: Prometheus text.
 
 use std::convert::Infallible;
@@ -31,10 +36,17 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    broker::{Broker, ConsumeOptions, Delivery, Policy, StartAt},
+    broker::Broker,
+    consume::{ConsumeOptions, Delivery, StartAt},
     error::{BrokerError, EventError},
     event::CloudEvent,
+    subscription::Policy,
 };
+
+/// How long a produce request may take by default before it is answered 503.
+pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest produce timeout a request may ask for.
+pub const MAX_PRODUCE_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub(crate) fn routes(broker: Broker) -> Router {
     Router::new()
@@ -57,12 +69,24 @@ fn broker_error(e: BrokerError) -> Response {
     error(e.status(), e)
 }
 
+#[derive(Debug, Deserialize)]
+struct ProduceQuery {
+    /// Answer 503 when the request has not completed after this long.
+    timeout_ms: Option<u64>,
+}
+
 async fn produce(
     State(broker): State<Broker>,
     Path(channel): Path<String>,
+    Query(q): Query<ProduceQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let timeout = q
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_PRODUCE_TIMEOUT)
+        .min(MAX_PRODUCE_TIMEOUT);
     let events = match parse_events(&headers, &body) {
         Ok(evs) => evs,
         Err(e) => {
@@ -70,7 +94,7 @@ async fn produce(
             return error(400, e);
         }
     };
-    match broker.produce_batch(&channel, events).await {
+    match broker.produce_batch_within(&channel, events, timeout).await {
         Ok(offsets) => {
             Json(json!({ "accepted": offsets.len(), "offsets": offsets })).into_response()
         }
@@ -205,6 +229,8 @@ struct ConsumeQuery {
     from: Option<String>,
     policy: Option<String>,
     capacity: Option<usize>,
+    /// Block policy: cut the consumer off after this long without it taking an event.
+    block_deadline_ms: Option<u64>,
     /// End the stream after this many events.
     count: Option<u64>,
 }
@@ -226,6 +252,9 @@ async fn consume(
     }
     if let Some(c) = q.capacity {
         opts = opts.capacity(c);
+    }
+    if let Some(ms) = q.block_deadline_ms {
+        opts = opts.block_deadline(Duration::from_millis(ms));
     }
     if let Some(f) = q.from {
         match f.parse::<StartAt>() {
@@ -302,6 +331,11 @@ fn sse_event(out: &mut Vec<u8>, d: &Delivery) {
         Delivery::Lost(n) => {
             out.extend_from_slice(b"event: lost\n");
             lost = json!({ "dropped": n }).to_string();
+            &lost
+        }
+        Delivery::Closed(reason) => {
+            out.extend_from_slice(b"event: closed\n");
+            lost = json!({ "reason": reason }).to_string();
             &lost
         }
     };

@@ -10,14 +10,40 @@
 //! - **Queue groups**: consumers with the same group name share the events; each event goes to
 //!   one live member of each group (beside the broadcast consumers).
 //! - **Flow control**: every subscription has a bounded buffer and a [`Policy`]: `Block` slows
-//!   the producer, `Drop` drops the oldest event and reports the loss ([`Delivery::Lost`], and
-//!   `broker_events_dropped_total` at `/broker/metrics`).
+//!   the producer (up to the subscription's block deadline, then the consumer is cut off with
+//!   [`Delivery::Closed`]), `Drop` drops the oldest event and reports the loss
+//!   ([`Delivery::Lost`], and `broker_events_dropped_total` at `/broker/metrics`).
 //! - **Durable channels** ([`Broker::declare_durable`]): events are appended to an fsynced log
 //!   on the channel's home node before the produce is acknowledged; consumers replay from an
 //!   offset or the beginning and continue live; queue groups' committed offsets survive restarts.
 //!   Every node keeps the durable channels it has heard of on disk and gossips them, so after a
-//!   whole-cluster restart no node takes a durable channel for a plain one.
+//!   whole-cluster restart no node takes a durable channel for a plain one. Metadata files are
+//!   checksummed and replaced atomically; a damaged file or log record is reported, never
+//!   silently reset.
 //! - **HTTP binding** on the admin server (binary/structured/batch POST, Server-Sent Events).
+//!
+//! ## Modules, one concept each
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `broker` | the [`Broker`] handle: produce, consume, declare, inspect |
+//! | `start` | [`Broker::start`]: wiring the parts, the actor, gossip loops, routes |
+//! | `subscription` | one subscription's bounded queue and its block/drop [`Policy`] |
+//! | `subscribers` | the local subscription table (who on this node gets an event) |
+//! | `routing` | which nodes and queue groups get an event (pure) |
+//! | `fanout` | the shell that applies routing: local pushes, link queues, re-routes |
+//! | `link` | per-node ordered batches and the acknowledgement (credit) window |
+//! | `interest` | gossip keys `broker/i/<channel>` ([`Interest`]) |
+//! | `homes` | which node is a durable channel's home (`broker/d/<channel>`, `durable.json`) |
+//! | `durable` | the logs homed here; append/read/commit here or at the home |
+//! | `log` | the on-disk record log and its recovery |
+//! | `metafile` | atomic, checksummed metadata files with a previous copy |
+//! | `consume` | a consumer's stream: replay then live ([`Subscription`], [`ConsumeOptions`]) |
+//! | [`protocol`] | the typed broker-to-broker [`protocol::Request`] / [`protocol::Response`] |
+//! | `remote` | calls to a durable channel's home |
+//! | `actor` | the per-node [`BrokerActor`] serving other brokers |
+//! | `http` | the CloudEvents HTTP binding ([`parse_events`]) |
+//! | `event` | [`CloudEvent`] and its validation |
 //!
 //! ```
 //! use broker::{Broker, CloudEvent, ConsumeOptions, Delivery, StartAt};
@@ -38,21 +64,44 @@
 //! node.shutdown().await;
 //! # });
 //! ```
+#![warn(missing_docs)]
 
 mod actor;
 mod broker;
+mod consume;
+mod durable;
 mod error;
 mod event;
+mod fanout;
+mod homes;
 mod http;
+mod interest;
+mod link;
 mod log;
+mod metafile;
+mod metrics;
+mod names;
+pub mod protocol;
+mod remote;
+mod routing;
+mod start;
+mod subscribers;
+mod subscription;
 
-pub use actor::{BrokerActor, BrokerMsg};
-pub use broker::{
-    valid_channel, Broker, ConsumeOptions, Delivery, Interest, Policy, StartAt, Subscription,
+pub use actor::BrokerActor;
+pub use broker::Broker;
+pub use consume::{
+    ConsumeOptions, Delivery, StartAt, Subscription, DEFAULT_BLOCK_DEADLINE, MAX_BLOCK_DEADLINE,
 };
 pub use error::{BrokerError, EventError};
 pub use event::{fresh_id, CloudEvent, CloudEventBuilder};
-pub use http::parse_events;
+pub use http::{parse_events, DEFAULT_PRODUCE_TIMEOUT, MAX_PRODUCE_TIMEOUT};
+pub use interest::Interest;
+pub use log::LogError;
+pub use metafile::MetaError;
+pub use names::valid_channel;
+pub use protocol::BrokerMsg;
+pub use subscription::Policy;
 
 /// Start the broker on a node (the hook `dctl node start` calls).
 pub async fn start(node: &runtime::Node) -> Result<Broker, BrokerError> {

@@ -37,6 +37,7 @@ fn id_of(d: &Delivery) -> String {
     match d {
         Delivery::Event { event, .. } => event.id(),
         Delivery::Lost(n) => format!("lost {n}"),
+        Delivery::Closed(reason) => format!("closed: {reason}"),
     }
 }
 

@@ -29,6 +29,10 @@ pub enum EventsCmd {
         /// standard input.
         #[arg(long, conflicts_with_all = ["ty", "source", "id"])]
         file: Option<String>,
+        /// The node answers 503 if the events are not handed on within this many ms (a
+        /// block-policy consumer holding producers back); default 15000.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
     },
     /// Print a channel's events, one JSON event per line.
     Consume {
@@ -49,6 +53,10 @@ pub enum EventsCmd {
         /// Buffer size in events.
         #[arg(long, default_value_t = 1024)]
         capacity: usize,
+        /// Block policy: the node cuts this consumer off when it takes no event for this many
+        /// ms while its buffer is full (default 10000, at most 600000).
+        #[arg(long)]
+        block_deadline_ms: Option<u64>,
     },
     /// Declare a channel durable (its events are kept in a log on disk on this node).
     Durable {
@@ -96,6 +104,7 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
             data,
             id,
             file,
+            timeout_ms,
         } => {
             let (ctype, body) = match file {
                 Some(path) => {
@@ -138,6 +147,11 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
                     "{url}/broker/channels/{}/events",
                     crate::commands::encode(&channel)
                 ))
+                .query(
+                    &timeout_ms
+                        .map(|t| vec![("timeout_ms", t)])
+                        .unwrap_or_default(),
+                )
                 .header("content-type", ctype)
                 .body(body)
                 .send()
@@ -173,6 +187,7 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
             count,
             policy,
             capacity,
+            block_deadline_ms,
         } => {
             let mut q: Vec<(&str, String)> =
                 vec![("policy", policy), ("capacity", capacity.to_string())];
@@ -181,6 +196,9 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
             }
             if let Some(f) = from {
                 q.push(("from", f));
+            }
+            if let Some(ms) = block_deadline_ms {
+                q.push(("block_deadline_ms", ms.to_string()));
             }
             if let Some(c) = count {
                 // The node then hands out (and, for a durable group, commits) no more than this.
@@ -287,6 +305,13 @@ async fn consume_sse(resp: &mut reqwest::Response, count: Option<u64>) -> Result
                             .and_then(|v| v["dropped"].as_u64())
                             .unwrap_or(0);
                         eprintln!("warning: {n} event(s) dropped (consumer too slow)");
+                    }
+                    "closed" => {
+                        let reason = serde_json::from_str::<Value>(&data)
+                            .ok()
+                            .and_then(|v| v["reason"].as_str().map(str::to_string))
+                            .unwrap_or(data.clone());
+                        bail!("the node ended the subscription: {reason}");
                     }
                     _ => {}
                 }

@@ -12,16 +12,29 @@ use crate::client::Client;
 /// KV flags of `dctl node start`.
 #[derive(Debug, Args, Clone)]
 pub struct KvNodeArgs {
-    /// A KV (Raft) voter, by node name; repeat for each voter and give the same list to every
-    /// node. Nodes not in the list forward to the leader. Default: this node alone.
+    /// Bootstrap the cluster's KV store once this many nodes without a store are up (the one
+    /// with the smallest name does it; give the same N to those nodes). Default: 1 without
+    /// --seed (a lone node is a store of one), 0 with --seed (only join the cluster's store,
+    /// never create a second one).
+    #[arg(long = "kv-bootstrap-expect")]
+    pub kv_bootstrap_expect: Option<usize>,
+    /// How many KV voters the leader keeps (odd, 1 to 7): live learners are promoted up to it.
+    #[arg(long = "kv-voters", default_value_t = 3)]
+    pub kv_target_voters: usize,
+    /// Replace a KV voter dead for this many seconds by a live learner.
+    #[arg(long = "kv-dead-grace", default_value_t = 30)]
+    pub kv_dead_grace: u64,
+    /// Fixed KV voters instead (override), by node name; repeat for each voter and give the same
+    /// list to every node. The store's voters are then exactly these and never change by
+    /// themselves.
     #[arg(long = "kv-voter")]
     pub kv_voters: Vec<String>,
     /// Snapshot the KV state and compact the log every this many log entries.
     #[arg(long = "kv-snapshot-every", default_value_t = 10_000)]
     pub kv_snapshot_every: u64,
-    /// Join the KV store as a learner (a non-voting full replica): the leader adds this node,
-    /// which then serves serializable reads and watches from its own copy and forwards writes.
-    /// Needs the voters (`--kv-voter`), and this node must not be one of them.
+    /// Join the KV store as a learner (a non-voting full replica) that is never promoted to
+    /// voter automatically: it serves serializable reads and watches from its own copy and
+    /// forwards writes.
     #[arg(long = "kv-learner")]
     pub kv_learner: bool,
 }
@@ -31,6 +44,9 @@ pub async fn start(node: &Node, args: &KvNodeArgs) -> Result<()> {
     let cfg = registry::kv::KvConfig {
         voters: args.kv_voters.clone(),
         learner: args.kv_learner,
+        bootstrap_expect: args.kv_bootstrap_expect,
+        target_voters: args.kv_target_voters,
+        dead_grace: Duration::from_secs(args.kv_dead_grace),
         snapshot_every: args.kv_snapshot_every,
         ..Default::default()
     };
@@ -92,6 +108,11 @@ pub enum KvCmd {
     },
     /// Raft status: leader, voters, learners, term, commit index.
     Status,
+    /// The store's members (id, role, state, match index, lag); or add / remove / promote one.
+    Members {
+        #[command(subcommand)]
+        action: Option<MembersCmd>,
+    },
     /// Take the lock NAME (key `locks/NAME`, attached to a lease this command keeps alive),
     /// waiting while someone else holds it. Prints the key and lease, then holds the lock until
     /// Ctrl-C (or SIGTERM), or, given `-- COMMAND...`, while the command runs (its exit code
@@ -107,6 +128,21 @@ pub enum KvCmd {
         #[arg(last = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCmd {
+    /// Add a live node of this cluster: as a learner, then as a voter once caught up.
+    Add {
+        node: String,
+        /// Stop at learner (a non-voting replica).
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a voter or learner (refused when the voters left would have no live majority).
+    Remove { node: String },
+    /// Make a caught-up learner a voter (refused when that would lose the quorum).
+    Promote { node: String },
 }
 
 /// Percent-encode a query value.
@@ -219,6 +255,7 @@ pub async fn run(admin: &str, as_json: bool, cmd: KvCmd) -> Result<()> {
                     out["term"],
                     out["commit_index"]
                 );
+                println!("store: {}", out["store"].as_str().unwrap_or("none"));
                 println!("voters: {}", voters.join(", "));
                 let learners: Vec<&str> = out["learners"]
                     .as_array()
@@ -237,6 +274,7 @@ pub async fn run(admin: &str, as_json: bool, cmd: KvCmd) -> Result<()> {
                 );
             }
         }
+        KvCmd::Members { action } => members(&client, as_json, action).await?,
         KvCmd::Watch {
             prefix,
             from,
@@ -248,6 +286,66 @@ pub async fn run(admin: &str, as_json: bool, cmd: KvCmd) -> Result<()> {
                 std::process::exit(code);
             }
         }
+    }
+    Ok(())
+}
+
+/// `dctl kv members [add|remove|promote]`.
+async fn members(client: &Client, as_json: bool, action: Option<MembersCmd>) -> Result<()> {
+    let out = match &action {
+        None => client.get("/kv/members").await?,
+        Some(MembersCmd::Add { node, learner }) => {
+            client
+                .post(
+                    "/kv/members/add",
+                    json!({"name": node, "learner": learner}).to_string(),
+                    WRITE_TIMEOUT,
+                )
+                .await?
+        }
+        Some(MembersCmd::Remove { node }) => {
+            client
+                .post(
+                    "/kv/members/remove",
+                    json!({ "name": node }).to_string(),
+                    WRITE_TIMEOUT,
+                )
+                .await?
+        }
+        Some(MembersCmd::Promote { node }) => {
+            client
+                .post(
+                    "/kv/members/promote",
+                    json!({ "name": node }).to_string(),
+                    WRITE_TIMEOUT,
+                )
+                .await?
+        }
+    };
+    if as_json {
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<20} {:<8} {:<7} {:>11} {:>6}",
+        "NAME", "ID", "ROLE", "STATE", "MATCH", "LAG"
+    );
+    let opt = |v: &Value| v.as_u64().map(|x| x.to_string()).unwrap_or("-".into());
+    for m in out["members"].as_array().cloned().unwrap_or_default() {
+        let role = match (m["role"].as_str(), m["leader"] == true) {
+            (Some(r), true) => format!("{r}*"),
+            (Some(r), false) => r.to_string(),
+            (None, _) => "?".into(),
+        };
+        println!(
+            "{:<16} {:<20} {:<8} {:<7} {:>11} {:>6}",
+            m["name"].as_str().unwrap_or("?"),
+            m["id"],
+            role,
+            m["state"].as_str().unwrap_or("?"),
+            opt(&m["match_index"]),
+            opt(&m["lag"]),
+        );
     }
     Ok(())
 }

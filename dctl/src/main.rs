@@ -17,6 +17,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if !cli.command.is_daemon() {
+        restore_sigpipe();
+    }
     init_tracing(&cli);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -44,8 +47,20 @@ fn init_tracing(cli: &cli::Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal: logs written to a file or a pipe carry no ANSI codes.
     let _ = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// A client command whose stdout is closed (`dctl kv ls | head`) ends quietly, as `ls` does,
+/// instead of panicking on the failed write: Rust ignores SIGPIPE by default, this puts the
+/// default action back. Daemons keep ignoring it (a closed log pipe must not stop a node).
+fn restore_sigpipe() {
+    // SAFETY: called at start-up, before any other thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -108,10 +108,9 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         if let Some(s) = &seed {
             cmd.args(["--seed", s]);
         }
-        // The first three nodes (or all, when fewer) are the KV store's Raft voters.
-        for v in 1..=args.nodes.min(3) {
-            cmd.args(["--kv-voter", &format!("node{v}")]);
-        }
+        // One KV store: node1 bootstraps it once the first three nodes (or all, when fewer)
+        // are up; the others join, and the leader promotes voters up to three.
+        cmd.args(["--kv-bootstrap-expect", &args.nodes.min(3).to_string()]);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
@@ -175,31 +174,39 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         );
     }
     println!("  sample service: sample-echo (echo) on {target}");
-    let voters = procs
-        .iter()
-        .take(3)
-        .map(|p| p.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
     println!(
-        "  on every node: service registry, KV store (Raft voters: {voters}), CloudEvents broker"
+        "  on every node: service registry, KV store (one store, up to 3 Raft voters: `dctl kv members`), CloudEvents broker"
     );
     println!("  metrics: http://{}/metrics", procs[0].admin);
-    println!("try:");
+    // The binary that is running now: after `cargo run` there is no `dctl` on PATH, so the
+    // lines below name this one (every line runs as printed, from any directory).
+    let dctl = std::env::current_exe()
+        .map(|p| shell_quote(&p.to_string_lossy()))
+        .unwrap_or_else(|_| "dctl".to_string());
     let a = &procs[0].admin;
-    println!("  dctl --admin {a} cluster status");
-    println!("  dctl --admin {a} tree --all");
-    println!("  dctl --admin {a} send sample-echo '{{\"hello\":\"world\"}}' --call");
-    println!("  dctl --admin {a} kv put greeting hello && dctl --admin {a} kv get greeting");
+    let d = format!("{dctl} --admin {a}");
+    println!("try (or `cargo install --path dctl` and call it as `dctl`):");
+    println!("  {d} cluster status");
+    println!("  {d} tree --all");
+    println!("  {d} send sample-echo '{{\"hello\":\"world\"}}' --call");
+    println!("  {d} kv put greeting hello && {d} kv get greeting");
+    println!("  {d} svc register web --addr 127.0.0.1:8080 && {d} svc ls");
     println!(
-        "  dctl --admin {a} svc register web --addr 127.0.0.1:8080 && dctl --admin {a} svc ls"
-    );
-    println!(
-        "  dctl --admin {a} events consume demo --count 1 &  dctl --admin {a} events produce demo --type t --source s --data '{{}}'"
+        "  {d} events durable demo && {d} events produce demo --type t --source s --data '{{}}' && {d} events consume demo --from beginning --count 1"
     );
     println!("Ctrl-C stops every node.");
     runtime::wait_for_signal().await;
     eprintln!("stopping {n} nodes...");
     terminate(&mut procs);
     Ok(())
+}
+
+/// `s` quoted for a POSIX shell when it holds anything but safe path characters.
+fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%,".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }

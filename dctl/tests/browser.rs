@@ -1,6 +1,6 @@
 //! The tree page, rendered by headless Chromium against a real node.
 //!
-//! Skipped (with a message) only when no Chromium is installed; `scripts/test.sh` installs one.
+//! Needs Chromium (`scripts/test.sh` installs it): without one these tests fail, they never skip.
 
 mod common;
 
@@ -8,9 +8,9 @@ use std::{path::PathBuf, process::Command, time::Duration};
 
 use common::*;
 
-fn chromium() -> Option<PathBuf> {
+fn chromium() -> PathBuf {
     if let Ok(p) = std::env::var("CHROMIUM") {
-        return Some(PathBuf::from(p));
+        return PathBuf::from(p);
     }
     [
         "/usr/bin/chromium",
@@ -20,6 +20,7 @@ fn chromium() -> Option<PathBuf> {
     .iter()
     .map(PathBuf::from)
     .find(|p| p.exists())
+    .expect("no Chromium installed: run ./scripts/test.sh, which installs it, or set CHROMIUM")
 }
 
 /// Load `url` in headless Chromium, let its scripts run, and return the DOM.
@@ -48,10 +49,7 @@ fn dump_dom(browser: &PathBuf, url: &str) -> String {
 
 #[test]
 fn tree_page_shows_the_tree_in_a_browser() {
-    let Some(browser) = chromium() else {
-        eprintln!("SKIPPED: no Chromium installed (scripts/test.sh installs it)");
-        return;
-    };
+    let browser = chromium();
     let node = NodeProc::start("e2e-browser");
     assert!(node
         .dctl(&["spawn", "echo", "--name", "page-echo"])
@@ -89,10 +87,7 @@ fn tree_page_shows_the_tree_in_a_browser() {
 
 #[test]
 fn tree_page_shows_every_node_of_the_cluster() {
-    let Some(browser) = chromium() else {
-        eprintln!("SKIPPED: no Chromium installed (scripts/test.sh installs it)");
-        return;
-    };
+    let browser = chromium();
     let n1 = NodeProc::start("e2e-page-1");
     let n2 = NodeProc::start_with("e2e-page-2", &["--seed", &n1.gossip]);
     wait_converged(&[&n1, &n2], &["e2e-page-1", "e2e-page-2"]);

@@ -142,3 +142,28 @@ fn a_node_that_cannot_bind_its_admin_port_exits_nonzero() {
         stderr(&out)
     );
 }
+
+/// `dctl tree | head -0`: a client whose stdout is closed ends like `ls` does (SIGPIPE), with
+/// no panic message.
+#[test]
+fn closed_stdout_ends_a_client_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let node = NodeProc::start("e2e-pipe");
+    let mut child = Command::new(DCTL)
+        .args(["--admin", &node.admin, "tree"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dctl tree");
+    drop(child.stdout.take()); // the reader goes away before anything is written
+    let out = child.wait_with_output().expect("wait");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.signal(), Some(libc_sigpipe()), "{out:?}");
+    assert!(node.dctl(&["tree"]).status.success());
+}
+
+fn libc_sigpipe() -> i32 {
+    13 // SIGPIPE on Linux
+}

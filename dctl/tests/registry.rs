@@ -19,10 +19,13 @@ fn start_seeded(name: &str, seed: &NodeProc) -> NodeProc {
 
 fn instances(node: &NodeProc, service: &str) -> Vec<Value> {
     let out = node.dctl(&["svc", "ls", service, "--json"]);
-    serde_json::from_str::<Value>(&stdout(&out))
-        .ok()
-        .and_then(|v| v["instances"].as_array().cloned())
-        .unwrap_or_default()
+    assert!(out.status.success(), "svc ls failed: {}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("svc ls --json is not JSON ({e}): {}", stdout(&out)));
+    v["instances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("svc ls --json has no \"instances\" array: {v}"))
 }
 
 #[test]

@@ -63,6 +63,30 @@ fn up_starts_a_cluster_prints_urls_and_stops_on_sigterm() {
         "{tree}"
     );
 
+    // every "try" line runs as printed (no `dctl` on PATH: the lines name the binary)
+    let start = printed
+        .iter()
+        .position(|l| l.starts_with("try"))
+        .expect("a try: section");
+    let tries: Vec<&String> = printed[start + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(tries.len() >= 5, "{text}");
+    for line in tries {
+        let out = Command::new("timeout")
+            .args(["30", "sh", "-c", line.trim()])
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "printed line failed: {line}\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

@@ -157,25 +157,28 @@ pub fn assert_one_line_error(o: &Output, needle: &str) {
     assert!(lines[0].contains(needle), "'{needle}' not in: {err}");
 }
 
-/// The cluster as one node sees it: (name, state, connected) per member.
+/// The cluster as one node sees it: (name, state, connected) per member. Panics with the
+/// node's answer when `cluster status` fails or is not the documented JSON (a test must not
+/// read a failure as "no members").
 pub fn members(node: &NodeProc) -> Vec<(String, String, bool)> {
     let out = node.dctl(&["cluster", "status", "--json"]);
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: serde_json::Value = match serde_json::from_str(&stdout(&out)) {
-        Ok(v) => v,
-        Err(_) => return Vec::new(),
-    };
-    v["nodes"]
+    assert!(
+        out.status.success(),
+        "cluster status on {} failed: {}",
+        node.name,
+        stderr(&out)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("cluster status --json is not JSON ({e}): {}", stdout(&out)));
+    let nodes = v["nodes"]
         .as_array()
-        .cloned()
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("cluster status --json has no \"nodes\" array: {v}"));
+    nodes
         .iter()
         .map(|m| {
             (
-                m["name"].as_str().unwrap_or("").to_string(),
-                m["state"].as_str().unwrap_or("").to_string(),
+                m["name"].as_str().expect("member name").to_string(),
+                m["state"].as_str().expect("member state").to_string(),
                 m["connected"] == true,
             )
         })
@@ -235,10 +238,14 @@ pub fn http_get(admin: &str, path: &str) -> String {
     http(admin, "GET", path, &[], b"").1
 }
 
-/// The value of the sample `name` in a Prometheus text exposition (0 when absent).
+/// The value of the sample `name` in a Prometheus text exposition. Panics when the sample is
+/// absent or not a number, so a renamed or missing metric fails the test instead of reading 0.
 pub fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
+    let line = text
+        .lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("metric {name} is not in the exposition:\n{text}"));
+    line.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("metric {name} = {line:?} is not a count: {e}"))
 }

@@ -11,6 +11,9 @@
 //! | `GET /kv/status` | | leader, voters, learners, term, commit_index, ... |
 //! | `POST /kv/lease/grant` | `{"ttl_secs"}` | `{"id"}` |
 //! | `POST /kv/lease/keepalive`, `/kv/lease/revoke` | `{"id"}` | `{}` |
+//! | `GET /kv/members` | | `{"members":[{name,id,role,leader,state,match_index,lag}]}` |
+//! | `POST /kv/members/add` | `{"name","learner"?}` | the members after the change |
+//! | `POST /kv/members/remove`, `/kv/members/promote` | `{"name"}` | the members after the change (400 with the reason when refused) |
 
 use std::{collections::HashMap, convert::Infallible, time::Duration};
 
@@ -55,6 +58,10 @@ pub(crate) fn routes(kv: Kv) -> Router {
         .route("/kv/lease/grant", post(h_grant))
         .route("/kv/lease/keepalive", post(h_keepalive))
         .route("/kv/lease/revoke", post(h_revoke))
+        .route("/kv/members", get(h_members))
+        .route("/kv/members/add", post(h_member_add))
+        .route("/kv/members/remove", post(h_member_remove))
+        .route("/kv/members/promote", post(h_member_promote))
         .with_state(kv)
 }
 
@@ -290,6 +297,48 @@ async fn h_revoke(State(kv): State<Kv>, body: Bytes) -> Response {
             Ok(()) => ok(json!({})),
             Err(e) => err(e),
         },
+        Err(e) => err(e),
+    }
+}
+
+fn members_answer(r: Result<Vec<super::MemberInfo>, KvError>) -> Response {
+    match r {
+        Ok(m) => ok(json!({ "members": m })),
+        Err(e) => err(e),
+    }
+}
+
+async fn h_members(State(kv): State<Kv>) -> Response {
+    members_answer(kv.members().await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberBody {
+    name: String,
+    #[serde(default)]
+    learner: bool,
+}
+
+async fn h_member_add(State(kv): State<Kv>, body: Bytes) -> Response {
+    match parse::<MemberBody>(&body) {
+        Ok(b) => members_answer(kv.add_member(&b.name, b.learner).await),
+        Err(e) => err(e),
+    }
+}
+
+async fn h_member_remove(State(kv): State<Kv>, body: Bytes) -> Response {
+    match parse::<MemberBody>(&body) {
+        Ok(b) if b.learner => err(KvError::Invalid("'learner' is for add only".into())),
+        Ok(b) => members_answer(kv.remove_member(&b.name).await),
+        Err(e) => err(e),
+    }
+}
+
+async fn h_member_promote(State(kv): State<Kv>, body: Bytes) -> Response {
+    match parse::<MemberBody>(&body) {
+        Ok(b) if b.learner => err(KvError::Invalid("'learner' is for add only".into())),
+        Ok(b) => members_answer(kv.promote_member(&b.name).await),
         Err(e) => err(e),
     }
 }

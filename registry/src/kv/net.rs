@@ -38,6 +38,16 @@ pub enum RaftReq {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
 }
 
+/// A Raft RPC with the id of the sender's store: a node refuses RPCs of any other store, so two
+/// stores never mix even when a node is pointed at the wrong cluster.
+#[doc(hidden)]
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct RaftEnvelope {
+    pub store: String,
+    pub req: RaftReq,
+}
+
 /// The answer to a [`RaftReq`].
 #[doc(hidden)]
 #[derive(Serialize, Deserialize)]
@@ -54,7 +64,7 @@ pub enum RaftResp {
 pub enum KvMsg {
     /// A Raft RPC from another voter.
     #[rpc]
-    Raft(Wire<RaftReq>, RpcReplyPort<Wire<RaftResp>>),
+    Raft(Wire<RaftEnvelope>, RpcReplyPort<Wire<RaftResp>>),
     /// A client request forwarded by another node.
     #[rpc]
     Client(Wire<Request>, RpcReplyPort<Wire<Result<Response, KvError>>>),
@@ -159,6 +169,8 @@ pub(crate) async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned + Sen
 /// The Raft network factory: a client per target node.
 pub(crate) struct Network {
     pub(crate) rt: Node,
+    /// This node's store id.
+    pub(crate) store: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -167,6 +179,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &KvNode) -> Peer {
         Peer {
             rt: self.rt.clone(),
+            store: self.store.clone(),
             target,
             name: node.name.clone(),
         }
@@ -176,6 +189,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// A Raft peer reached through its KV actor.
 pub(crate) struct Peer {
     rt: Node,
+    store: tokio::sync::watch::Receiver<Option<String>>,
     target: NodeId,
     name: String,
 }
@@ -192,7 +206,13 @@ fn rpc_err<E: std::error::Error>(f: CallFail) -> RPCError<NodeId, KvNode, E> {
 impl Peer {
     async fn rpc(&self, req: RaftReq, option: &RPCOption) -> Result<RaftResp, CallFail> {
         let timeout = option.hard_ttl().max(Duration::from_millis(200));
-        call(&self.rt, &self.name, KvMsg::Raft, &req, timeout).await
+        let Some(store) = self.store.borrow().clone() else {
+            return Err(CallFail::Unreachable(
+                "this node has not joined a KV store".into(),
+            ));
+        };
+        let env = RaftEnvelope { store, req };
+        call(&self.rt, &self.name, KvMsg::Raft, &env, timeout).await
     }
 }
 

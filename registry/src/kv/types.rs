@@ -226,7 +226,11 @@ pub struct WatchEvent {
 pub struct KvStatus {
     /// The node that answered.
     pub node: String,
-    /// Its role: `leader`, `follower`, `candidate`, `learner` or `client` (not a voter).
+    /// The id of the store it belongs to (`None`: it has not bootstrapped or joined one).
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Its role: `leader`, `follower`, `candidate`, `learner`, `joining` (waiting to be added),
+    /// `removed` (taken out of the store) or `no store`.
     pub role: String,
     /// The current leader's node name, if known.
     pub leader: Option<String>,

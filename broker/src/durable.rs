@@ -1,0 +1,296 @@
+//! Durable channels: the logs homed on this node, and appends, reads and group offsets for
+//! any durable channel (here, or at its home through [`crate::remote`]).
+//!
+//! The channels declared on this node are listed in `<data_dir>/broker/channels.json` (a
+//! [`crate::metafile`]; the `*.log` files beside it count too, so no log is forgotten). A log
+//! that cannot be opened (a damaged record, a damaged groups file) is not served: operations on
+//! its channel fail with the reason, naming the file and how to recover, while the rest of the
+//! node runs.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use runtime::Node;
+
+use crate::{
+    error::BrokerError,
+    fanout::Fanout,
+    homes::Homes,
+    log::Log,
+    metafile,
+    metrics::add,
+    names::valid_channel,
+    protocol::{Request, Response},
+    remote,
+    subscription::Item,
+};
+
+/// The channels declared on this node: `<data_dir>/broker/<this file>`.
+pub(crate) const DECLARED_FILE: &str = "channels.json";
+/// Records per replay read.
+pub(crate) const READ_MAX: u64 = 4096;
+
+type SharedLog = Arc<tokio::sync::Mutex<Log>>;
+
+/// Durable channels as seen from this node.
+pub(crate) struct Durable {
+    node: Node,
+    me: String,
+    dir: PathBuf,
+    pub homes: Homes,
+    fanout: Arc<Fanout>,
+    logs: Mutex<HashMap<String, SharedLog>>,
+    /// Channels homed here whose log cannot be served, and why.
+    refused: Mutex<HashMap<String, String>>,
+}
+
+fn log_error(channel: &str, e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Log {
+        channel: channel.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl Durable {
+    /// Open the logs declared here; a damaged `channels.json` or `durable.json` is an error
+    /// (the node does not start), a damaged log refuses only its channel.
+    pub async fn open(node: &Node, fanout: Arc<Fanout>) -> Result<Durable, BrokerError> {
+        let dir = node.config().data_dir.join("broker");
+        let homes = Homes::load(node, dir.clone()).map_err(BrokerError::Corrupt)?;
+        let durable = Durable {
+            node: node.clone(),
+            me: node.name().to_string(),
+            dir,
+            homes,
+            fanout,
+            logs: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+        };
+        let declared = durable.declared()?;
+        for channel in &declared {
+            match Log::open(&durable.dir, channel) {
+                Ok(log) => {
+                    durable
+                        .lock_logs()
+                        .insert(channel.clone(), Arc::new(tokio::sync::Mutex::new(log)));
+                }
+                Err(e) => {
+                    tracing::error!("broker: not serving durable channel '{channel}': {e}");
+                    durable
+                        .lock_refused()
+                        .insert(channel.clone(), e.to_string());
+                }
+            }
+        }
+        let me = durable.me.clone();
+        durable
+            .homes
+            .insert(declared.into_iter().map(|c| (c, me.clone())))
+            .await;
+        Ok(durable)
+    }
+
+    fn lock_logs(&self) -> std::sync::MutexGuard<'_, HashMap<String, SharedLog>> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_refused(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The channels declared here: the list on disk and every `*.log` beside it.
+    fn declared(&self) -> Result<Vec<String>, BrokerError> {
+        let file = self.dir.join(DECLARED_FILE);
+        let mut list: Vec<String> = metafile::read(
+            &file,
+            "move it away: the node then rebuilds the list from the *.log files beside it",
+        )
+        .map_err(BrokerError::Corrupt)?
+        .unwrap_or_default();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(c) = name.strip_suffix(".log") {
+                    if valid_channel(c).is_ok() && !list.iter().any(|l| l == c) {
+                        list.push(c.to_string());
+                    }
+                }
+            }
+        }
+        list.sort();
+        Ok(list)
+    }
+
+    /// Make `channel` durable with its log here. Returns the home (this node).
+    pub async fn declare(&self, channel: &str) -> Result<String, BrokerError> {
+        let mut declared = self.declared()?;
+        if !declared.iter().any(|c| c == channel) {
+            declared.push(channel.to_string());
+            metafile::write(&self.dir.join(DECLARED_FILE), &declared)
+                .map_err(|e| log_error(channel, e))?;
+        }
+        if !self.lock_logs().contains_key(channel) {
+            let log = Log::open(&self.dir, channel).map_err(|e| log_error(channel, e))?;
+            self.lock_logs()
+                .insert(channel.to_string(), Arc::new(tokio::sync::Mutex::new(log)));
+        }
+        self.homes
+            .insert([(channel.to_string(), self.me.clone())])
+            .await;
+        Ok(self.me.clone())
+    }
+
+    /// A log homed here, or why it is not served.
+    fn local(&self, channel: &str) -> Result<SharedLog, BrokerError> {
+        if let Some(reason) = self.lock_refused().get(channel) {
+            return Err(log_error(channel, reason));
+        }
+        self.lock_logs()
+            .get(channel)
+            .cloned()
+            .ok_or_else(|| log_error(channel, "not a durable channel of this node"))
+    }
+
+    /// Append to a log homed here, then fan out in offset order.
+    pub async fn append_local(
+        &self,
+        channel: &str,
+        events: Vec<Arc<str>>,
+    ) -> Result<u64, BrokerError> {
+        let log = self.local(channel)?;
+        let mut log = log.lock().await;
+        let payloads: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
+        let first = log.append(&payloads).map_err(|e| log_error(channel, e))?;
+        // Fan out while holding the log so live order equals offset order.
+        let items: Vec<Item> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Item {
+                event: e,
+                offset: Some(first + i as u64),
+            })
+            .collect();
+        add(&self.fanout.metrics.produced, items.len() as u64);
+        self.fanout.fan_out(channel, items).await;
+        Ok(first)
+    }
+
+    /// Append to a durable channel homed at `home`; returns the first offset.
+    pub async fn append(
+        &self,
+        channel: &str,
+        home: &str,
+        events: Vec<Arc<str>>,
+    ) -> Result<u64, BrokerError> {
+        if home == self.me {
+            return self.append_local(channel, events).await;
+        }
+        let req = Request::Append {
+            channel: channel.to_string(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+        };
+        match remote::ask(&self.node, channel, home, req).await? {
+            Response::Appended(first) => Ok(first),
+            other => Err(remote::unexpected(channel, "append", other)),
+        }
+    }
+
+    /// Read a durable log (here or at its home).
+    pub async fn read(
+        &self,
+        channel: &str,
+        from: u64,
+        max: u64,
+    ) -> Result<Vec<(u64, String)>, BrokerError> {
+        let home = self.homes.get(channel).ok_or_else(|| {
+            BrokerError::BadRequest(format!("channel '{channel}' is not durable"))
+        })?;
+        let max = max.min(READ_MAX);
+        if home == self.me {
+            let log = self.local(channel)?;
+            let log = log.lock().await;
+            return log
+                .read(from, max as usize)
+                .map_err(|e| log_error(channel, e));
+        }
+        let req = Request::Read {
+            channel: channel.to_string(),
+            from,
+            max,
+        };
+        match remote::ask(&self.node, channel, &home, req).await? {
+            Response::Records(r) => Ok(r),
+            other => Err(remote::unexpected(channel, "read", other)),
+        }
+    }
+
+    /// A group's committed next offset on a durable channel.
+    pub async fn committed(&self, channel: &str, group: &str) -> Result<Option<u64>, BrokerError> {
+        let Some(home) = self.homes.get(channel) else {
+            return Ok(None);
+        };
+        if home == self.me {
+            let log = self.local(channel)?;
+            let log = log.lock().await;
+            return Ok(log.groups.get(group).copied());
+        }
+        let req = Request::Committed {
+            channel: channel.to_string(),
+            group: group.to_string(),
+        };
+        match remote::ask(&self.node, channel, &home, req).await? {
+            Response::Committed(c) => Ok(c),
+            other => Err(remote::unexpected(channel, "committed", other)),
+        }
+    }
+
+    /// Record a group's next offset (best effort, asynchronous).
+    pub fn commit(&self, channel: &str, group: &str, next: u64) {
+        let Some(home) = self.homes.get(channel) else {
+            return;
+        };
+        if home != self.me {
+            let req = Request::Commit {
+                channel: channel.to_string(),
+                group: group.to_string(),
+                next,
+            };
+            remote::tell(&self.node, &home, req);
+            return;
+        }
+        let Ok(log) = self.local(channel) else {
+            return;
+        };
+        let (channel, group) = (channel.to_string(), group.to_string());
+        tokio::spawn(async move {
+            let mut log = log.lock().await;
+            if let Err(e) = log.commit(&group, next) {
+                tracing::warn!("broker: cannot commit {channel}/{group}: {e}");
+            }
+        });
+    }
+
+    /// For each log homed here: its groups' committed offsets and its length (`None`: refused,
+    /// with the reason).
+    pub async fn local_state(
+        &self,
+    ) -> BTreeMap<String, Result<(BTreeMap<String, u64>, u64), String>> {
+        let logs: Vec<(String, SharedLog)> = self
+            .lock_logs()
+            .iter()
+            .map(|(c, l)| (c.clone(), l.clone()))
+            .collect();
+        let mut out = BTreeMap::new();
+        for (c, l) in logs {
+            let l = l.lock().await;
+            out.insert(c, Ok((l.groups.clone(), l.len())));
+        }
+        for (c, reason) in self.lock_refused().iter() {
+            out.insert(c.clone(), Err(reason.clone()));
+        }
+        out
+    }
+}

@@ -1,0 +1,115 @@
+//! Starting a node's broker: its parts, its actor under the `system` supervisor, the gossip
+//! loops and the HTTP routes.
+
+use std::{
+    collections::HashMap,
+    sync::{atomic::AtomicU64, Arc, Weak},
+};
+
+use runtime::Node;
+use tokio::sync::Notify;
+
+use crate::{
+    actor::BrokerActor,
+    broker::{Broker, Inner},
+    durable::Durable,
+    error::BrokerError,
+    fanout::Fanout,
+    homes::READY_KEY,
+    interest::{self, RemoteInterest, INTEREST_PREFIX},
+    link::Links,
+    metrics::Metrics,
+    subscribers::Subscribers,
+};
+
+impl Broker {
+    /// Start the node's broker: its actor under the `system` supervisor, interest gossip, the
+    /// durable channels homed here (from `<data_dir>/broker`), and the HTTP routes under
+    /// `/broker/` on the admin server.
+    ///
+    /// Fails, naming the file and how to recover, when `channels.json` or `durable.json` in
+    /// `<data_dir>/broker` is damaged (and no good previous copy exists).
+    pub async fn start(node: &Node) -> Result<Broker, BrokerError> {
+        let metrics = Arc::new(Metrics::default());
+        let subs = Arc::new(Subscribers::default());
+        let remote = Arc::new(RemoteInterest::default());
+        let changed = Arc::new(Notify::new());
+        let links = Links::new(node.clone(), metrics.clone());
+        let fanout = Arc::new(Fanout::new(
+            node.name().to_string(),
+            subs.clone(),
+            remote.clone(),
+            links.clone(),
+            metrics.clone(),
+            changed.clone(),
+        ));
+        // Durable channels known before a restart (homed here or elsewhere): known at once,
+        // before the first produce, whatever gossip has brought yet.
+        let durable = Arc::new(Durable::open(node, fanout.clone()).await?);
+        durable.homes.publish().await;
+        node.gossip_set(READY_KEY, "1").await;
+        let broker = Broker {
+            inner: Arc::new(Inner {
+                node: node.clone(),
+                name: node.name().to_string(),
+                subs: subs.clone(),
+                remote,
+                links,
+                fanout,
+                durable,
+                metrics,
+                changed: changed.clone(),
+                next_sub: AtomicU64::new(1),
+            }),
+        };
+        let sup = node
+            .system_supervisor()
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let actor = BrokerActor {
+            broker: broker.clone(),
+        };
+        actors::start_child(&sup, actors::ChildSpec::worker("broker", None, actor, ()))
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("cannot start the broker actor: {e}")))?;
+        let snapshot = subs.clone();
+        tokio::spawn(interest::publish(
+            node.clone(),
+            changed,
+            Arc::downgrade(&broker.inner),
+            move || {
+                snapshot
+                    .all_interest()
+                    .into_iter()
+                    .collect::<HashMap<_, _>>()
+            },
+        ));
+        tokio::spawn(watch_gossip(Arc::downgrade(&broker.inner)));
+        node.add_admin_routes(crate::http::routes(broker.clone()));
+        let scraped = broker.clone();
+        node.metrics().add_source(move || scraped.metrics_text());
+        Ok(broker)
+    }
+}
+
+/// Keep the view of other nodes' interest and of durable homes current.
+async fn watch_gossip(inner: Weak<Inner>) {
+    let changes = match inner.upgrade() {
+        Some(i) => i.node.gossip_changes().await,
+        None => return,
+    };
+    let Some(mut changes) = changes else {
+        return; // no cluster: a node of one
+    };
+    loop {
+        let Some(i) = inner.upgrade() else {
+            return;
+        };
+        let scan = i.node.gossip_scan(INTEREST_PREFIX).await;
+        i.remote.set(interest::parse(&i.name, scan));
+        i.durable.homes.refresh().await;
+        drop(i);
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}

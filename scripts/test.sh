@@ -25,6 +25,8 @@ need_apt chromium chromium
 # libfaketime.
 need_apt iptables iptables
 need_apt faketime faketime
+# The restart benchmark's smoke test (bench/tests/restart_quick.rs) runs Erlang's supervisor.
+need_apt escript erlang-base
 
 cargo build --workspace --all-targets
 cargo test --workspace --all-targets

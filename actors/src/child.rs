@@ -124,6 +124,7 @@ pub struct ChildSpec {
     pub(crate) shutdown: Shutdown,
     pub(crate) kind: ChildKind,
     pub(crate) start_timeout: Option<Duration>,
+    pub(crate) significant: bool,
 }
 
 impl fmt::Debug for ChildSpec {
@@ -134,6 +135,7 @@ impl fmt::Debug for ChildSpec {
             .field("shutdown", &self.shutdown)
             .field("kind", &self.kind)
             .field("start_timeout", &self.start_timeout)
+            .field("significant", &self.significant)
             .finish()
     }
 }
@@ -153,6 +155,7 @@ impl ChildSpec {
             shutdown: Shutdown::Timeout(Duration::from_secs(5)),
             kind: ChildKind::Worker,
             start_timeout: Some(DEFAULT_START_TIMEOUT),
+            significant: false,
         }
     }
 
@@ -216,6 +219,14 @@ impl ChildSpec {
     /// Set the shutdown policy.
     pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// Mark the child significant (OTP 24): its exit without restart can stop the supervisor,
+    /// per the supervisor's [`crate::AutoShutdown`]. Only `transient` and `temporary` children
+    /// may be significant (a supervisor refuses a significant `permanent` child).
+    pub fn significant(mut self, significant: bool) -> Self {
+        self.significant = significant;
         self
     }
 

@@ -20,6 +20,12 @@ pub enum SupervisorError {
     /// the spec is kept unless the child is temporary.
     #[error("child '{0}' ignored its start")]
     Ignored(String),
+    /// The supervisor already has its `max_children`.
+    #[error("the supervisor already has its maximum of {0} children")]
+    MaxChildren(usize),
+    /// The child spec is not allowed here (e.g. a significant permanent child).
+    #[error("invalid child spec: {0}")]
+    BadSpec(String),
     /// The child's start function failed.
     #[error("child '{id}' failed to start: {reason}")]
     StartFailed {

@@ -50,6 +50,6 @@ pub use snapshot::{ChildStatus, TreeSnapshot};
 pub use stats::SupervisorStats;
 pub use supervisor::{
     child_cell, count_children, delete_child, restart_child, snapshot, start_child,
-    terminate_child, which_children, Backoff, ChildCount, ChildInfo, Intensity, IntensityScope,
-    Strategy, Supervisor, SupervisorMsg, SupervisorSpec,
+    terminate_child, which_children, AutoShutdown, Backoff, ChildCount, ChildInfo, Intensity,
+    IntensityScope, Strategy, Supervisor, SupervisorMsg, SupervisorSpec,
 };

@@ -79,6 +79,21 @@ pub enum IntensityScope {
     PerChild,
 }
 
+/// When a supervisor stops itself because significant children exited (OTP 24
+/// `auto_shutdown`). The supervisor then stops with reason `shutdown`, which its own supervisor
+/// treats as a normal exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoShutdown {
+    /// Never (significant children are refused).
+    #[default]
+    Never,
+    /// When any significant child exits and is not restarted.
+    AnySignificant,
+    /// When every significant child has exited and none of them will be restarted.
+    AllSignificant,
+}
+
 /// Optional exponential restart backoff (beyond OTP): the n-th consecutive restart of a child
 /// waits `min(max, initial * 2^(n-1))`; a child that ran for `reset_after` starts over at 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +125,8 @@ pub struct SupervisorSpec {
     backoff: Option<Backoff>,
     children: Vec<ChildSpec>,
     stats: Option<Arc<SupervisorStats>>,
+    auto_shutdown: AutoShutdown,
+    max_children: Option<usize>,
 }
 
 impl SupervisorSpec {
@@ -122,6 +139,8 @@ impl SupervisorSpec {
             backoff: None,
             children: Vec::new(),
             stats: None,
+            auto_shutdown: AutoShutdown::Never,
+            max_children: None,
         }
     }
 
@@ -148,6 +167,30 @@ impl SupervisorSpec {
     /// ```
     pub fn intensity_scope(mut self, scope: IntensityScope) -> Self {
         self.scope = scope;
+        self
+    }
+
+    /// Stop the supervisor when significant children exit (see [`AutoShutdown`]).
+    pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Self {
+        self.auto_shutdown = auto_shutdown;
+        self
+    }
+
+    /// At most `n` children (Elixir's `DynamicSupervisor` `max_children`): [`start_child`]
+    /// beyond it fails with [`SupervisorError::MaxChildren`].
+    ///
+    /// A one_for_one supervisor with no static children, children added with [`start_child`]
+    /// and `max_children` is the dynamic supervisor of many children of one kind (OTP's
+    /// `simple_one_for_one`): no ordered restart between them, and they stop concurrently
+    /// (see [`Supervisor`]).
+    ///
+    /// ```
+    /// use actors::{Strategy, SupervisorSpec};
+    /// let sessions = SupervisorSpec::new(Strategy::OneForOne).max_children(10_000);
+    /// # let _ = sessions;
+    /// ```
+    pub fn max_children(mut self, n: usize) -> Self {
+        self.max_children = Some(n);
         self
     }
 
@@ -290,6 +333,8 @@ pub struct SupervisorState {
     stats: Option<Arc<SupervisorStats>>,
     children: Vec<Child>,
     restart_log: VecDeque<Instant>,
+    auto_shutdown: AutoShutdown,
+    max_children: Option<usize>,
 }
 
 /// Records a restart at `now` in `log`; false when more than `intensity.max_restarts` fall
@@ -351,6 +396,27 @@ fn is_abnormal(reason: Option<&str>) -> bool {
 }
 
 const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// OTP refuses significant children under `auto_shutdown = never` and significant permanent
+/// children (they would never exit for good).
+fn check_significant(spec: &ChildSpec, auto: AutoShutdown) -> Result<(), SupervisorError> {
+    if !spec.significant {
+        return Ok(());
+    }
+    if auto == AutoShutdown::Never {
+        return Err(SupervisorError::BadSpec(format!(
+            "child '{}' is significant but auto_shutdown is never",
+            spec.id
+        )));
+    }
+    if spec.restart == Restart::Permanent {
+        return Err(SupervisorError::BadSpec(format!(
+            "child '{}' is significant and permanent (only transient or temporary may be)",
+            spec.id
+        )));
+    }
+    Ok(())
+}
 
 /// Stop one child according to its shutdown policy; returns when it is gone.
 async fn shutdown_child(cell: ActorCell, shutdown: Shutdown) {
@@ -444,6 +510,18 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// After a significant child exited for good: whether the supervisor must stop itself.
+    fn auto_shutdown_due(state: &SupervisorState) -> bool {
+        match state.auto_shutdown {
+            AutoShutdown::Never => false,
+            AutoShutdown::AnySignificant => true,
+            AutoShutdown::AllSignificant => !state
+                .children
+                .iter()
+                .any(|c| c.spec.significant && (c.cell.is_some() || c.pending_restart)),
+        }
     }
 
     /// A child exited (or failed to restart) and must be restarted: apply intensity, strategy
@@ -611,7 +689,16 @@ impl Actor for Supervisor {
             stats: spec.stats,
             children: Vec::with_capacity(spec.children.len()),
             restart_log: VecDeque::new(),
+            auto_shutdown: spec.auto_shutdown,
+            max_children: spec.max_children,
         };
+        if let Some(bad) = spec
+            .children
+            .iter()
+            .find_map(|c| check_significant(c, state.auto_shutdown).err())
+        {
+            return Err(From::from(bad));
+        }
         for child in spec.children {
             if state.position(&child.id).is_some() {
                 stop_all_reverse(&mut state).await;
@@ -650,6 +737,16 @@ impl Actor for Supervisor {
             SupervisorMsg::StartChild(spec, reply) => {
                 if state.position(&spec.id).is_some() {
                     let _ = reply.send(Err(SupervisorError::AlreadyPresent(spec.id)));
+                    return Ok(());
+                }
+                if let Some(max) = state.max_children {
+                    if state.children.len() >= max {
+                        let _ = reply.send(Err(SupervisorError::MaxChildren(max)));
+                        return Ok(());
+                    }
+                }
+                if let Err(e) = check_significant(&spec, state.auto_shutdown) {
+                    let _ = reply.send(Err(e));
                     return Ok(());
                 }
                 let id = spec.id.clone();
@@ -787,8 +884,14 @@ impl Actor for Supervisor {
         child.cell = None;
         tracing::debug!(child = %child.spec.id, abnormal, %reason, "child exited");
         if !child.spec.wants_restart(abnormal) {
+            let significant = child.spec.significant;
             if child.spec.restart == Restart::Temporary {
                 state.children.remove(idx);
+            }
+            if significant && Self::auto_shutdown_due(state) {
+                tracing::info!(supervisor = ?myself.get_name(), "significant child exited; auto_shutdown");
+                stop_all_reverse(state).await;
+                myself.stop(Some("shutdown".into()));
             }
             return Ok(());
         }

@@ -10,6 +10,7 @@
 //!   child processes as the other nodes (one OS process is one node).
 //! * [`kv`] — KV store put/get throughput and p99 versus etcd 3.4, three members each.
 //! * [`registry`] — service-registry propagation time for 3- and 10-node clusters.
+//! * [`restart`] — supervisor restart latency (crash -> running again) versus Erlang/OTP.
 //!
 //! Benchmarks return a report value (printable with `Display`, serialisable to JSON) rather than
 //! printing themselves, so tests can run them in a quick mode and inspect the results.
@@ -23,6 +24,7 @@ pub mod local;
 pub mod procs;
 pub mod rawtcp;
 pub mod registry;
+pub mod restart;
 pub mod stats;
 
 pub use cluster::{run_cluster, ClusterConfig, ClusterReport, RawServerMode};

@@ -66,6 +66,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Supervisor restart latency (crash -> running again) vs Erlang/OTP's supervisor.
+    Restart {
+        /// Small smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The raw-TCP echo server of the cluster benchmark's baseline (prints its address, serves
     /// until killed or stdin closes). Internal.
     #[command(hide = true)]
@@ -289,6 +298,19 @@ async fn main() -> anyhow::Result<()> {
                 ..base
             };
             let report = bench::broker::run_broker(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Restart { quick, json } => {
+            let config = if quick {
+                bench::restart::RestartConfig::quick()
+            } else {
+                bench::restart::RestartConfig::default()
+            };
+            let report = bench::restart::run_restart(&config).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

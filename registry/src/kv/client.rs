@@ -400,7 +400,7 @@ impl Kv {
     /// Execute a request: here when this node can serve it, else at the leader (or a voter),
     /// following leader hints and retrying while no leader is known, until the op timeout.
     /// Retrying writes is safe: each carries a request id and is applied at most once.
-    pub async fn exec(&self, req: Request) -> Result<Response, KvError> {
+    pub(crate) async fn exec(&self, req: Request) -> Result<Response, KvError> {
         let deadline = Instant::now() + self.inner.op_timeout;
         let needs_leader = matches!(
             req,

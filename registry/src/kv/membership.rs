@@ -186,7 +186,7 @@ pub(crate) fn check_quorum(
 /// How many voters to have: at most `target`, never more than the candidates allow, and odd.
 pub(crate) fn wanted_voters(voters: usize, eligible: usize, target: usize) -> usize {
     let can = (voters + eligible).min(target.max(1));
-    let odd = if can % 2 == 0 { can - 1 } else { can };
+    let odd = if can.is_multiple_of(2) { can - 1 } else { can };
     odd.max(voters.min(target.max(1)))
 }
 
@@ -514,7 +514,7 @@ async fn autopilot(kv: &Kv, ads: &[(String, Advert)], dead_since: &mut HashMap<N
             if want > voters.len() {
                 let add: BTreeSet<NodeId> =
                     eligible.iter().take(want - voters.len()).copied().collect();
-                tracing::info!(promote = ?add.iter().map(|i| name(i)).collect::<Vec<_>>(), "kv: promoting learners to voters");
+                tracing::info!(promote = ?add.iter().map(&name).collect::<Vec<_>>(), "kv: promoting learners to voters");
                 Some(ChangeMembers::AddVoterIds(add))
             } else {
                 None

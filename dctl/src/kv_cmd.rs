@@ -99,9 +99,10 @@ pub enum KvCmd {
     Watch {
         #[arg(default_value = "")]
         prefix: String,
-        /// Start from this revision (default: from now on).
+        /// Start from this revision; `0` or `beginning`: from the oldest revision still kept
+        /// (saying so when older ones were compacted). Default: only changes from now on.
         #[arg(long)]
-        from: Option<u64>,
+        from: Option<String>,
         /// Exit after this many events.
         #[arg(long)]
         count: Option<usize>,
@@ -527,9 +528,14 @@ async fn watch(
     admin: &str,
     as_json: bool,
     prefix: &str,
-    from: Option<u64>,
+    from: Option<String>,
     count: Option<usize>,
 ) -> Result<()> {
+    if let Some(f) = &from {
+        if f != "beginning" && f.parse::<u64>().is_err() {
+            bail!("--from takes a revision number, 0 or 'beginning' (got '{f}')");
+        }
+    }
     let admin = admin.trim_start_matches("http://").trim_end_matches('/');
     let mut url = format!("http://{admin}/kv/watch?prefix={}", q(prefix));
     if let Some(f) = from {
@@ -575,6 +581,10 @@ async fn watch(
                 .map_err(|e| anyhow!("unreadable watch event from {admin}: {e}"))?;
             if let Some(e) = v.get("error").and_then(Value::as_str) {
                 bail!("watch failed: {e}");
+            }
+            if let Some(n) = v.get("compacted_before").and_then(Value::as_u64) {
+                eprintln!("note: revisions before {n} were compacted; replaying from revision {n}");
+                continue;
             }
             if as_json {
                 println!("{v}");

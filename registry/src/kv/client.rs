@@ -333,6 +333,34 @@ impl Kv {
         })
     }
 
+    /// Watch the keys under `prefix` from the oldest revision still kept (replaying the whole
+    /// retained history, then following live). Also answers that oldest revision: when it is
+    /// above 1, the revisions before it were compacted away.
+    ///
+    /// ```no_run
+    /// # async fn f(kv: registry::kv::Kv) -> Result<(), registry::kv::KvError> {
+    /// let (mut w, oldest) = kv.watch_from_oldest("config/").await?;
+    /// if oldest > 1 {
+    ///     eprintln!("revisions before {oldest} were compacted");
+    /// }
+    /// let first = w.next().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn watch_from_oldest(&self, prefix: &str) -> Result<(Watch, u64), KvError> {
+        let mut from = 1;
+        // The history can be trimmed between two calls: follow it a few times.
+        for _ in 0..5 {
+            match self.watch(prefix, Some(from)).await {
+                Ok(w) => return Ok((w, from)),
+                Err(KvError::Compacted { oldest, .. }) if oldest > from => from = oldest,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KvError::Unavailable(
+            "the watch history kept being compacted while starting the watch".into(),
+        ))
+    }
+
     pub(crate) async fn watch_poll(
         &self,
         prefix: &str,
@@ -372,7 +400,7 @@ impl Kv {
     /// Execute a request: here when this node can serve it, else at the leader (or a voter),
     /// following leader hints and retrying while no leader is known, until the op timeout.
     /// Retrying writes is safe: each carries a request id and is applied at most once.
-    pub async fn exec(&self, req: Request) -> Result<Response, KvError> {
+    pub(crate) async fn exec(&self, req: Request) -> Result<Response, KvError> {
         let deadline = Instant::now() + self.inner.op_timeout;
         let needs_leader = matches!(
             req,

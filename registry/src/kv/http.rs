@@ -7,7 +7,7 @@
 //! | `POST /kv/delete` | `{"key"}` | `{"deleted","revision"?}` |
 //! | `POST /kv/cas` | `{"key","expect_value"?: string\|null,"expect_revision"?,"value"?: string\|null,"lease"?}` | `{"ok":true,"revision"}` or 409 |
 //! | `GET /kv/range?prefix=P[&serializable=true]` | | `{"entries":[..],"revision"}` |
-//! | `GET /kv/watch?prefix=P[&from=REV]` | | NDJSON stream of events |
+//! | `GET /kv/watch?prefix=P[&from=REV\|0\|beginning]` | | NDJSON stream of events (no `from`: live only; `0`/`beginning`: from the oldest kept revision, after a `{"compacted_before":N}` line when older ones were compacted) |
 //! | `GET /kv/status` | | leader, voters, learners, term, commit_index, ... |
 //! | `POST /kv/lease/grant` | `{"ttl_secs"}` | `{"id"}` |
 //! | `POST /kv/lease/keepalive`, `/kv/lease/revoke` | `{"id"}` | `{}` |
@@ -224,16 +224,34 @@ async fn h_status(State(kv): State<Kv>) -> Response {
 
 async fn h_watch(State(kv): State<Kv>, Query(q): Q) -> Response {
     let prefix = q.get("prefix").cloned().unwrap_or_default();
-    let from = match q.get("from").map(|f| f.parse::<u64>()) {
-        None => None,
-        Some(Ok(0)) => None,
-        Some(Ok(f)) => Some(f),
-        Some(Err(_)) => return err(KvError::Invalid("?from= must be a revision number".into())),
+    // No `from`: live changes only. `from=0` or `from=beginning`: the oldest revision kept,
+    // first saying (one `{"compacted_before": N}` line) when older ones were compacted.
+    let (w, note) = match q.get("from").map(String::as_str) {
+        None => match kv.watch(&prefix, None).await {
+            Ok(w) => (w, None),
+            Err(e) => return err(e),
+        },
+        Some("0") | Some("beginning") => match kv.watch_from_oldest(&prefix).await {
+            Ok((w, oldest)) if oldest > 1 => (
+                w,
+                Some(format!("{}\n", json!({ "compacted_before": oldest }))),
+            ),
+            Ok((w, _)) => (w, None),
+            Err(e) => return err(e),
+        },
+        Some(f) => match f.parse::<u64>() {
+            Ok(f) => match kv.watch(&prefix, Some(f)).await {
+                Ok(w) => (w, None),
+                Err(e) => return err(e),
+            },
+            Err(_) => {
+                return err(KvError::Invalid(
+                    "?from= must be a revision number, 0 or 'beginning'".into(),
+                ))
+            }
+        },
     };
-    let w = match kv.watch(&prefix, from).await {
-        Ok(w) => w,
-        Err(e) => return err(e),
-    };
+    let head = futures::stream::iter(note.map(|n| Ok::<_, Infallible>(Bytes::from(n))));
     let stream = futures::stream::unfold(Some(w), |w| async move {
         let mut w = w?;
         let line = match w.next().await {
@@ -248,7 +266,7 @@ async fn h_watch(State(kv): State<Kv>, Query(q): Q) -> Response {
     });
     Response::builder()
         .header("content-type", "application/x-ndjson")
-        .body(Body::from_stream(stream))
+        .body(Body::from_stream(futures::StreamExt::chain(head, stream)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 

@@ -479,7 +479,7 @@ async fn autopilot(kv: &Kv, ads: &[(String, Advert)], dead_since: &mut HashMap<N
     }
     dead_since.retain(|v, _| voters.contains(v));
     let store = kv.store_id();
-    let eligible: Vec<NodeId> = membership
+    let mut eligible: Vec<(String, NodeId)> = membership
         .learner_ids()
         .filter(|id| {
             let Some(n) = name(id) else { return false };
@@ -488,7 +488,11 @@ async fn autopilot(kv: &Kv, ads: &[(String, Advert)], dead_since: &mut HashMap<N
                 && caught_up(&m, *id)
                 && ad.is_some_and(|a| !a.learner_only && a.store == store)
         })
+        .filter_map(|id| name(&id).map(|n| (n, id)))
         .collect();
+    // In name order, so that which learner is promoted is predictable.
+    eligible.sort();
+    let eligible: Vec<NodeId> = eligible.into_iter().map(|(_, id)| id).collect();
     let grace = kv.inner.policy.dead_grace;
     let gone = dead_since
         .iter()

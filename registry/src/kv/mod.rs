@@ -59,8 +59,7 @@ pub use client::{handle, Kv, Watch};
 pub use live_config::ConfigWatcher;
 pub use lock::LockGuard;
 pub use membership::MAX_VOTERS;
-pub use net::KvMsg;
-pub use request::{MemberInfo, MemberOp, Request, Response};
+pub use request::MemberInfo;
 pub use types::{
     node_id, CmdResult, Command, EventKind, Expect, KvEntry, KvNode, KvStatus, Lease, NodeId,
     Proposal, TypeConfig, WatchBatch, WatchEvent,

@@ -19,8 +19,9 @@ use runtime::{Node, RuntimeError};
 use serde::{Deserialize, Serialize};
 
 use super::{
+    request::{Request, Response},
     types::{KvNode, NodeId, TypeConfig},
-    Kv, KvError, Request, Response,
+    Kv, KvError,
 };
 
 /// The process group of a node's KV actor.
@@ -29,10 +30,9 @@ pub(crate) fn kv_group(node: &str) -> String {
 }
 
 /// A Raft RPC between KV actors.
-#[doc(hidden)]
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub enum RaftReq {
+pub(crate) enum RaftReq {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
@@ -40,18 +40,16 @@ pub enum RaftReq {
 
 /// A Raft RPC with the id of the sender's store: a node refuses RPCs of any other store, so two
 /// stores never mix even when a node is pointed at the wrong cluster.
-#[doc(hidden)]
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub struct RaftEnvelope {
-    pub store: String,
-    pub req: RaftReq,
+pub(crate) struct RaftEnvelope {
+    pub(crate) store: String,
+    pub(crate) req: RaftReq,
 }
 
 /// The answer to a [`RaftReq`].
-#[doc(hidden)]
 #[derive(Serialize, Deserialize)]
-pub enum RaftResp {
+pub(crate) enum RaftResp {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
@@ -61,7 +59,7 @@ pub enum RaftResp {
 
 /// Messages of the KV actor (both cross the network as bincode-2 [`Wire`] values).
 #[derive(RactorClusterMessage)]
-pub enum KvMsg {
+pub(crate) enum KvMsg {
     /// A Raft RPC from another voter.
     #[rpc]
     Raft(Wire<RaftEnvelope>, RpcReplyPort<Wire<RaftResp>>),

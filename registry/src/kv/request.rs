@@ -7,7 +7,7 @@ use super::{CmdResult, Command, KvEntry, KvStatus, WatchBatch};
 
 /// A client request (also the message forwarded between nodes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Request {
+pub(crate) enum Request {
     /// A command through Raft, with its request id.
     Write {
         /// `(client, seq)`.
@@ -55,7 +55,7 @@ pub enum Request {
 
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Response {
+pub(crate) enum Response {
     /// A command's result.
     Write(CmdResult),
     /// A key (or none) at a revision.
@@ -72,7 +72,7 @@ pub enum Response {
 
 /// A membership operation (`dctl kv members ...`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MemberOp {
+pub(crate) enum MemberOp {
     /// Every member with its role, state and replication progress.
     List,
     /// Add a node: as a learner, then (unless `learner`) promote it to voter once caught up.

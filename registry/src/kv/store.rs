@@ -1125,6 +1125,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 mod tests {
     use super::*;
 
+    /// A fresh pair of stores in a temporary directory (kept alive by the returned guard).
+    struct Builder;
+
+    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir>
+        for Builder
+    {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), SErr> {
+            let dir = tempfile::tempdir().map_err(|e| serr("temp dir", e))?;
+            let dbs = open(dir.path()).map_err(|e| serr("open", e))?;
+            let sm = StateMachine::new(dbs.sm.clone(), dir.path().to_path_buf())
+                .map_err(|e| serr("state machine", e))?;
+            Ok((dir, LogStore::new(&dbs), sm))
+        }
+    }
+
+    /// openraft's own storage conformance suite, on the redb log store and state machine.
+    #[test]
+    fn passes_the_openraft_storage_suite() {
+        openraft::testing::Suite::test_all(Builder).expect("openraft storage suite");
+    }
+
     /// A store from before the split (log, vote and state machine in `kv.redb`) opens with its
     /// log and vote moved to `log.redb`, its data left in place, and no log tables left behind.
     #[test]

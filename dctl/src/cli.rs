@@ -71,6 +71,9 @@ pub enum Command {
     /// The KV store (Raft): put, get, del, ls, cas, watch, status.
     #[command(subcommand)]
     Kv(crate::kv_cmd::KvCmd),
+    /// The proxy route table (Envoy ingress): add, ls, rm.
+    #[command(subcommand)]
+    Routes(crate::routes_cmd::RoutesCmd),
 }
 
 #[derive(Debug, Subcommand)]

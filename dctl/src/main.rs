@@ -9,6 +9,7 @@ mod commands;
 mod events_cmd;
 mod kv_cmd;
 mod render;
+mod routes_cmd;
 mod services;
 mod svc_cmd;
 mod up;

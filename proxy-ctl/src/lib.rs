@@ -26,3 +26,46 @@ pub mod table;
 pub use error::ProxyError;
 pub use route::{GrpcMatch, HeaderMatch, PathMatch, Route, RouteMatch};
 pub use table::{RouteList, RouteTable, ROUTES_PREFIX};
+
+pub mod controller;
+
+use runtime::Node;
+
+/// The proxy controller of a node (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    cell: snapshot::SnapshotCell,
+}
+
+impl Proxy {
+    /// Start the proxy-controller actor (`proxy`, under the node's `system` supervisor) and
+    /// serve its admin routes. Needs the node's registry; routes come from the node's KV store.
+    pub async fn start(
+        node: &Node,
+        registry: &registry::service::Registry,
+    ) -> Result<Proxy, ProxyError> {
+        let cell = snapshot::SnapshotCell::default();
+        let sup = node
+            .system_supervisor()
+            .map_err(|e| ProxyError::Unavailable(e.to_string()))?;
+        let spec = actors::ChildSpec::worker(
+            "proxy",
+            Some(format!("{}/proxy", node.name())),
+            controller::Controller {
+                registry: registry.clone(),
+                cell: cell.clone(),
+            },
+            (),
+        );
+        actors::start_child(&sup, spec)
+            .await
+            .map_err(|e| ProxyError::Unavailable(e.to_string()))?;
+        node.add_admin_routes(http::routes(node.name(), cell.clone()));
+        Ok(Proxy { cell })
+    }
+
+    /// The node's current snapshot, and a way to wait for the next.
+    pub fn snapshot(&self) -> &snapshot::SnapshotCell {
+        &self.cell
+    }
+}

@@ -169,23 +169,29 @@ impl Route {
             _ => {}
         }
         match &m.path {
-            Some(PathMatch::Prefix(p)) | Some(PathMatch::Exact(p)) => {
+            Some(PathMatch::Prefix(p)) | Some(PathMatch::Exact(p))
                 if !p.starts_with('/')
                     || p.len() > MAX_TEXT
-                    || p.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return invalid(&format!("path '{p}' must start with '/', have no spaces and be at most {MAX_TEXT} bytes"));
-                }
+                    || p.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                return invalid(&format!("path '{p}' must start with '/', have no spaces and be at most {MAX_TEXT} bytes"));
             }
             Some(PathMatch::Regex(r)) => {
                 if r.len() > MAX_TEXT {
                     return invalid(&format!("regex is longer than {MAX_TEXT} bytes"));
                 }
                 if let Err(e) = regex::Regex::new(r) {
-                    return invalid(&format!("invalid regex '{r}': {e}"));
+                    // The regex crate's message spans lines (it draws a caret): keep one line.
+                    let e = e.to_string();
+                    let why = e
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('^'));
+                    let why = why.collect::<Vec<_>>().join(" ");
+                    return invalid(&format!("invalid regex '{r}': {why}"));
                 }
             }
-            None => {}
+            Some(PathMatch::Prefix(_)) | Some(PathMatch::Exact(_)) | None => {}
         }
         if let Some(h) = &m.host {
             host(h)?;

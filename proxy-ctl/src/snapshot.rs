@@ -237,19 +237,39 @@ impl Snapshot {
         }
     }
 
+    /// Names of the routes given to Envoy (those with a healthy instance), sorted.
+    pub fn active_routes(&self) -> Vec<String> {
+        let mut names = BTreeSet::new();
+        for r in self.routes.resources.values() {
+            if let Spec::Routes(rc) = &*r.spec {
+                for vh in &rc.virtual_hosts {
+                    names.extend(vh.routes.iter().map(|a| a.route.name.clone()));
+                }
+            }
+        }
+        names.into_iter().collect()
+    }
+
     /// Versions and resource names per type (for `/proxy/snapshot`).
     pub fn summary(&self) -> serde_json::Value {
         let mut out = serde_json::Map::new();
-        for k in Kind::ALL {
+        for (k, key) in Kind::ALL
+            .into_iter()
+            .zip(["clusters", "endpoints", "listeners", "routes"])
+        {
             let set = self.of(k);
             out.insert(
-                format!("{k:?}").to_lowercase(),
+                key.to_string(),
                 serde_json::json!({
                     "version": set.version,
                     "resources": set.resources.keys().collect::<Vec<_>>(),
                 }),
             );
         }
+        out.insert(
+            "active_routes".into(),
+            serde_json::json!(self.active_routes()),
+        );
         out.insert("skipped".into(), serde_json::json!(self.skipped));
         serde_json::Value::Object(out)
     }

@@ -79,6 +79,9 @@ pub enum Command {
     /// The gossip encryption keyring, on every live node: generate, list, install, use, remove.
     #[command(subcommand)]
     Keys(crate::keys_cmd::KeysCmd),
+    /// The proxy route table (Envoy ingress): add, ls, rm.
+    #[command(subcommand)]
+    Routes(crate::routes_cmd::RoutesCmd),
 }
 
 #[derive(Debug, Subcommand)]

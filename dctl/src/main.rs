@@ -10,6 +10,7 @@ mod events_cmd;
 mod keys_cmd;
 mod kv_cmd;
 mod render;
+mod routes_cmd;
 mod services;
 mod svc_cmd;
 mod up;

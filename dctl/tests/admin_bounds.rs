@@ -75,19 +75,7 @@ fn slowloris_and_slow_body_connections_are_closed_while_the_node_answers() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"error\""), "{answer}");
     for (i, c) in lazy.iter_mut().enumerate() {
-        let left = limit
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(1));
-        c.set_read_timeout(Some(left)).unwrap();
-        let mut b = [0u8; 256];
-        let closed = loop {
-            match c.read(&mut b) {
-                Ok(0) => break true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-                Err(_) => break false,
-            }
-        };
+        let closed = closed_by(c, started + limit);
         assert!(
             closed,
             "slowloris connection {i} open after {:?}",

@@ -4,7 +4,6 @@
 mod common;
 
 use std::{
-    io::Read,
     net::TcpStream,
     time::{Duration, Instant},
 };
@@ -25,19 +24,7 @@ fn two_thousand_half_open_transport_connections_are_closed_and_the_node_keeps_an
     let limit = Duration::from_secs(5) + Duration::from_secs(5);
     let mut open = Vec::new();
     for (i, c) in conns.iter_mut().enumerate() {
-        let left = limit
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(1));
-        c.set_read_timeout(Some(left)).unwrap();
-        let mut b = [0u8; 64];
-        let closed = loop {
-            match c.read(&mut b) {
-                Ok(0) => break true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-                Err(_) => break false,
-            }
-        };
+        let closed = closed_by(c, started + limit);
         if !closed {
             open.push(i);
         }

@@ -10,10 +10,9 @@
 //!   KV leader, and no acknowledged write is lost.
 
 mod common;
+mod kvproc;
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -22,34 +21,8 @@ use std::{
 };
 
 use common::{stdout, wait_converged, wait_until, NodeProc};
+use kvproc::http;
 use serde_json::{json, Value};
-
-/// An HTTP/1.1 request with timeouts: (status, body), or why it failed.
-fn http(admin: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
-    let addr: std::net::SocketAddr = admin.parse().map_err(|e| format!("{e}"))?;
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad response: {text}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
-}
 
 fn json_of(admin: &str, path: &str) -> Option<Value> {
     match http(admin, "GET", path, "") {

@@ -271,3 +271,23 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .parse()
         .unwrap_or_else(|e| panic!("metric {name} = {line:?} is not a count: {e}"))
 }
+
+/// Read from `conn` until the peer closes it (EOF or reset) or `deadline` passes: whether it
+/// was closed in time. Bytes the peer sends first (an error answer) are read and ignored.
+pub fn closed_by(conn: &mut TcpStream, deadline: Instant) -> bool {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    if conn.set_read_timeout(Some(left)).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 256];
+    loop {
+        match conn.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}

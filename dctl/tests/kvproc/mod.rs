@@ -178,9 +178,12 @@ impl Drop for KvProc {
     }
 }
 
-/// A raw HTTP/1.1 request (so tests can send anything, malformed bodies included).
+/// A raw HTTP/1.1 request with timeouts (so tests can send anything, malformed bodies
+/// included): (status, body), or why it failed.
 pub fn http(admin: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(admin).map_err(|e| e.to_string())?;
+    let addr: std::net::SocketAddr = admin.parse().map_err(|e| format!("{e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .map_err(|e| e.to_string())?;
     let req = format!(

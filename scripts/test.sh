@@ -28,6 +28,8 @@ need_apt faketime faketime
 # The restart benchmark's smoke test (bench/tests/restart_quick.rs) runs Erlang's supervisor.
 need_apt escript erlang-base
 
+# Incremental caches only help repeated edits; a one-off run does not need their gigabytes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --all-targets
 cargo test --workspace --all-targets
 cargo test --workspace --doc

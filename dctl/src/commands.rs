@@ -135,7 +135,8 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         .name(&args.name)
         .admin_addr(admin)
         .listen_addr(&args.listen)
-        .gossip_addr(&args.gossip);
+        .gossip_addr(&args.gossip)
+        .services_pending();
     if let Some(cookie) = &args.cookie {
         builder = builder.cookie(cookie.clone());
     }
@@ -162,6 +163,7 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         node.shutdown().await;
         return Err(e.context("cannot start the node's services"));
     }
+    node.services_started();
     if let Some(addr) = node.admin_addr() {
         println!("node {} running; admin API http://{addr}/", node.name());
     }

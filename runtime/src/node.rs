@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) root_down: tokio::sync::watch::Receiver<RootState>,
     /// Set when [`Node::shutdown`] begins: a root that stops after this did not give up.
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Set until [`Node::services_started`] when the node was built with services pending.
+    pub(crate) services_pending: std::sync::atomic::AtomicBool,
 }
 
 type ShutdownHook =
@@ -129,6 +131,7 @@ impl Node {
 
     pub(crate) async fn start(config: NodeConfig) -> Result<Node, RuntimeError> {
         let name = config.name.clone();
+        let services_pending = config.services_pending;
         if ractor::registry::where_is(root_name(&name)).is_some() {
             return Err(RuntimeError::Config(format!(
                 "a node named '{name}' already runs in this process"
@@ -219,6 +222,7 @@ impl Node {
                 shutdown_hooks: Mutex::new(Vec::new()),
                 root_down,
                 stopping,
+                services_pending: std::sync::atomic::AtomicBool::new(services_pending),
             }),
         };
         let _ = handle.set(Arc::downgrade(&node.inner));
@@ -363,6 +367,22 @@ impl Node {
             None => routes,
         };
         *guard = Some(merged);
+    }
+
+    /// The services this node was built to wait for ([`crate::NodeBuilder::services_pending`])
+    /// have mounted their routes: unknown paths answer 404 again and `/health` stops reporting
+    /// `starting`.
+    pub fn services_started(&self) {
+        self.inner
+            .services_pending
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the node still waits for [`Node::services_started`].
+    pub fn is_starting(&self) -> bool {
+        self.inner
+            .services_pending
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn extra_routes(&self) -> Option<axum::Router> {

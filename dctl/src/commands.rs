@@ -149,6 +149,9 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
     for seed in args.seeds.iter().cloned() {
         builder = builder.seed(seed);
     }
+    for role in &args.roles {
+        builder = builder.role(role);
+    }
     if let (Some(cert), Some(key), Some(ca)) = (&args.tls_cert, &args.tls_key, &args.tls_ca) {
         builder = builder.tls(cert, key, ca);
     }

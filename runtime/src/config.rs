@@ -44,6 +44,9 @@ pub struct NodeConfig {
     /// their admin routes then: until [`Node::services_started`] is called, a request to a path
     /// nobody serves yet answers 503 "still starting" (not 404), and `/health` is 503.
     pub services_pending: bool,
+    /// Roles this node announces (besides `runtime`), e.g. `gpu` or `edge`: a remote child can
+    /// be placed on "any live node with role R" ([`crate::Placement::Role`]).
+    pub roles: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -63,6 +66,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from(".dctl").join("node1"),
             tls: None,
             services_pending: false,
+            roles: Vec::new(),
         }
     }
 }
@@ -146,6 +150,27 @@ impl NodeBuilder {
     /// ```
     pub fn services_pending(mut self) -> Self {
         self.config.services_pending = true;
+        self
+    }
+
+    /// Announce a role (see [`NodeConfig::roles`]); may be called several times. A role is a
+    /// non-empty word of letters, digits, `-` and `_`.
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        let role = role.into();
+        let ok = !role.is_empty()
+            && role.len() <= 64
+            && role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            if !self.config.roles.contains(&role) {
+                self.config.roles.push(role);
+            }
+        } else {
+            self.errors.push(format!(
+                "role '{role}' is not a word of letters, digits, '-' and '_' (at most 64)"
+            ));
+        }
         self
     }
 

@@ -104,7 +104,10 @@ mod tests {
         );
         let h = json!({"name":"w","kind":"worker","status":"running","restarts":0,
             "supervised_from":"n1/sup","children":[]});
-        assert_eq!(super::tree(&h), "w (worker, running, supervised from n1/sup)\n");
+        assert_eq!(
+            super::tree(&h),
+            "w (worker, running, supervised from n1/sup)\n"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{stdout, wait_converged, wait_until, NodeProc};
+use common::{http_get, metric, stdout, wait_converged, wait_until, NodeProc};
 use kvproc::http;
 use serde_json::{json, Value};
 
@@ -205,6 +205,10 @@ fn crash_storm_stops_the_looping_actor_alone_and_kv_keeps_serving() {
     // Whatever state the storm left it in (failed, restarting, running), it can be stopped.
     let out = target.dctl(&["stop", "storm"]);
     assert!(out.status.success(), "{out:?}");
+    let given_up_before = metric(
+        &http_get(&target.admin, "/metrics"),
+        "draft_children_given_up_total",
+    );
     // Then one round in lock-step, so the 11th crash surely lands on an incarnation.
     let out = target.dctl(&["spawn", "echo", "--name", "looper"]);
     assert!(out.status.success(), "{out:?}");
@@ -272,6 +276,12 @@ fn crash_storm_stops_the_looping_actor_alone_and_kv_keeps_serving() {
     );
     let text = stdout(&nodes[0].dctl(&["tree", "--all"]));
     assert!(text.contains("looper (worker, failed"), "{text}");
+    let metrics = http_get(&target.admin, "/metrics");
+    assert_eq!(
+        metric(&metrics, "draft_children_given_up_total"),
+        given_up_before + 1,
+        "the looper was given up once"
+    );
     for n in &nodes {
         assert!(healthy(n), "{} healthy", n.name);
     }

@@ -17,6 +17,8 @@
 //! route.validate().unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod http;
 pub mod route;

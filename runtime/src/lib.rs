@@ -24,6 +24,8 @@
 //! # });
 //! ```
 
+#![warn(missing_docs)]
+
 mod admin;
 mod admin_serve;
 mod cluster;

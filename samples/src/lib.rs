@@ -9,6 +9,8 @@
 //!   every change live (Draft's Chassis / Go Micro's Config). `cargo run -p samples --example
 //!   live_config`
 
+#![warn(missing_docs)]
+
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};

@@ -17,6 +17,7 @@
 //! route.validate().unwrap();
 //! ```
 
+pub mod envoy;
 mod error;
 pub mod http;
 pub mod route;

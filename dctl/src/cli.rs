@@ -82,6 +82,9 @@ pub enum Command {
     /// The proxy route table (Envoy ingress): add, ls, rm.
     #[command(subcommand)]
     Routes(crate::routes_cmd::RoutesCmd),
+    /// Envoy in front of the cluster: bootstrap, status of the connected Envoys.
+    #[command(subcommand)]
+    Proxy(crate::proxy_cmd::ProxyCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +149,10 @@ pub struct NodeArgs {
     /// system service). Off by default: anyone reaching the admin API could crash the node.
     #[arg(long)]
     pub diagnostics: bool,
+    /// Envoy ADS (xDS gRPC) address; default: a free port on the --listen IP when it is a
+    /// loopback address, else on 127.0.0.1. Announced to the other nodes by gossip.
+    #[arg(long)]
+    pub xds_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub kv: crate::kv_cmd::KvNodeArgs,
 }

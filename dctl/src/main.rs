@@ -9,6 +9,7 @@ mod commands;
 mod events_cmd;
 mod keys_cmd;
 mod kv_cmd;
+mod proxy_cmd;
 mod render;
 mod routes_cmd;
 mod services;

@@ -63,7 +63,11 @@ impl Bootstrap {
         let mut out = String::new();
         out.push_str(&format!(
             "# Envoy bootstrap from `dctl proxy bootstrap`: ADS ({}) to {} node(s).\n",
-            if self.delta { "delta" } else { "state of the world" },
+            if self.delta {
+                "delta"
+            } else {
+                "state of the world"
+            },
             self.xds.len()
         ));
         out.push_str(&format!(
@@ -71,10 +75,7 @@ impl Bootstrap {
             quoted(&self.node_id),
             quoted(&self.listen.to_string())
         ));
-        out.push_str(&format!(
-            "admin:\n  address:\n{}",
-            socket(4, &self.admin)
-        ));
+        out.push_str(&format!("admin:\n  address:\n{}", socket(4, &self.admin)));
         out.push_str(&format!(
             "dynamic_resources:\n  ads_config:\n    api_type: {api}\n    transport_api_version: V3\n    set_node_on_first_message_only: true\n    grpc_services:\n    - envoy_grpc:\n        cluster_name: {XDS_CLUSTER}\n        retry_policy:\n          retry_back_off:\n            base_interval: 0.1s\n            max_interval: 1s\n  cds_config:\n    ads: {{}}\n    resource_api_version: V3\n  lds_config:\n    ads: {{}}\n    resource_api_version: V3\n"
         ));

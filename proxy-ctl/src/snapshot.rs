@@ -198,7 +198,11 @@ impl TypeSet {
         let resources: BTreeMap<String, Resource> =
             resources.into_iter().map(|r| (r.name.clone(), r)).collect();
         TypeSet {
-            version: version_of(resources.values().map(|r| (r.name.as_str(), r.hash.as_str()))),
+            version: version_of(
+                resources
+                    .values()
+                    .map(|r| (r.name.as_str(), r.hash.as_str())),
+            ),
             resources,
         }
     }

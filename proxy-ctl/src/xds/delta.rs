@@ -79,6 +79,7 @@ impl Delta {
         self.peer.learn(req.node.as_ref())?;
         let node = self.peer.id.clone();
         let t = self.types.entry(kind).or_default();
+        let reconnect = !t.subscribed && !req.initial_resource_versions.is_empty();
         if !t.subscribed {
             t.subscribed = true;
             // CDS and LDS: an empty first subscription means everything (legacy wildcard).
@@ -125,7 +126,14 @@ impl Delta {
             }
         }
         t.open = true;
-        Ok(self.respond(snap))
+        let out = self.respond(snap);
+        if reconnect && !out.iter().any(|r| r.type_url == req.type_url) {
+            // A reconnecting client that has exactly what we would send: it has this version
+            // (another node of the cluster sent it).
+            let t = self.types.entry(kind).or_default();
+            t.report.acked = Some(snap.of(kind).version.clone());
+        }
+        Ok(out)
     }
 
     /// A new snapshot: the changes for every open type.
@@ -252,10 +260,12 @@ fn dependent_names(kind: Kind, updates: &BTreeMap<String, String>, snap: &Snapsh
         Kind::Cluster => updates.keys().cloned().collect(),
         Kind::Listener => updates
             .keys()
-            .filter_map(|n| match snap.listeners.resources.get(n).map(|r| &*r.spec) {
-                Some(crate::snapshot::Spec::Listener(l)) => Some(l.route_config.clone()),
-                _ => None,
-            })
+            .filter_map(
+                |n| match snap.listeners.resources.get(n).map(|r| &*r.spec) {
+                    Some(crate::snapshot::Spec::Listener(l)) => Some(l.route_config.clone()),
+                    _ => None,
+                },
+            )
             .collect(),
         _ => Vec::new(),
     }
@@ -330,7 +340,10 @@ mod tests {
         // a name never sent is never "removed"
         let snap3 = build(&[], &[route("web")]);
         let out = d.on_snapshot(&snap3);
-        assert!(out.iter().all(|r| r.removed_resources.is_empty()), "{out:?}");
+        assert!(
+            out.iter().all(|r| r.removed_resources.is_empty()),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -356,7 +369,10 @@ mod tests {
         let mut d = Delta::default();
         let mut first = sub(Kind::Cluster, &[], "");
         first.initial_resource_versions = [
-            ("web".to_string(), snap.clusters.resources["web"].hash.clone()),
+            (
+                "web".to_string(),
+                snap.clusters.resources["web"].hash.clone(),
+            ),
             ("api".to_string(), "old".to_string()),
             ("gone".to_string(), "x".to_string()),
         ]
@@ -364,13 +380,24 @@ mod tests {
         let out = d.on_request(first, &snap).unwrap();
         assert_eq!(names(&out[0]), ["api"]);
         assert_eq!(out[0].removed_resources, ["gone"]);
+        // a client that has everything gets nothing, and counts as having the version
+        let mut d = Delta::default();
+        let mut first = sub(Kind::Cluster, &[], "");
+        first.initial_resource_versions = snap.clusters.hashes().into_iter().collect();
+        assert!(d.on_request(first, &snap).unwrap().is_empty());
+        assert_eq!(
+            d.report().types[&Kind::Cluster].acked.as_deref(),
+            Some(snap.clusters.version.as_str())
+        );
     }
 
     #[test]
     fn a_nack_is_recorded_and_not_resent_until_the_resource_changes() {
         let snap = build(&[inst("web", "w1", 1)], &[route("web")]);
         let mut d = Delta::default();
-        let r = d.on_request(sub(Kind::Routes, &[INGRESS], ""), &snap).unwrap();
+        let r = d
+            .on_request(sub(Kind::Routes, &[INGRESS], ""), &snap)
+            .unwrap();
         let mut nack = ack(&r[0]);
         nack.error_detail = Some(RpcStatus {
             code: 3,
@@ -380,7 +407,14 @@ mod tests {
         assert!(d.on_request(nack, &snap).unwrap().is_empty());
         let n = d.take_nacks();
         assert_eq!((n.len(), n[0].kind), (1, Kind::Routes));
-        assert_eq!(d.report().types[&Kind::Routes].nack.as_ref().unwrap().message, "rejected");
+        assert_eq!(
+            d.report().types[&Kind::Routes]
+                .nack
+                .as_ref()
+                .unwrap()
+                .message,
+            "rejected"
+        );
         assert!(d.on_snapshot(&snap).is_empty());
         let snap2 = build(
             &[inst("web", "w1", 1), inst("x", "x", 9)],
@@ -396,7 +430,9 @@ mod tests {
         let mut d = Delta::default();
         let c = d.on_request(sub(Kind::Cluster, &[], ""), &snap).unwrap();
         d.on_request(ack(&c[0]), &snap).unwrap();
-        let e = d.on_request(sub(Kind::Endpoints, &["web"], ""), &snap).unwrap();
+        let e = d
+            .on_request(sub(Kind::Endpoints, &["web"], ""), &snap)
+            .unwrap();
         d.on_request(ack(&e[0]), &snap).unwrap();
         // web becomes HTTP/2: the cluster changes, its endpoints do not
         let mut r = route("web");
@@ -411,7 +447,9 @@ mod tests {
     fn a_stale_nonce_applies_the_subscription_only() {
         let snap = build(&[inst("web", "w1", 1), inst("api", "a1", 2)], &[]);
         let mut d = Delta::default();
-        let e = d.on_request(sub(Kind::Endpoints, &["web"], ""), &snap).unwrap();
+        let e = d
+            .on_request(sub(Kind::Endpoints, &["web"], ""), &snap)
+            .unwrap();
         assert!(d
             .on_request(sub(Kind::Endpoints, &["api"], "77"), &snap)
             .unwrap()

@@ -75,7 +75,11 @@ impl Machine for Sotw {
     type Req = DiscoveryRequest;
     type Resp = DiscoveryResponse;
     const MODE: &'static str = "sotw";
-    fn request(&mut self, r: DiscoveryRequest, s: &Snapshot) -> Result<Vec<DiscoveryResponse>, ProxyError> {
+    fn request(
+        &mut self,
+        r: DiscoveryRequest,
+        s: &Snapshot,
+    ) -> Result<Vec<DiscoveryResponse>, ProxyError> {
         self.on_request(r, s)
     }
     fn snapshot(&mut self, s: &Snapshot) -> Vec<DiscoveryResponse> {
@@ -112,7 +116,11 @@ impl Machine for Delta {
 }
 
 impl Ads {
-    fn run<M: Machine>(&self, peer: String, mut inbound: Streaming<M::Req>) -> Result<Out<M::Resp>, Status>
+    fn run<M: Machine>(
+        &self,
+        peer: String,
+        mut inbound: Streaming<M::Req>,
+    ) -> Result<Out<M::Resp>, Status>
     where
         M::Req: prost::Message + Default,
     {
@@ -195,12 +203,17 @@ impl AggregatedDiscoveryService for Ads {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let peer = peer_of(&request);
-        Ok(Response::new(self.run::<Delta>(peer, request.into_inner())?))
+        Ok(Response::new(
+            self.run::<Delta>(peer, request.into_inner())?,
+        ))
     }
 }
 
 /// Serve `ads` on `listener` until the task is aborted.
-pub fn serve(listener: std::net::TcpListener, ads: Ads) -> Result<tokio::task::JoinHandle<()>, ProxyError> {
+pub fn serve(
+    listener: std::net::TcpListener,
+    ads: Ads,
+) -> Result<tokio::task::JoinHandle<()>, ProxyError> {
     listener
         .set_nonblocking(true)
         .map_err(|e| ProxyError::Unavailable(format!("xDS listener: {e}")))?;

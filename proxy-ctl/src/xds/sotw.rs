@@ -323,12 +323,17 @@ mod tests {
             .on_request(req(Kind::Endpoints, &["web"], "", ""), snap)
             .unwrap();
         assert!(s.on_request(ack(&e[0], &["web"]), snap).unwrap().is_empty());
-        let l = s.on_request(req(Kind::Listener, &[], "", ""), snap).unwrap();
+        let l = s
+            .on_request(req(Kind::Listener, &[], "", ""), snap)
+            .unwrap();
         assert!(s.on_request(ack(&l[0], &[]), snap).unwrap().is_empty());
         let r = s
             .on_request(req(Kind::Routes, &[INGRESS], "", ""), snap)
             .unwrap();
-        assert!(s.on_request(ack(&r[0], &[INGRESS]), snap).unwrap().is_empty());
+        assert!(s
+            .on_request(ack(&r[0], &[INGRESS]), snap)
+            .unwrap()
+            .is_empty());
         s
     }
 
@@ -391,9 +396,7 @@ mod tests {
         assert_eq!(out[1].resources.len(), 1, "only the name asked for: web");
         // Envoy asks for api's endpoints with its ACK: answered with both.
         assert!(s.on_request(ack(&out[0], &[]), &snap2).unwrap().is_empty());
-        let more = s
-            .on_request(ack(&out[1], &["api", "web"]), &snap2)
-            .unwrap();
+        let more = s.on_request(ack(&out[1], &["api", "web"]), &snap2).unwrap();
         assert_eq!(kinds(&more), [Kind::Endpoints]);
         assert_eq!(more[0].resources.len(), 2);
     }
@@ -422,7 +425,10 @@ mod tests {
         assert_eq!(nacks[0].node, "envoy-1");
         assert!(s.on_snapshot(&snap2).is_empty(), "same snapshot: nothing");
         let rep = s.report();
-        assert_eq!(rep.types[&Kind::Routes].nack.as_ref().unwrap().message, "bad regex");
+        assert_eq!(
+            rep.types[&Kind::Routes].nack.as_ref().unwrap().message,
+            "bad regex"
+        );
         // other types keep updating
         let snap3 = build(
             &[inst("web", "w1", 1), inst("web", "w2", 2)],
@@ -463,7 +469,9 @@ mod tests {
     fn nonces_are_per_type() {
         let snap = build(&[inst("web", "w1", 1)], &[route("web")]);
         let mut s = Sotw::default();
-        let c = s.on_request(req(Kind::Cluster, &[], "", ""), &snap).unwrap();
+        let c = s
+            .on_request(req(Kind::Cluster, &[], "", ""), &snap)
+            .unwrap();
         let e = s
             .on_request(req(Kind::Endpoints, &["web"], "", ""), &snap)
             .unwrap();
@@ -539,6 +547,9 @@ mod tests {
         let mut s = Sotw::default();
         let mut r = req(Kind::Cluster, &[], "", "");
         r.type_url = "type.googleapis.com/nope".into();
-        assert!(matches!(s.on_request(r, &snap), Err(ProxyError::Invalid(_))));
+        assert!(matches!(
+            s.on_request(r, &snap),
+            Err(ProxyError::Invalid(_))
+        ));
     }
 }

@@ -254,15 +254,23 @@ fn scenario(mode: &str) {
         wait_converged(&refs, &names);
     }
     // every node announces its xDS address
-    let status: Value =
-        serde_json::from_str(&ok(&all[0].dctl(&["cluster", "status", "--json"]))).expect("JSON");
-    let xds: Vec<&str> = status["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .filter_map(|m| m["xds_addr"].as_str())
-        .collect();
-    assert_eq!(xds.len(), 3, "{status}");
+    let mut xds: Vec<String> = Vec::new();
+    wait_until(
+        "three xDS addresses in cluster status",
+        Duration::from_secs(20),
+        || {
+            let status: Value =
+                serde_json::from_str(&ok(&all[0].dctl(&["cluster", "status", "--json"])))
+                    .expect("JSON");
+            xds = status["nodes"]
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .filter_map(|m| m["xds_addr"].as_str().map(str::to_string))
+                .collect();
+            xds.len() == 3
+        },
+    );
 
     // Envoy, from a generated bootstrap listing every node
     let id = format!("envoy-{mode}");

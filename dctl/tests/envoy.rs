@@ -248,7 +248,7 @@ fn scenario(mode: &str) {
     let mut all = vec![n1, n2, n3];
     {
         let refs: Vec<&NodeProc> = all.iter().collect();
-        let mut names = vec![n1n.clone(), n2n.clone(), n3n.clone()];
+        let mut names = [n1n.clone(), n2n.clone(), n3n.clone()];
         names.sort();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         wait_converged(&refs, &names);

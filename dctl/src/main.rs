@@ -15,6 +15,7 @@ mod routes_cmd;
 mod services;
 mod svc_cmd;
 mod up;
+mod up_proxy;
 
 use clap::Parser;
 

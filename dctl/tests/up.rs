@@ -170,12 +170,14 @@ fn up_without_envoy_says_how_to_get_it_and_runs_the_rest() {
         (200, true),
         "{body}"
     );
-    let snap: serde_json::Value =
-        serde_json::from_str(&http_get(&admin, "/proxy/snapshot")).expect("snapshot JSON");
-    assert_eq!(
-        snap["active_routes"],
-        serde_json::json!(["sample"]),
-        "{snap}"
+    wait_until(
+        "the sample route in the snapshot",
+        Duration::from_secs(10),
+        || {
+            let snap: serde_json::Value =
+                serde_json::from_str(&http_get(&admin, "/proxy/snapshot")).expect("snapshot JSON");
+            snap["active_routes"] == serde_json::json!(["sample"])
+        },
     );
     let pid = child.id().to_string();
     assert!(Command::new("kill")

@@ -213,6 +213,7 @@ async fn start_envoy(node_id: &str, xds: Vec<SocketAddr>) -> anyhow::Result<Envo
         admin,
         xds,
         delta: false,
+        files: None,
     }
     .yaml();
     let cfg = dir.path().join("envoy.yaml");

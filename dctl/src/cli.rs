@@ -153,6 +153,13 @@ pub struct NodeArgs {
     /// loopback address, else on 127.0.0.1. Announced to the other nodes by gossip.
     #[arg(long)]
     pub xds_listen: Option<std::net::SocketAddr>,
+    /// Files mode (for Envoys without gRPC access): also write the snapshot into this directory
+    /// (`dctl proxy bootstrap --files DIR` reads it).
+    #[arg(long)]
+    pub xds_files: Option<std::path::PathBuf>,
+    /// The ingress listener address written into the files of --xds-files.
+    #[arg(long, default_value = proxy_ctl::envoy::DEFAULT_LISTEN, requires = "xds_files")]
+    pub xds_files_listen: std::net::SocketAddr,
     #[command(flatten)]
     pub kv: crate::kv_cmd::KvNodeArgs,
 }

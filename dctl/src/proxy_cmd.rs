@@ -25,8 +25,13 @@ pub enum ProxyCmd {
         #[arg(long = "envoy-admin", default_value = "127.0.0.1:9901")]
         envoy_admin: SocketAddr,
         /// Incremental (delta) xDS instead of state-of-the-world.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "files")]
         delta: bool,
+        /// Files mode: read the resources from the directory a node writes with
+        /// `--xds-files DIR` (no gRPC; the listener address is the node's
+        /// `--xds-files-listen`).
+        #[arg(long)]
+        files: Option<std::path::PathBuf>,
     },
     /// Every Envoy connected to a live node: its node id, per type the version sent and ACKed,
     /// and any NACK with Envoy's message.
@@ -100,7 +105,29 @@ pub async fn run(admin: &str, json_out: bool, cmd: ProxyCmd) -> Result<()> {
             listen,
             envoy_admin,
             delta,
+            files,
         } => {
+            if let Some(dir) = files {
+                let dir = std::fs::canonicalize(&dir)
+                    .with_context(|| format!("no files directory {}", dir.display()))?;
+                if !dir.join("cds.pb").is_file() {
+                    bail!(
+                        "{} has no cds.pb: start a node with --xds-files {}",
+                        dir.display(),
+                        dir.display()
+                    );
+                }
+                let b = Bootstrap {
+                    node_id: node,
+                    listen,
+                    admin: envoy_admin,
+                    xds: Vec::new(),
+                    delta: false,
+                    files: Some(dir),
+                };
+                print!("{}", b.yaml());
+                return Ok(());
+            }
             let xds: Vec<SocketAddr> = xds_addrs(&client)
                 .await?
                 .into_iter()
@@ -115,6 +142,7 @@ pub async fn run(admin: &str, json_out: bool, cmd: ProxyCmd) -> Result<()> {
                 admin: envoy_admin,
                 xds,
                 delta,
+                files: None,
             };
             print!("{}", b.yaml());
             Ok(())

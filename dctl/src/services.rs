@@ -13,7 +13,14 @@ pub async fn start(node: &Node, args: &NodeArgs) -> Result<()> {
     let registry = registry::service::Registry::start(node)
         .await
         .context("service registry")?;
-    proxy_ctl::Proxy::start(node, &registry, xds_listen(args))
+    let opts = proxy_ctl::ProxyOptions {
+        xds_listen: xds_listen(args),
+        files: args
+            .xds_files
+            .clone()
+            .map(|dir| (dir, args.xds_files_listen)),
+    };
+    proxy_ctl::Proxy::start(node, &registry, &opts)
         .await
         .context("proxy controller")?;
     broker::start(node).await.context("broker")?;

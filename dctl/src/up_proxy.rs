@@ -136,6 +136,7 @@ pub async fn start(dir: &Path, admin: &str) -> Result<Ingress> {
         admin: envoy_admin,
         xds,
         delta: false,
+        files: None,
     }
     .yaml();
     let cfg = dir.join("envoy.yaml");

@@ -630,3 +630,55 @@ fn envoy_over_state_of_the_world_ads() {
 fn envoy_over_delta_ads() {
     scenario("delta");
 }
+
+#[test]
+fn envoy_over_files_mode() {
+    let files = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let dir = files.path().to_string_lossy().into_owned();
+    let n = NodeProc::start_with(
+        "files-n1",
+        &[
+            "--kv-voter",
+            "files-n1",
+            "--xds-files",
+            &dir,
+            "--xds-files-listen",
+            &listen,
+        ],
+    );
+    let a1 = Backend::start("f1");
+    let a2 = Backend::start("f2");
+    ok(&n.dctl(&["svc", "register", "web", "--addr", &a1.addr(), "--id", "f1"]));
+    ok(&n.dctl(&["routes", "add", "web", "--prefix", "/", "--service", "web"]));
+    let admin = format!("127.0.0.1:{}", free_port());
+    let bootstrap = ok(&n.dctl(&[
+        "proxy",
+        "bootstrap",
+        "--files",
+        &dir,
+        "--node",
+        "envoy-files",
+        "--envoy-admin",
+        &admin,
+    ]));
+    assert!(bootstrap.contains("path_config_source"), "{bootstrap}");
+    let envoy = Envoy::start(&bootstrap, listen, admin, std::process::id() * 2 + 7);
+    wait_until("routed from the files", Duration::from_secs(20), || {
+        envoy.get("/x", "any", &[]) == (200, "f1".to_string())
+    });
+    // a second instance: a new endpoints file, both get traffic
+    ok(&n.dctl(&["svc", "register", "web", "--addr", &a2.addr(), "--id", "f2"]));
+    wait_until("f2 in Envoy", Duration::from_secs(20), || {
+        envoy.clusters().contains(&format!("web::{}::", a2.addr()))
+    });
+    let seen = spread(&envoy, 30, "/x", "any");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // routes rm: the route file changes, Envoy answers 404
+    ok(&n.dctl(&["routes", "rm", "web"]));
+    wait_until("404 after routes rm", Duration::from_secs(20), || {
+        envoy.get("/x", "any", &[]).0 == 404
+    });
+    assert_eq!(envoy.counter("cluster_manager.cds.update_rejected"), 0);
+    assert_eq!(envoy.counter("listener_manager.lds.update_rejected"), 0);
+}

@@ -14,6 +14,7 @@
 //!     admin: "127.0.0.1:9901".parse().unwrap(),
 //!     xds: vec!["127.0.0.1:18000".parse().unwrap()],
 //!     delta: false,
+//!     files: None,
 //! };
 //! let yaml = b.yaml();
 //! assert!(yaml.contains("api_type: GRPC"));
@@ -40,6 +41,9 @@ pub struct Bootstrap {
     pub xds: Vec<SocketAddr>,
     /// Delta (incremental) xDS instead of state-of-the-world.
     pub delta: bool,
+    /// Files mode instead of ADS: the directory a node writes with `--xds-files` (the
+    /// listener address is then the node's `--xds-files-listen`, not `listen`).
+    pub files: Option<std::path::PathBuf>,
 }
 
 /// A YAML double-quoted scalar (JSON string syntax is valid YAML).
@@ -59,6 +63,9 @@ fn socket(indent: usize, a: &SocketAddr) -> String {
 impl Bootstrap {
     /// The bootstrap as YAML.
     pub fn yaml(&self) -> String {
+        if let Some(dir) = &self.files {
+            return self.files_yaml(dir);
+        }
         let api = if self.delta { "DELTA_GRPC" } else { "GRPC" };
         let mut out = String::new();
         out.push_str(&format!(
@@ -92,6 +99,27 @@ impl Bootstrap {
     }
 }
 
+impl Bootstrap {
+    fn files_yaml(&self, dir: &std::path::Path) -> String {
+        let path = |kind| quoted(&crate::files::path_of(dir, kind, "").to_string_lossy());
+        let mut out = format!(
+            "# Envoy bootstrap from `dctl proxy bootstrap --files`: resources from files in {}.\n",
+            dir.display()
+        );
+        out.push_str(&format!(
+            "node:\n  id: {}\n  cluster: \"draft-ingress\"\n",
+            quoted(&self.node_id)
+        ));
+        out.push_str(&format!("admin:\n  address:\n{}", socket(4, &self.admin)));
+        out.push_str(&format!(
+            "dynamic_resources:\n  cds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n",
+            path(crate::snapshot::Kind::Cluster),
+            path(crate::snapshot::Kind::Listener)
+        ));
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +135,7 @@ mod tests {
                 "127.0.0.2:18001".parse().unwrap(),
             ],
             delta: true,
+            files: None,
         };
         let y = b.yaml();
         assert!(y.contains("api_type: DELTA_GRPC"));

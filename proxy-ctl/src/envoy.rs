@@ -31,7 +31,7 @@ use envoy_types::pb::{
             core::v3::{
                 address, config_source::ConfigSourceSpecifier, socket_address::PortSpecifier,
                 Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions,
-                Metadata, SocketAddress,
+                Metadata, PathConfigSource, SocketAddress,
             },
             endpoint::v3::{
                 lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -84,17 +84,21 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:10000";
 /// The filter-metadata key the registry's metadata goes under on each endpoint.
 pub const METADATA_KEY: &str = "draft";
 
-/// What depends on the Envoy a resource goes to (today: its listener address).
+/// What depends on the Envoy a resource goes to: its listener address, and where it gets
+/// endpoints and routes from (the ADS stream, or files in files mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// Address of the ingress listener.
     pub listen: SocketAddr,
+    /// Files mode: the directory of [`crate::files`]; `None`: over ADS.
+    pub files: Option<std::path::PathBuf>,
 }
 
 impl Default for Target {
     fn default() -> Self {
         Target {
             listen: SocketAddr::from(([127, 0, 0, 1], 10000)),
+            files: None,
         }
     }
 }
@@ -114,7 +118,10 @@ impl Target {
         match &v.kind {
             Some(value::Kind::StringValue(s)) => s
                 .parse()
-                .map(|listen| Target { listen })
+                .map(|listen| Target {
+                    listen,
+                    files: None,
+                })
                 .map_err(|_| format!("node metadata {LISTEN_METADATA} '{s}' is not IP:PORT")),
             _ => Err(format!("node metadata {LISTEN_METADATA} is not a string")),
         }
@@ -124,7 +131,7 @@ impl Target {
 /// One resource of our model as the `Any` of an xDS response.
 pub fn to_any(spec: &Spec, target: &Target) -> Any {
     match spec {
-        Spec::Cluster(c) => pack_any(cluster(c)),
+        Spec::Cluster(c) => pack_any(cluster_for(c, target)),
         Spec::Endpoints(e) => pack_any(endpoints(e)),
         Spec::Listener(l) => pack_any(listener(l, target)),
         Spec::Routes(r) => pack_any(route_config(r)),
@@ -136,6 +143,26 @@ fn ads() -> ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
         config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
         ..ConfigSource::default()
+    }
+}
+
+/// Where a resource of `kind` named `name` comes from for `target`: the ADS stream, or its
+/// file (watched for moves: [`crate::files`] writes with an atomic rename).
+fn source(target: &Target, kind: crate::snapshot::Kind, name: &str) -> ConfigSource {
+    match &target.files {
+        None => ads(),
+        Some(dir) => ConfigSource {
+            resource_api_version: ApiVersion::V3 as i32,
+            config_source_specifier: Some(ConfigSourceSpecifier::PathConfigSource(
+                PathConfigSource {
+                    path: crate::files::path_of(dir, kind, name)
+                        .to_string_lossy()
+                        .into_owned(),
+                    ..PathConfigSource::default()
+                },
+            )),
+            ..ConfigSource::default()
+        },
     }
 }
 
@@ -158,6 +185,11 @@ fn socket(addr: SocketAddr) -> Address {
 
 /// A cluster of type EDS whose endpoints come over ADS.
 pub fn cluster(c: &ClusterSpec) -> Cluster {
+    cluster_for(c, &Target::default())
+}
+
+/// A cluster of type EDS whose endpoints come from where `target` says.
+pub fn cluster_for(c: &ClusterSpec, target: &Target) -> Cluster {
     let mut options = HashMap::new();
     if c.http2 {
         let h2 = HttpProtocolOptions {
@@ -179,7 +211,7 @@ pub fn cluster(c: &ClusterSpec) -> Cluster {
         name: c.name.clone(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
-            eds_config: Some(ads()),
+            eds_config: Some(source(target, crate::snapshot::Kind::Endpoints, &c.name)),
             service_name: c.name.clone(),
         }),
         connect_timeout: Some(millis(1000)),
@@ -240,7 +272,11 @@ pub fn listener(l: &ListenerSpec, target: &Target) -> Listener {
         codec_type: CodecType::Auto as i32,
         stat_prefix: l.name.clone(),
         route_specifier: Some(RouteSpecifier::Rds(Rds {
-            config_source: Some(ads()),
+            config_source: Some(source(
+                target,
+                crate::snapshot::Kind::Routes,
+                &l.route_config,
+            )),
             route_config_name: l.route_config.clone(),
         })),
         http_filters: vec![HttpFilter {
@@ -475,6 +511,7 @@ mod tests {
     fn the_listener_uses_rds_over_ads_on_the_requested_address() {
         let target = Target {
             listen: "127.0.0.9:18000".parse().unwrap(),
+            files: None,
         };
         let l = listener(
             &ListenerSpec {

@@ -12,6 +12,7 @@
 //! * [`envoy`]: the pure conversion from that model to Envoy's resources (`envoy-types`).
 //! * [`xds`]: the ADS gRPC server (state-of-the-world and delta): per-stream state machines,
 //!   the tonic layer, and the status of every connected Envoy.
+//! * [`files`]: files mode (the snapshot as `path_config_source` files, atomic renames).
 //! * [`http`]: admin routes under `/proxy/` backing `dctl routes ...` and `dctl proxy status`.
 //!
 //! ```
@@ -22,6 +23,7 @@
 
 pub mod envoy;
 mod error;
+pub mod files;
 pub mod http;
 pub mod route;
 pub mod snapshot;
@@ -37,6 +39,29 @@ pub mod controller;
 
 use runtime::Node;
 
+/// How a node serves Envoy.
+///
+/// ```
+/// let opts = proxy_ctl::ProxyOptions::default();
+/// assert!(opts.xds_listen.ip().is_loopback() && opts.files.is_none());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// The ADS server's address (port 0: a free one).
+    pub xds_listen: std::net::SocketAddr,
+    /// Files mode too: the directory, and the address of the ingress listener in the files.
+    pub files: Option<(std::path::PathBuf, std::net::SocketAddr)>,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            xds_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            files: None,
+        }
+    }
+}
+
 /// The gossip key under which a node announces its xDS address.
 pub const XDS_ADDR_KEY: &str = "xds_addr";
 
@@ -50,15 +75,16 @@ pub struct Proxy {
 
 impl Proxy {
     /// Start the proxy-controller actor (`proxy`, under the node's `system` supervisor) and the
-    /// ADS server (`xds`, on `xds_listen`; port 0: a free port), announce the server's address
-    /// in gossip ([`XDS_ADDR_KEY`]), and serve the admin routes and metrics. Needs the node's
-    /// registry; routes come from the node's KV store.
+    /// ADS server (`xds`, on `opts.xds_listen`; port 0: a free port), in files mode the
+    /// `xds-files` writer, announce the server's address in gossip ([`XDS_ADDR_KEY`]), and
+    /// serve the admin routes and metrics. Needs the node's registry; routes come from the
+    /// node's KV store.
     pub async fn start(
         node: &Node,
         registry: &registry::service::Registry,
-        xds_listen: std::net::SocketAddr,
+        opts: &ProxyOptions,
     ) -> Result<Proxy, ProxyError> {
-        let (listener, xds_addr) = xds::server::bind(xds_listen)?;
+        let (listener, xds_addr) = xds::server::bind(opts.xds_listen)?;
         let cell = snapshot::SnapshotCell::default();
         let status = xds::status::XdsStatus::default();
         let sup = node
@@ -88,6 +114,21 @@ impl Proxy {
         actors::start_child(&sup, spec)
             .await
             .map_err(|e| ProxyError::Unavailable(e.to_string()))?;
+        if let Some((dir, listen)) = &opts.files {
+            let spec = actors::ChildSpec::worker(
+                "xds-files",
+                Some(format!("{}/xds-files", node.name())),
+                files::FilesActor {
+                    dir: dir.clone(),
+                    listen: *listen,
+                    cell: cell.clone(),
+                },
+                (),
+            );
+            actors::start_child(&sup, spec)
+                .await
+                .map_err(|e| ProxyError::Files(e.to_string()))?;
+        }
         node.gossip_set(XDS_ADDR_KEY, &xds_addr.to_string()).await;
         let scraped = status.clone();
         node.metrics().add_source(move || scraped.metrics_text());

@@ -160,6 +160,10 @@ pub struct NodeArgs {
     /// The ingress listener address written into the files of --xds-files.
     #[arg(long, default_value = proxy_ctl::envoy::DEFAULT_LISTEN, requires = "xds_files")]
     pub xds_files_listen: std::net::SocketAddr,
+    /// A role this node announces (repeatable), e.g. `--role gpu`: a supervisor's remote child
+    /// placed on `role:gpu` runs only on such nodes.
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
     #[command(flatten)]
     pub kv: crate::kv_cmd::KvNodeArgs,
 }

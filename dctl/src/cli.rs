@@ -82,6 +82,9 @@ pub enum Command {
     /// The proxy route table (Envoy ingress): add, ls, rm.
     #[command(subcommand)]
     Routes(crate::routes_cmd::RoutesCmd),
+    /// Envoy in front of the cluster: bootstrap, status of the connected Envoys.
+    #[command(subcommand)]
+    Proxy(crate::proxy_cmd::ProxyCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +149,17 @@ pub struct NodeArgs {
     /// system service). Off by default: anyone reaching the admin API could crash the node.
     #[arg(long)]
     pub diagnostics: bool,
+    /// Envoy ADS (xDS gRPC) address; default: a free port on the --listen IP when it is a
+    /// loopback address, else on 127.0.0.1. Announced to the other nodes by gossip.
+    #[arg(long)]
+    pub xds_listen: Option<std::net::SocketAddr>,
+    /// Files mode (for Envoys without gRPC access): also write the snapshot into this directory
+    /// (`dctl proxy bootstrap --files DIR` reads it).
+    #[arg(long)]
+    pub xds_files: Option<std::path::PathBuf>,
+    /// The ingress listener address written into the files of --xds-files.
+    #[arg(long, default_value = proxy_ctl::envoy::DEFAULT_LISTEN, requires = "xds_files")]
+    pub xds_files_listen: std::net::SocketAddr,
     /// A role this node announces (repeatable), e.g. `--role gpu`: a supervisor's remote child
     /// placed on `role:gpu` runs only on such nodes.
     #[arg(long = "role", value_name = "ROLE")]

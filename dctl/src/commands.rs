@@ -102,6 +102,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Kv(cmd) => crate::kv_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Keys(cmd) => crate::keys_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Routes(cmd) => crate::routes_cmd::run(&cli.admin, cli.json, cmd).await,
+        Command::Proxy(cmd) => crate::proxy_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Svc(cmd) => crate::svc_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Events(cmd) => crate::events_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Cluster(ClusterCmd::Status) => {

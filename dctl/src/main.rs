@@ -9,11 +9,13 @@ mod commands;
 mod events_cmd;
 mod keys_cmd;
 mod kv_cmd;
+mod proxy_cmd;
 mod render;
 mod routes_cmd;
 mod services;
 mod svc_cmd;
 mod up;
+mod up_proxy;
 
 use clap::Parser;
 

@@ -13,9 +13,31 @@ pub async fn start(node: &Node, args: &NodeArgs) -> Result<()> {
     let registry = registry::service::Registry::start(node)
         .await
         .context("service registry")?;
-    proxy_ctl::Proxy::start(node, &registry)
+    let opts = proxy_ctl::ProxyOptions {
+        xds_listen: xds_listen(args),
+        files: args
+            .xds_files
+            .clone()
+            .map(|dir| (dir, args.xds_files_listen)),
+    };
+    proxy_ctl::Proxy::start(node, &registry, &opts)
         .await
         .context("proxy controller")?;
     broker::start(node).await.context("broker")?;
     Ok(())
+}
+
+/// `--xds-listen`, or a free port on the loopback IP of `--listen` (127.0.0.1 otherwise).
+fn xds_listen(args: &NodeArgs) -> std::net::SocketAddr {
+    if let Some(a) = args.xds_listen {
+        return a;
+    }
+    let ip = args
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| ip.is_loopback())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    std::net::SocketAddr::new(ip, 0)
 }

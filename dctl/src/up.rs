@@ -171,6 +171,14 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         return Err(e.context("cannot start the sample service"));
     }
 
+    let mut ingress = match crate::up_proxy::start(&dir, &procs[0].admin).await {
+        Ok(i) => i,
+        Err(e) => {
+            terminate(&mut procs);
+            return Err(e);
+        }
+    };
+
     println!("Draft cluster is up: {n} nodes (logs in {})", dir.display());
     for p in &procs {
         println!(
@@ -179,6 +187,9 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         );
     }
     println!("  sample service: sample-echo (echo) on {target}");
+    for line in &ingress.lines {
+        println!("{line}");
+    }
     println!(
         "  on every node: service registry, KV store (one store, up to 3 Raft voters: `dctl kv members`), CloudEvents broker"
     );
@@ -196,12 +207,14 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
     println!("  {d} send sample-echo '{{\"hello\":\"world\"}}' --call");
     println!("  {d} kv put greeting hello && {d} kv get greeting");
     println!("  {d} svc register web --addr 127.0.0.1:8080 && {d} svc ls");
+    println!("  {d} routes ls && {d} proxy status");
     println!(
         "  {d} events durable demo && {d} events produce demo --type t --source s --data '{{}}' && {d} events consume demo --from beginning --count 1"
     );
     println!("Ctrl-C stops every node.");
     runtime::wait_for_signal().await;
     eprintln!("stopping {n} nodes...");
+    ingress.stop();
     terminate(&mut procs);
     Ok(())
 }

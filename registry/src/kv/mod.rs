@@ -35,15 +35,18 @@
 mod batcher;
 mod client;
 mod http;
+mod lease_clock;
 mod leases;
 mod live_config;
 mod lock;
 mod members_api;
 mod membership;
 mod net;
+mod query;
 mod request;
 mod server;
 mod store;
+mod txn;
 mod types;
 mod validate;
 
@@ -56,10 +59,15 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use client::{handle, Kv, Watch};
+pub use leases::LeaseInfo;
 pub use live_config::ConfigWatcher;
 pub use lock::LockGuard;
 pub use membership::MAX_VOTERS;
 pub use request::MemberInfo;
+pub use txn::{
+    Compare, CompareOp, CompareTarget, KeyRange, RangeEnd, RangeQuery, RangeResult, SortTarget, Txn,
+    TxnOp, TxnOpResult, TxnResult,
+};
 pub use types::{
     node_id, CmdResult, Command, EventKind, Expect, KvEntry, KvNode, KvStatus, Lease, NodeId,
     Proposal, TypeConfig, WatchBatch, WatchEvent,
@@ -340,6 +348,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             hint: std::sync::Mutex::new(None),
             op_timeout: config.op_timeout,
             stop,
+            lease_clock: Default::default(),
         }),
     };
     if let (Some(s), true) = (&store_id, seeded) {

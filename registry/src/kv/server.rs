@@ -91,6 +91,7 @@ impl Kv {
                 self.serve_join(name, store).await
             }
             Request::Members(op) => self.serve_members(op).await.map(Response::Members),
+            Request::Lease(op) => self.serve_lease(op).await,
             Request::Watch {
                 prefix,
                 from,
@@ -133,7 +134,7 @@ impl Kv {
     }
 
     /// "Ask someone else": the answer of a node that holds no replica yet.
-    fn not_member(&self) -> KvError {
+    pub(crate) fn not_member(&self) -> KvError {
         let leader = {
             let m = self.inner.raft.metrics();
             let l = m.borrow().current_leader;

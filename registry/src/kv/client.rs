@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) stop: tokio::sync::watch::Sender<bool>,
     /// The leader's lease deadlines (monotonic; see `lease_clock`).
     pub(crate) lease_clock: Mutex<super::lease_clock::LeaseClock>,
+    /// This node's etcd API address, once it serves one.
+    pub(crate) etcd_addr: Mutex<Option<std::net::SocketAddr>>,
 }
 
 /// A handle on the KV store, through this node. Cheap to clone.
@@ -410,6 +412,10 @@ impl Kv {
                 | Request::Join { .. }
                 | Request::Members(_)
                 | Request::Lease(_)
+                | Request::Query {
+                    linearizable: true,
+                    ..
+                }
                 | Request::Get {
                     linearizable: true,
                     ..

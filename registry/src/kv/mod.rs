@@ -34,6 +34,7 @@
 
 mod batcher;
 mod client;
+mod etcd_ops;
 mod http;
 mod lease_clock;
 mod leases;
@@ -59,6 +60,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use client::{handle, Kv, Watch};
+pub use etcd_ops::{cluster_id, HeaderInfo};
 pub use leases::LeaseInfo;
 pub use live_config::ConfigWatcher;
 pub use lock::LockGuard;
@@ -349,6 +351,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             op_timeout: config.op_timeout,
             stop,
             lease_clock: Default::default(),
+            etcd_addr: Default::default(),
         }),
     };
     if let (Some(s), true) = (&store_id, seeded) {

@@ -12,7 +12,7 @@ use redb::ReadableDatabase;
 
 use super::{
     store::{
-        compact_revision, dec, run_blocking, s, scan, Change, StateMachine, COMPACTED, DATA,
+        compact_revision, dec, run_blocking, s, scan, Change, StateMachine, DATA,
         FUTURE_REV, HISTORY, SM_META,
     },
     txn::{KeyRange, RangeQuery, RangeResult},
@@ -140,5 +140,3 @@ impl StateMachine {
     }
 }
 
-/// etcd's messages, for the gRPC layer to recognise a refused compaction.
-pub(crate) const REFUSALS: [&str; 2] = [COMPACTED, FUTURE_REV];

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{leases::LeaseInfo, CmdResult, Command, KvEntry, KvStatus, WatchBatch};
+use super::{
+    leases::LeaseInfo,
+    txn::{RangeQuery, RangeResult},
+    CmdResult, Command, KvEntry, KvStatus, WatchBatch};
 
 /// A client request (also the message forwarded between nodes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +56,13 @@ pub(crate) enum Request {
     Members(MemberOp),
     /// A lease operation timed by the leader's clock (served by the leader).
     Lease(LeaseOp),
+    /// A range query in etcd's model.
+    Query {
+        /// The query.
+        query: RangeQuery,
+        /// As for `Get`.
+        linearizable: bool,
+    },
 }
 
 /// A lease operation served by the leader without a log entry.
@@ -87,6 +97,8 @@ pub(crate) enum Response {
     Members(Vec<MemberInfo>),
     /// A lease as the leader times it.
     Lease(LeaseInfo),
+    /// The answer to a query.
+    Query(RangeResult),
 }
 
 /// A membership operation (`dctl kv members ...`).

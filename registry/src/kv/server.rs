@@ -92,6 +92,13 @@ impl Kv {
             }
             Request::Members(op) => self.serve_members(op).await.map(Response::Members),
             Request::Lease(op) => self.serve_lease(op).await,
+            Request::Query {
+                query,
+                linearizable,
+            } => {
+                self.read_barrier(linearizable).await?;
+                self.inner.sm.query(query).await.map(Response::Query)
+            }
             Request::Watch {
                 prefix,
                 from,
@@ -242,6 +249,7 @@ impl Kv {
             revision: sm.revision(),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
+            etcd_addr: self.etcd_addr().map(|a| a.to_string()),
         })
     }
 

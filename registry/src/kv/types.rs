@@ -264,6 +264,9 @@ pub struct KvStatus {
     pub snapshot_index: Option<u64>,
     /// Log entries up to this index are purged (compacted into the snapshot).
     pub purged_index: Option<u64>,
+    /// The answering node's etcd v3 API address, if it serves one.
+    #[serde(default)]
+    pub etcd_addr: Option<String>,
 }
 
 /// A page of watch events.

@@ -249,11 +249,13 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
         .expect("watch");
     c.put("app/w", "1", None).await.expect("put");
     c.delete("app/w", None).await.expect("delete");
-    let ev = events(&mut w, 3, Duration::from_secs(10)).await;
-    assert_eq!(ev[0], (true, "app/a".into(), "2".into(), now), "replayed from {now}");
-    assert_eq!((ev[1].0, ev[1].1.as_str()), (true, "app/w"));
-    assert_eq!((ev[2].0, ev[2].1.as_str()), (false, "app/w"));
-    assert_eq!(ev[2].3, ev[1].3 + 1);
+    let ev = events(&mut w, 4, Duration::from_secs(10)).await;
+    // Replayed from `now`: the failed txn's delete of both app/t* keys, at one revision.
+    assert_eq!(ev[0], (false, "app/t1".into(), String::new(), now));
+    assert_eq!(ev[1], (false, "app/t2".into(), String::new(), now));
+    assert_eq!((ev[2].0, ev[2].1.as_str(), ev[2].3), (true, "app/w", now + 1));
+    assert_eq!((ev[3].0, ev[3].1.as_str(), ev[3].3), (false, "app/w", now + 2));
+    let ev = &ev[1..];
     w.request_progress().await.expect("progress");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -39,7 +39,7 @@ mod watch;
 use std::net::SocketAddr;
 
 use thiserror::Error;
-use tonic::transport::Server;
+use tonic::{codegen::http, transport::Server};
 
 use crate::kv::Kv;
 use pb::{etcdserverpb as rpc, mvccpb};
@@ -98,6 +98,7 @@ pub async fn serve(kv: Kv, listen: SocketAddr) -> Result<EtcdServer, EtcdError> 
     let mut stop = kv.stop_signal();
     let max = MAX_REQUEST_BYTES;
     let router = Server::builder()
+        .layer(tower::util::MapResponseLayer::new(too_large_is_exhausted))
         .add_service(
             rpc::kv_server::KvServer::new(kv::KvService { kv: kv.clone() })
                 .max_decoding_message_size(max),
@@ -142,6 +143,21 @@ pub async fn serve(kv: Kv, listen: SocketAddr) -> Result<EtcdServer, EtcdError> 
     kv.set_etcd_addr(addr).await;
     tracing::info!(%addr, "etcd v3 API listening");
     Ok(EtcdServer { addr })
+}
+
+/// grpc-go (etcd's server) answers a request over its size limit with `ResourceExhausted`;
+/// tonic answers `OutOfRange`: rewrite that status to etcd's.
+fn too_large_is_exhausted<B>(mut r: http::Response<B>) -> http::Response<B> {
+    let h = r.headers_mut();
+    let too_large = h.get("grpc-status").is_some_and(|s| s == "11")
+        && h
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+    if too_large {
+        h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    r
 }
 
 /// A response header for `kv` at `revision` (0: the node's current one).

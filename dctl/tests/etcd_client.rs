@@ -14,8 +14,8 @@ use std::{
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseTimeToLiveOptions, LockOptions,
-    ProclaimOptions, PutOptions, ResignOptions, SortOrder, SortTarget, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    ProclaimOptions, PutOptions, ResignOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
 use kvproc::{cluster, wait_leader, KvProc};
 
@@ -45,7 +45,11 @@ fn code(e: etcd_client::Error) -> (tonic::Code, String) {
 }
 
 /// Events of a watch stream until `n` arrived (within `limit`).
-async fn events(w: &mut etcd_client::WatchStream, n: usize, limit: Duration) -> Vec<(bool, String, String, i64)> {
+async fn events(
+    w: &mut etcd_client::WatchStream,
+    n: usize,
+    limit: Duration,
+) -> Vec<(bool, String, String, i64)> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut out = Vec::new();
     while out.len() < n {
@@ -83,7 +87,10 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
         .put("app/a", "2", Some(PutOptions::new().with_prev_key()))
         .await
         .expect("put");
-    assert_eq!(r2.prev_key().map(|k| k.value().to_vec()), Some(b"1".to_vec()));
+    assert_eq!(
+        r2.prev_key().map(|k| k.value().to_vec()),
+        Some(b"1".to_vec())
+    );
     assert_eq!(r2.header().expect("header").revision(), rev1 + 1);
     let g = c.get("app/a", None).await.expect("get");
     let kv = &g.kvs()[0];
@@ -132,12 +139,18 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
         .expect("sorted");
     assert_eq!(s.kvs()[0].key(), b"app/c");
     let k = c
-        .get("app/", Some(GetOptions::new().with_prefix().with_keys_only()))
+        .get(
+            "app/",
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
         .await
         .expect("keys only");
     assert!(k.kvs().iter().all(|kv| kv.value().is_empty()) && k.kvs().len() == 3);
     let n = c
-        .get("app/", Some(GetOptions::new().with_prefix().with_count_only()))
+        .get(
+            "app/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
         .await
         .expect("count only");
     assert_eq!((n.kvs().len(), n.count()), (0, 3));
@@ -149,7 +162,13 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
     assert_eq!(empty.count(), 0);
 
     // ---- Txn: compares, both branches, one revision for all changes --------------------
-    let before = c.get("app/a", None).await.expect("get").header().expect("h").revision();
+    let before = c
+        .get("app/a", None)
+        .await
+        .expect("get")
+        .header()
+        .expect("h")
+        .revision();
     let t = c
         .txn(
             Txn::new()
@@ -175,7 +194,10 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
             Txn::new()
                 .when([Compare::version("app/a", CompareOp::Greater, 5)])
                 .and_then([TxnOp::put("app/never", "x", None)])
-                .or_else([TxnOp::delete("app/t", Some(etcd_client::DeleteOptions::new().with_prefix()))]),
+                .or_else([TxnOp::delete(
+                    "app/t",
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                )]),
         )
         .await
         .expect("txn");
@@ -185,14 +207,29 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
         other => panic!("expected a delete response, got {other:?}"),
     }
     assert_eq!(t2.header().expect("h").revision(), rev + 1);
-    assert!(c.get("app/never", None).await.expect("get").kvs().is_empty());
+    assert!(c
+        .get("app/never", None)
+        .await
+        .expect("get")
+        .kvs()
+        .is_empty());
 
     // ---- Bad input: etcd's statuses, and the node keeps serving ------------------------
-    let ops: Vec<TxnOp> = (0..10_000).map(|i| TxnOp::put(format!("big/{i}"), "v", None)).collect();
-    let (code_ops, msg) = code(c.txn(Txn::new().and_then(ops)).await.expect_err("10 000 ops"));
+    let ops: Vec<TxnOp> = (0..10_000)
+        .map(|i| TxnOp::put(format!("big/{i}"), "v", None))
+        .collect();
+    let (code_ops, msg) = code(
+        c.txn(Txn::new().and_then(ops))
+            .await
+            .expect_err("10 000 ops"),
+    );
     assert_eq!(code_ops, tonic::Code::InvalidArgument);
     assert!(msg.contains("too many operations"), "{msg}");
-    let (c_key, m_key) = code(c.put("k".repeat(2000), "v", None).await.expect_err("long key"));
+    let (c_key, m_key) = code(
+        c.put("k".repeat(2000), "v", None)
+            .await
+            .expect_err("long key"),
+    );
     assert_eq!(c_key, tonic::Code::InvalidArgument, "{m_key}");
     let (c_big, _) = code(
         c.put("big", vec![b'x'; 3 << 20], None)
@@ -201,7 +238,13 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
     );
     assert_eq!(c_big, tonic::Code::ResourceExhausted);
     let (c_empty, m_empty) = code(c.put("", "v", None).await.expect_err("empty key"));
-    assert_eq!((c_empty, m_empty.as_str()), (tonic::Code::InvalidArgument, "etcdserver: key is not provided"));
+    assert_eq!(
+        (c_empty, m_empty.as_str()),
+        (
+            tonic::Code::InvalidArgument,
+            "etcdserver: key is not provided"
+        )
+    );
     let (c_dup, _) = code(
         c.txn(Txn::new().and_then([TxnOp::put("d", "1", None), TxnOp::put("d", "2", None)]))
             .await
@@ -210,15 +253,30 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
     assert_eq!(c_dup, tonic::Code::InvalidArgument);
     {
         let mut s = TcpStream::connect(&addrs[0]).expect("connect");
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n\x00\xff garbage \x16\x03\x01").expect("write");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n\x00\xff garbage \x16\x03\x01")
+            .expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let mut buf = [0u8; 256];
         let _ = std::io::Read::read(&mut s, &mut buf);
     }
-    assert_eq!(c.get("app/a", None).await.expect("still serving").kvs().len(), 1);
+    assert_eq!(
+        c.get("app/a", None)
+            .await
+            .expect("still serving")
+            .kvs()
+            .len(),
+        1
+    );
 
     // ---- Compaction: reads and watches below it are refused ----------------------------
-    let now = c.get("app/a", None).await.expect("get").header().expect("h").revision();
+    let now = c
+        .get("app/a", None)
+        .await
+        .expect("get")
+        .header()
+        .expect("h")
+        .revision();
     c.compact(now - 1, None).await.expect("compact");
     let (c_comp, m_comp) = code(
         c.get("app/a", Some(GetOptions::new().with_revision(now - 2)))
@@ -228,7 +286,14 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
     assert_eq!(c_comp, tonic::Code::OutOfRange, "{m_comp}");
     assert!(m_comp.contains("compacted"), "{m_comp}");
     let mut w = c
-        .watch("app/", Some(WatchOptions::new().with_prefix().with_start_revision(now - 3)))
+        .watch(
+            "app/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(now - 3),
+            ),
+        )
         .await
         .expect("watch");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -244,7 +309,10 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
 
     // ---- Watch from a revision, prefix, progress ---------------------------------------
     let mut w = c
-        .watch("app/", Some(WatchOptions::new().with_prefix().with_start_revision(now)))
+        .watch(
+            "app/",
+            Some(WatchOptions::new().with_prefix().with_start_revision(now)),
+        )
         .await
         .expect("watch");
     c.put("app/w", "1", None).await.expect("put");
@@ -253,8 +321,14 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
     // Replayed from `now`: the failed txn's delete of both app/t* keys, at one revision.
     assert_eq!(ev[0], (false, "app/t1".into(), String::new(), now));
     assert_eq!(ev[1], (false, "app/t2".into(), String::new(), now));
-    assert_eq!((ev[2].0, ev[2].1.as_str(), ev[2].3), (true, "app/w", now + 1));
-    assert_eq!((ev[3].0, ev[3].1.as_str(), ev[3].3), (false, "app/w", now + 2));
+    assert_eq!(
+        (ev[2].0, ev[2].1.as_str(), ev[2].3),
+        (true, "app/w", now + 1)
+    );
+    assert_eq!(
+        (ev[3].0, ev[3].1.as_str(), ev[3].3),
+        (false, "app/w", now + 2)
+    );
     let ev = &ev[1..];
     w.request_progress().await.expect("progress");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -281,21 +355,47 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
     assert_eq!(ttl.keys(), [b"lease/k".to_vec()]);
     let (mut keeper, mut stream) = c.lease_keep_alive(l.id()).await.expect("keep alive");
     keeper.keep_alive().await.expect("send keep-alive");
-    let ka = stream.message().await.expect("keep-alive answer").expect("open");
+    let ka = stream
+        .message()
+        .await
+        .expect("keep-alive answer")
+        .expect("open");
     assert_eq!((ka.id(), ka.ttl()), (l.id(), 30));
-    assert!(c.leases().await.expect("leases").leases().iter().any(|s| s.id() == l.id()));
+    assert!(c
+        .leases()
+        .await
+        .expect("leases")
+        .leases()
+        .iter()
+        .any(|s| s.id() == l.id()));
     c.lease_revoke(l.id()).await.expect("revoke");
     assert!(c.get("lease/k", None).await.expect("get").kvs().is_empty());
-    assert_eq!(c.lease_time_to_live(l.id(), None).await.expect("ttl").ttl(), -1);
+    assert_eq!(
+        c.lease_time_to_live(l.id(), None).await.expect("ttl").ttl(),
+        -1
+    );
     let (c_nl, _) = code(c.lease_revoke(l.id()).await.expect_err("revoked twice"));
     assert_eq!(c_nl, tonic::Code::NotFound);
     let short = c.lease_grant(2, None).await.expect("grant");
-    c.put("lease/short", "v", Some(PutOptions::new().with_lease(short.id())))
-        .await
-        .expect("put");
+    c.put(
+        "lease/short",
+        "v",
+        Some(PutOptions::new().with_lease(short.id())),
+    )
+    .await
+    .expect("put");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !c.get("lease/short", None).await.expect("get").kvs().is_empty() {
-        assert!(Instant::now() < deadline, "the 2 s lease did not expire within 10 s");
+    while !c
+        .get("lease/short", None)
+        .await
+        .expect("get")
+        .kvs()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the 2 s lease did not expire within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -316,7 +416,9 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
     });
     let mut waiter = waiter;
     assert!(
-        tokio::time::timeout(Duration::from_secs(1), &mut waiter).await.is_err(),
+        tokio::time::timeout(Duration::from_secs(1), &mut waiter)
+            .await
+            .is_err(),
         "the second locker got the lock while it was held"
     );
     c.unlock(key_a.clone()).await.expect("unlock");
@@ -336,7 +438,15 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
     c.proclaim("n-b", Some(ProclaimOptions::new().with_leader(lk.clone())))
         .await
         .expect("proclaim");
-    assert_eq!(c2.leader("leader").await.expect("leader").kv().expect("kv").value(), b"n-b");
+    assert_eq!(
+        c2.leader("leader")
+            .await
+            .expect("leader")
+            .kv()
+            .expect("kv")
+            .value(),
+        b"n-b"
+    );
     c.resign(Some(ResignOptions::new().with_leader(lk)))
         .await
         .expect("resign");
@@ -371,7 +481,10 @@ async fn etcd_client_kv_txn_watch_lease_lock_election_and_bad_input() {
         .expect("watch");
     let mut writer = connect(&addrs[oi]).await;
     writer.put("survive/1", "before", None).await.expect("put");
-    assert_eq!(events(&mut w, 1, Duration::from_secs(10)).await[0].2, "before");
+    assert_eq!(
+        events(&mut w, 1, Duration::from_secs(10)).await[0].2,
+        "before"
+    );
     nodes[li].kill9();
     let rest: Vec<&KvProc> = [fi, oi].iter().map(|i| &nodes[*i]).collect();
     wait_leader(&rest, Some(&leader));

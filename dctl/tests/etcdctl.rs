@@ -103,17 +103,29 @@ fn etcdctl_commands_get_etcds_output_shapes() {
     // put / get / del
     assert_eq!(ok(&all, &["put", "greeting", "hello"]), "OK\n");
     assert_eq!(ok(one, &["get", "greeting"]), "greeting\nhello\n");
-    assert_eq!(ok(&all, &["put", "greeting", "hi", "--prev-kv"]), "OK\ngreeting\nhello\n");
+    assert_eq!(
+        ok(&all, &["put", "greeting", "hi", "--prev-kv"]),
+        "OK\ngreeting\nhello\n"
+    );
     let j: serde_json::Value =
         serde_json::from_str(&ok(one, &["get", "greeting", "-w", "json"])).expect("json");
-    assert!(j["header"]["cluster_id"].as_u64().is_some_and(|c| c != 0), "{j}");
-    assert!(j["header"]["raft_term"].as_u64().is_some_and(|t| t > 0), "{j}");
+    assert!(
+        j["header"]["cluster_id"].as_u64().is_some_and(|c| c != 0),
+        "{j}"
+    );
+    assert!(
+        j["header"]["raft_term"].as_u64().is_some_and(|t| t > 0),
+        "{j}"
+    );
     assert_eq!(j["count"], 1);
     assert_eq!(j["kvs"][0]["version"], 2);
     assert_eq!(j["kvs"][0]["key"], "Z3JlZXRpbmc="); // base64 of "greeting"
     ok(&all, &["put", "p/a", "1"]);
     ok(&all, &["put", "p/b", "2"]);
-    assert_eq!(ok(one, &["get", "p/", "--prefix", "--keys-only"]), "p/a\n\np/b\n\n");
+    assert_eq!(
+        ok(one, &["get", "p/", "--prefix", "--keys-only"]),
+        "p/a\n\np/b\n\n"
+    );
     assert_eq!(ok(&all, &["del", "p/", "--prefix"]), "2\n");
     assert_eq!(ok(one, &["get", "p/", "--prefix"]), "");
 
@@ -151,7 +163,10 @@ fn etcdctl_commands_get_etcds_output_shapes() {
         if let Ok(l) = w.lines.recv_timeout(Duration::from_millis(500)) {
             break l;
         }
-        assert!(std::time::Instant::now() < deadline, "the watch printed nothing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch printed nothing"
+        );
     };
     assert_eq!(first, "PUT");
     assert_eq!(w.lines(2, wait), ["w/1", "a"]);
@@ -192,7 +207,10 @@ fn etcdctl_commands_get_etcds_output_shapes() {
         .expect("secs");
     assert!(left > 50 && left <= 60, "{ttl}");
     assert!(ok(one, &["lease", "list"]).contains(&id));
-    assert_eq!(ok(&all, &["lease", "revoke", &id]), format!("lease {id} revoked\n"));
+    assert_eq!(
+        ok(&all, &["lease", "revoke", &id]),
+        format!("lease {id} revoked\n")
+    );
     assert_eq!(ok(one, &["get", "leased"]), "");
 
     // lock: runs the command while holding the lock
@@ -204,7 +222,10 @@ fn etcdctl_commands_get_etcds_output_shapes() {
     // elect: a campaigner prints its key and value; an observer sees the leader
     let camp = Running::start(&all, &["elect", "e1", "first"]);
     let lines = camp.lines(2, wait);
-    assert!(lines[0].starts_with("e1/") && lines[1] == "first", "{lines:?}");
+    assert!(
+        lines[0].starts_with("e1/") && lines[1] == "first",
+        "{lines:?}"
+    );
     let obs = Running::start(one, &["elect", "-l", "e1"]);
     assert_eq!(obs.lines(2, wait), lines);
 
@@ -249,7 +270,8 @@ fn etcdctl_commands_get_etcds_output_shapes() {
     let o = etcdctl(one, &["defrag"]);
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("Unimplemented desc = defragment is not supported"),
+        String::from_utf8_lossy(&o.stderr)
+            .contains("Unimplemented desc = defragment is not supported"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::{
     header, key_value,
     pb::etcdserverpb::{
-        self as rpc, compare, request_op, response_op, range_request, kv_server::Kv as KvApi,
+        self as rpc, compare, kv_server::Kv as KvApi, range_request, request_op, response_op,
     },
     status::{empty_key, to_status, utf8},
     MAX_TXN_OPS,
@@ -109,7 +109,11 @@ fn compare(c: rpc::Compare) -> Result<Compare, Status> {
         Ok(R::Greater) => CompareOp::Greater,
         Ok(R::Less) => CompareOp::Less,
         Ok(R::NotEqual) => CompareOp::NotEqual,
-        Err(_) => return Err(Status::invalid_argument("etcdserver: invalid compare result")),
+        Err(_) => {
+            return Err(Status::invalid_argument(
+                "etcdserver: invalid compare result",
+            ))
+        }
     };
     let n = |v: i64| v.max(0) as u64;
     let target = match (T::try_from(c.target), c.target_union) {
@@ -124,7 +128,11 @@ fn compare(c: rpc::Compare) -> Result<Compare, Status> {
         (Ok(T::Mod), None) => CompareTarget::Mod(0),
         (Ok(T::Value), None) => CompareTarget::Value(String::new()),
         (Ok(T::Lease), None) => CompareTarget::Lease(0),
-        _ => return Err(Status::invalid_argument("etcdserver: invalid compare target")),
+        _ => {
+            return Err(Status::invalid_argument(
+                "etcdserver: invalid compare target",
+            ))
+        }
     };
     Ok(Compare {
         range: key_range(c.key, c.range_end)?,

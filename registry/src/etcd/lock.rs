@@ -100,7 +100,9 @@ pub(crate) async fn proclaim(kv: &Kv, entry: &KvEntry, value: String) -> Result<
         .await
         .map_err(to_status)?;
     if !r.succeeded {
-        return Err(Status::failed_precondition("etcdserver: election: not leader"));
+        return Err(Status::failed_precondition(
+            "etcdserver: election: not leader",
+        ));
     }
     match r.responses.into_iter().last() {
         Some(TxnOpResult::Range(rr)) => rr
@@ -124,7 +126,8 @@ pub(crate) async fn first(kv: &Kv, name: &str) -> Result<(Option<KvEntry>, u64),
 /// Wait until `mine` is the oldest candidate of `name`; fails when it vanished (its lease
 /// ended) meanwhile.
 pub(crate) async fn wait_turn(kv: &Kv, name: &str, mine: &KvEntry) -> Result<u64, Status> {
-    kv.wait_revision(mine.mod_revision, Duration::from_secs(10)).await;
+    kv.wait_revision(mine.mod_revision, Duration::from_secs(10))
+        .await;
     loop {
         let (head, rev) = first(kv, name).await?;
         match head {
@@ -144,7 +147,10 @@ pub(crate) async fn wait_turn(kv: &Kv, name: &str, mine: &KvEntry) -> Result<u64
 
 #[tonic::async_trait]
 impl LockApi for LockService {
-    async fn lock(&self, req: Request<pb::LockRequest>) -> Result<Response<pb::LockResponse>, Status> {
+    async fn lock(
+        &self,
+        req: Request<pb::LockRequest>,
+    ) -> Result<Response<pb::LockResponse>, Status> {
         let r = req.into_inner();
         let name = utf8(r.name, "lock name")?;
         if name.is_empty() {

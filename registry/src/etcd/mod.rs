@@ -136,7 +136,10 @@ pub async fn serve(kv: Kv, listen: SocketAddr) -> Result<EtcdServer, EtcdError> 
                 }
             }
         };
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, shutdown).await {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
             tracing::warn!("etcd API on {addr} stopped: {e}");
         }
     });
@@ -150,10 +153,12 @@ pub async fn serve(kv: Kv, listen: SocketAddr) -> Result<EtcdServer, EtcdError> 
 fn too_large_is_exhausted<B>(mut r: http::Response<B>) -> http::Response<B> {
     let h = r.headers_mut();
     let too_large = h.get("grpc-status").is_some_and(|s| s == "11")
-        && h
-            .get("grpc-message")
+        && h.get("grpc-message")
             .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
     if too_large {
         h.insert("grpc-status", http::HeaderValue::from_static("8"));
     }

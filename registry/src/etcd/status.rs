@@ -69,7 +69,12 @@ mod tests {
     #[test]
     fn errors_get_etcds_codes() {
         let c = |e| to_status(e).code();
-        assert_eq!(c(KvError::Lease("lease 5 not found (expired or revoked)".into())), Code::NotFound);
+        assert_eq!(
+            c(KvError::Lease(
+                "lease 5 not found (expired or revoked)".into()
+            )),
+            Code::NotFound
+        );
         assert_eq!(
             c(KvError::Lease("etcdserver: key not found: 'k'".into())),
             Code::InvalidArgument
@@ -82,7 +87,11 @@ mod tests {
         );
         assert_eq!(c(KvError::NoQuorum("x".into())), Code::Unavailable);
         assert_eq!(
-            c(KvError::TooLarge { what: "key".into(), size: 2000, limit: 1024 }),
+            c(KvError::TooLarge {
+                what: "key".into(),
+                size: 2000,
+                limit: 1024
+            }),
             Code::InvalidArgument
         );
         assert!(utf8(vec![0xff], "key").is_err());

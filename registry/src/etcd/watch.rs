@@ -183,7 +183,8 @@ async fn serve_stream(kv: Kv, mut input: Streaming<rpc::WatchRequest>, out: Out)
                 if out.send(Ok(created)).await.is_err() {
                     return;
                 }
-                let filter = |f: rpc::watch_create_request::FilterType| c.filters.contains(&(f as i32));
+                let filter =
+                    |f: rpc::watch_create_request::FilterType| c.filters.contains(&(f as i32));
                 let spec = WatchSpec {
                     id,
                     range,
@@ -196,7 +197,12 @@ async fn serve_stream(kv: Kv, mut input: Streaming<rpc::WatchRequest>, out: Out)
                 if let Ok(mut n) = watches.next.lock() {
                     n.insert(id, from);
                 }
-                let task = tokio::spawn(run_watch(kv.clone(), spec, out.clone(), watches.next.clone()));
+                let task = tokio::spawn(run_watch(
+                    kv.clone(),
+                    spec,
+                    out.clone(),
+                    watches.next.clone(),
+                ));
                 watches.tasks.insert(id, task);
             }
             Some(RequestUnion::CancelRequest(c)) => {
@@ -229,7 +235,9 @@ async fn serve_stream(kv: Kv, mut input: Streaming<rpc::WatchRequest>, out: Out)
             }
             None => {
                 let _ = out
-                    .send(Err(Status::invalid_argument("etcdserver: empty watch request")))
+                    .send(Err(Status::invalid_argument(
+                        "etcdserver: empty watch request",
+                    )))
                     .await;
                 return;
             }

@@ -55,9 +55,19 @@ impl Kv {
 
     /// A range query (linearizable: through the leader after a quorum check; else this
     /// node's copy).
-    pub async fn query(&self, query: RangeQuery, linearizable: bool) -> Result<RangeResult, KvError> {
+    pub async fn query(
+        &self,
+        query: RangeQuery,
+        linearizable: bool,
+    ) -> Result<RangeResult, KvError> {
         validate_range(&query.range)?;
-        match self.exec(Request::Query { query, linearizable }).await? {
+        match self
+            .exec(Request::Query {
+                query,
+                linearizable,
+            })
+            .await?
+        {
             Response::Query(r) => Ok(r),
             other => Err(KvError::Unavailable(format!("unexpected answer {other:?}"))),
         }
@@ -97,7 +107,10 @@ impl Kv {
             if *rx.borrow_and_update() >= revision {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.map_or(true, |r| r.is_err()) {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .map_or(true, |r| r.is_err())
+            {
                 return *rx.borrow() >= revision;
             }
         }
@@ -112,7 +125,10 @@ impl Kv {
             if now > seen {
                 return now;
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.map_or(true, |r| r.is_err()) {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .map_or(true, |r| r.is_err())
+            {
                 return *rx.borrow();
             }
         }

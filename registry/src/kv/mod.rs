@@ -67,8 +67,8 @@ pub use lock::LockGuard;
 pub use membership::MAX_VOTERS;
 pub use request::MemberInfo;
 pub use txn::{
-    Compare, CompareOp, CompareTarget, KeyRange, RangeEnd, RangeQuery, RangeResult, SortTarget, Txn,
-    TxnOp, TxnOpResult, TxnResult,
+    Compare, CompareOp, CompareTarget, KeyRange, RangeEnd, RangeQuery, RangeResult, SortTarget,
+    Txn, TxnOp, TxnOpResult, TxnResult,
 };
 pub use types::{
     node_id, CmdResult, Command, EventKind, Expect, KvEntry, KvNode, KvStatus, Lease, NodeId,

@@ -12,8 +12,8 @@ use redb::ReadableDatabase;
 
 use super::{
     store::{
-        compact_revision, dec, run_blocking, s, scan, Change, StateMachine, DATA,
-        FUTURE_REV, HISTORY, SM_META,
+        compact_revision, dec, run_blocking, s, scan, Change, StateMachine, DATA, FUTURE_REV,
+        HISTORY, SM_META,
     },
     txn::{KeyRange, RangeQuery, RangeResult},
     KvError,
@@ -139,4 +139,3 @@ impl StateMachine {
         res
     }
 }
-

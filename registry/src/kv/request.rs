@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     leases::LeaseInfo,
     txn::{RangeQuery, RangeResult},
-    CmdResult, Command, KvEntry, KvStatus, WatchBatch};
+    CmdResult, Command, KvEntry, KvStatus, WatchBatch,
+};
 
 /// A client request (also the message forwarded between nodes).
 #[derive(Debug, Clone, Serialize, Deserialize)]

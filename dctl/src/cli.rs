@@ -146,6 +146,10 @@ pub struct NodeArgs {
     /// system service). Off by default: anyone reaching the admin API could crash the node.
     #[arg(long)]
     pub diagnostics: bool,
+    /// A role this node announces (repeatable), e.g. `--role gpu`: a supervisor's remote child
+    /// placed on `role:gpu` runs only on such nodes.
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
     #[command(flatten)]
     pub kv: crate::kv_cmd::KvNodeArgs,
 }

@@ -141,7 +141,8 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         .name(&args.name)
         .admin_addr(admin)
         .listen_addr(&args.listen)
-        .gossip_addr(&args.gossip);
+        .gossip_addr(&args.gossip)
+        .services_pending();
     if let Some(cookie) = &args.cookie {
         builder = builder.cookie(cookie.clone());
     }
@@ -153,6 +154,9 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
     }
     for seed in args.seeds.iter().cloned() {
         builder = builder.seed(seed);
+    }
+    for role in &args.roles {
+        builder = builder.role(role);
     }
     if let (Some(cert), Some(key), Some(ca)) = (&args.tls_cert, &args.tls_key, &args.tls_ca) {
         builder = builder.tls(cert, key, ca);
@@ -168,6 +172,7 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         node.shutdown().await;
         return Err(e.context("cannot start the node's services"));
     }
+    node.services_started();
     if let Some(addr) = node.admin_addr() {
         println!("node {} running; admin API http://{addr}/", node.name());
     }

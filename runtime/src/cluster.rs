@@ -375,7 +375,13 @@ impl Cluster {
                 KEY_VERSION.to_string(),
                 env!("CARGO_PKG_VERSION").to_string(),
             ),
-            (KEY_ROLES.to_string(), "runtime".to_string()),
+            (
+                KEY_ROLES.to_string(),
+                std::iter::once("runtime")
+                    .chain(config.roles.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             (KEY_ACTORS.to_string(), String::new()),
             (KEY_LANE_ADDR.to_string(), lanes.addr.to_string()),
         ];

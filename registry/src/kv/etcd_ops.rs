@@ -55,6 +55,16 @@ impl Kv {
 
     /// A range query (linearizable: through the leader after a quorum check; else this
     /// node's copy).
+    ///
+    /// ```no_run
+    /// # async fn f(kv: registry::kv::Kv) -> Result<(), registry::kv::KvError> {
+    /// use registry::kv::{KeyRange, RangeQuery};
+    /// let mut q = RangeQuery::new(KeyRange::from_etcd("app/".into(), b"app0"));
+    /// q.limit = 10;
+    /// let r = kv.query(q, true).await?;
+    /// println!("{} of {} keys at revision {}", r.kvs.len(), r.count, r.revision);
+    /// # Ok(()) }
+    /// ```
     pub async fn query(
         &self,
         query: RangeQuery,

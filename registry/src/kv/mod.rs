@@ -17,7 +17,16 @@
 //!   [`Kv::range`], [`Kv::watch`] (ordered events from a revision), leases ([`Kv::grant`],
 //!   [`Kv::put_with_lease`], [`Kv::keep_alive`], [`Kv::revoke`]) and on top of them [`Kv::lock`]
 //!   (a lock / leader election) and [`ConfigWatcher`] (a service's config, live); membership:
-//!   [`Kv::members`], [`Kv::add_member`], [`Kv::remove_member`], [`Kv::promote_member`].
+//!   [`Kv::members`], [`Kv::add_member`], [`Kv::remove_member`], [`Kv::promote_member`];
+//!   etcd's model (what the [`crate::etcd`] API serves): [`Kv::txn`] (compares, then one branch
+//!   of puts / deletes / ranges, at **one** revision), [`Kv::query`] (key ranges, sort, limit,
+//!   a past revision), [`Kv::compact`].
+//! * Revisions are etcd's: every write command that changes something takes one new revision
+//!   shared by all its changes (a transaction, a lease revoke); the watch history keeps, per
+//!   revision, each change with the entry before it (so a past revision can be read back).
+//! * Leases are timed by the leader only, on its monotonic clock (`lease_clock`): keep-alives
+//!   go to the leader without a log entry, a new leader re-arms every lease with its full TTL,
+//!   and the leader proposes `Revoke` for an expired one.
 //! * Limits: keys are 1 to [`MAX_KEY_BYTES`] bytes of UTF-8, values at most [`MAX_VALUE_BYTES`].
 //! * Every write carries a request id, so a retry after a leader change is applied once.
 //!

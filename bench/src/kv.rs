@@ -1,12 +1,14 @@
-//! KV store vs etcd 3.4: put throughput and latency, and linearizable get likewise, with three
-//! members on loopback on each side, the same client concurrency, both fsyncing.
+//! KV store vs etcd 3.4 over the same native gRPC client: put throughput and latency, and
+//! linearizable range likewise, three members on loopback on each side, both fsyncing, both
+//! data dirs on a real disk (refused on tmpfs).
 //!
-//! Ours: three `dctl node start --kv-voter n1 --kv-voter n2 --kv-voter n3` processes, driven over
-//! their admin HTTP API (`POST /kv/put`, `GET /kv/get`, linearizable). etcd: three `etcd`
-//! members (Debian package `etcd-server`, installed with apt-get when missing and running as
-//! root), driven over its HTTP/JSON gateway (`POST /v3/kv/put`, `POST /v3/kv/range`,
-//! linearizable by default). Both clients are the same reqwest client spreading requests
-//! round-robin over the three members, so each side forwards to its leader the same way.
+//! Ours: three `dctl node start --kv-voter n1 --kv-voter n2 --kv-voter n3` processes with their
+//! etcd v3 API (`--etcd-listen`). etcd: three `etcd` members (Debian package `etcd-server`,
+//! installed with apt-get when missing and running as root). Both are driven by the
+//! `etcd-client` crate (tonic), one client per side balancing over its three members, so each
+//! side forwards to its leader the same way. Both clusters run for the whole benchmark and the
+//! rounds alternate (draft, etcd, draft, ...; at least 3 per side); figures are medians over a
+//! side's rounds, and every target prints PASS or MISS.
 
 use std::{
     path::{Path, PathBuf},
@@ -20,34 +22,37 @@ use std::{
 
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{
     procs::{free_tcp_port, free_udp_port, locate_dctl},
-    stats::LatencySummary,
+    stats::{LatencySummary, Limit, Rounds},
 };
 
 /// Sizes of a KV benchmark run.
 #[derive(Debug, Clone)]
 pub struct KvConfig {
-    /// Puts per side.
+    /// Puts per round.
     pub puts: usize,
-    /// Gets per side.
+    /// Ranges per round.
     pub gets: usize,
-    /// Concurrent client requests.
-    pub concurrency: usize,
+    /// Client concurrency levels, each measured separately.
+    pub concurrency: Vec<usize>,
+    /// Rounds per side and concurrency (at least 3).
+    pub rounds: usize,
     /// Value size in bytes.
     pub value_size: usize,
-    /// Run the etcd side (skipped when false).
+    /// Run the etcd side (skipped when false: no ratios, no targets).
     pub etcd: bool,
 }
 
 impl Default for KvConfig {
     fn default() -> Self {
         KvConfig {
-            puts: 5000,
-            gets: 10000,
-            concurrency: 16,
+            puts: 4000,
+            gets: 8000,
+            concurrency: vec![16, 256],
+            rounds: 3,
             value_size: 128,
             etcd: true,
         }
@@ -60,79 +65,102 @@ impl KvConfig {
         KvConfig {
             puts: 300,
             gets: 600,
-            concurrency: 8,
+            concurrency: vec![8],
             ..Default::default()
         }
     }
 }
 
-/// One side's figures.
+/// One side's figures at one concurrency: medians over its rounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct KvSide {
     /// `draft` or `etcd`.
     pub system: String,
     /// Puts per second.
-    pub put_ops: f64,
-    /// Put latency.
-    pub put_latency: LatencySummary,
-    /// Linearizable gets per second.
-    pub get_ops: f64,
-    /// Get latency.
-    pub get_latency: LatencySummary,
+    pub put_ops: Rounds,
+    /// Put p99 (ns).
+    pub put_p99_ns: Rounds,
+    /// Linearizable ranges per second.
+    pub get_ops: Rounds,
+    /// Range p99 (ns).
+    pub get_p99_ns: Rounds,
 }
 
-/// The report: both sides and the ratios ours / etcd.
+/// A target and whether it was met.
 #[derive(Debug, Clone, Serialize)]
-pub struct KvReport {
+pub struct Target {
+    /// What is compared.
+    pub what: String,
+    /// The ratio draft / etcd (medians).
+    pub ratio: f64,
+    /// The bound.
+    pub limit: Limit,
+    /// Met?
+    pub pass: bool,
+}
+
+/// Both sides at one concurrency level.
+#[derive(Debug, Clone, Serialize)]
+pub struct KvLevel {
     /// Client concurrency.
     pub concurrency: usize,
-    /// Value size.
-    pub value_size: usize,
     /// Our KV store.
     pub draft: KvSide,
     /// etcd, when run.
     pub etcd: Option<KvSide>,
+    /// The targets (when etcd ran).
+    pub targets: Vec<Target>,
+}
+
+/// The report.
+#[derive(Debug, Clone, Serialize)]
+pub struct KvReport {
+    /// Value size.
+    pub value_size: usize,
+    /// Rounds per side.
+    pub rounds: usize,
+    /// Where the data dirs were, and its file system type.
+    pub data_dir: String,
+    /// One entry per concurrency level.
+    pub levels: Vec<KvLevel>,
 }
 
 impl std::fmt::Display for KvReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "KV, 3 voters on loopback, fsync on, concurrency {}, {}-byte values",
-            self.concurrency, self.value_size
-        )?;
-        writeln!(
-            f,
-            "{:<8} {:>12} {:>10} {:>10} {:>12} {:>10} {:>10}",
-            "system", "put ops/s", "put p50", "put p99", "get ops/s", "get p50", "get p99"
+            "KV over etcd-client (gRPC), 3 voters on loopback, fsync on, {}-byte values, {} alternating rounds per side (medians), data in {}",
+            self.value_size, self.rounds, self.data_dir
         )?;
         let ms = |ns: f64| format!("{:.2}ms", ns / 1e6);
-        let sides: Vec<&KvSide> = std::iter::once(&self.draft)
-            .chain(self.etcd.iter())
-            .collect();
-        for s in sides {
+        for l in &self.levels {
+            writeln!(f, "concurrency {}", l.concurrency)?;
             writeln!(
                 f,
-                "{:<8} {:>12.0} {:>10} {:>10} {:>12.0} {:>10} {:>10}",
-                s.system,
-                s.put_ops,
-                ms(s.put_latency.p50_ns),
-                ms(s.put_latency.p99_ns),
-                s.get_ops,
-                ms(s.get_latency.p50_ns),
-                ms(s.get_latency.p99_ns)
+                "  {:<8} {:>12} {:>10} {:>12} {:>10}",
+                "system", "put ops/s", "put p99", "range ops/s", "range p99"
             )?;
-        }
-        if let Some(e) = &self.etcd {
-            let d = &self.draft;
-            writeln!(
-                f,
-                "ratios draft/etcd: put throughput {:.2}x, put p99 {:.2}x; get throughput {:.2}x, get p99 {:.2}x",
-                d.put_ops / e.put_ops,
-                d.put_latency.p99_ns / e.put_latency.p99_ns,
-                d.get_ops / e.get_ops,
-                d.get_latency.p99_ns / e.get_latency.p99_ns
-            )?;
+            for s in std::iter::once(&l.draft).chain(l.etcd.iter()) {
+                writeln!(
+                    f,
+                    "  {:<8} {:>12.0} {:>10} {:>12.0} {:>10}",
+                    s.system,
+                    s.put_ops.median,
+                    ms(s.put_p99_ns.median),
+                    s.get_ops.median,
+                    ms(s.get_p99_ns.median)
+                )?;
+            }
+            for t in &l.targets {
+                writeln!(
+                    f,
+                    "  {} draft/etcd {}: {:.2}x (target {})",
+                    if t.pass { "PASS" } else { "MISS" },
+                    t.what,
+                    t.ratio,
+                    t.limit
+                )?;
+            }
         }
         Ok(())
     }
@@ -152,32 +180,6 @@ impl Drop for Procs {
     }
 }
 
-fn b64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
 async fn poll<F, Fut>(what: &str, limit: Duration, mut f: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
@@ -193,20 +195,29 @@ where
     Ok(())
 }
 
-async fn start_draft(dctl: &Path, http: &reqwest::Client) -> anyhow::Result<(Procs, Vec<String>)> {
-    let dir = tempfile::Builder::new().prefix("bench-kv-").tempdir()?;
+async fn start_draft(
+    dctl: &Path,
+    http: &reqwest::Client,
+    base: &Path,
+) -> anyhow::Result<(Procs, Vec<String>)> {
+    let dir = tempfile::Builder::new()
+        .prefix("bench-kv-")
+        .tempdir_in(base)?;
     let mut children = Vec::new();
     let mut admins = Vec::new();
+    let mut etcds = Vec::new();
     let mut seed: Option<String> = None;
     for i in 1..=3 {
         let name = format!("n{i}");
         let admin = format!("127.0.0.1:{}", free_tcp_port()?);
         let gossip = format!("127.0.0.1:{}", free_udp_port()?);
         let listen = format!("127.0.0.1:{}", free_tcp_port()?);
+        let etcd = format!("127.0.0.1:{}", free_tcp_port()?);
         let log = std::fs::File::create(dir.path().join(format!("{name}.log")))?;
         let mut cmd = Command::new(dctl);
         cmd.args(["--admin", &admin, "node", "start", "--name", &name])
             .args(["--listen", &listen, "--gossip", &gossip])
+            .args(["--etcd-listen", &etcd])
             .arg("--data-dir")
             .arg(dir.path().join(&name))
             .args(["--kv-voter", "n1", "--kv-voter", "n2", "--kv-voter", "n3"])
@@ -224,6 +235,7 @@ async fn start_draft(dctl: &Path, http: &reqwest::Client) -> anyhow::Result<(Pro
         );
         seed.get_or_insert(gossip);
         admins.push(admin);
+        etcds.push(etcd);
     }
     let procs = Procs {
         children,
@@ -245,7 +257,7 @@ async fn start_draft(dctl: &Path, http: &reqwest::Client) -> anyhow::Result<(Pro
         })
         .await?;
     }
-    Ok((procs, admins))
+    Ok((procs, etcds))
 }
 
 fn etcd_binary() -> anyhow::Result<PathBuf> {
@@ -275,9 +287,11 @@ fn etcd_binary() -> anyhow::Result<PathBuf> {
     find().ok_or_else(|| anyhow!("etcd is not installed and apt-get could not install etcd-server"))
 }
 
-async fn start_etcd(http: &reqwest::Client) -> anyhow::Result<(Procs, Vec<String>)> {
+async fn start_etcd(http: &reqwest::Client, base: &Path) -> anyhow::Result<(Procs, Vec<String>)> {
     let etcd = etcd_binary()?;
-    let dir = tempfile::Builder::new().prefix("bench-etcd-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("bench-etcd-")
+        .tempdir_in(base)?;
     let peers: Vec<u16> = (0..3).map(|_| free_tcp_port()).collect::<Result<_, _>>()?;
     let clients: Vec<u16> = (0..3).map(|_| free_tcp_port()).collect::<Result<_, _>>()?;
     let cluster: Vec<String> = (0..3)
@@ -336,51 +350,51 @@ async fn start_etcd(http: &reqwest::Client) -> anyhow::Result<(Procs, Vec<String
     Ok((procs, endpoints))
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum System {
-    Draft,
-    Etcd,
+/// The data dir base: `BENCH_DATA_DIR` or the temp dir, refused when it is tmpfs or ramfs.
+fn data_base() -> anyhow::Result<(PathBuf, String)> {
+    let base = std::env::var_os("BENCH_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let c = std::ffi::CString::new(base.as_os_str().as_encoded_bytes())
+        .map_err(|_| anyhow!("bad path {}", base.display()))?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a zeroed statfs for the call to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: see above.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        bail!(
+            "cannot statfs {}: {}",
+            base.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    let kind = match st.f_type as i64 {
+        0x0102_1994 => "tmpfs",
+        0x8584_58f6 => "ramfs",
+        0xEF53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x794c_7630 => "overlayfs",
+        _ => "other",
+    };
+    if kind == "tmpfs" || kind == "ramfs" {
+        bail!(
+            "{} is {kind}: fsync there measures nothing; set BENCH_DATA_DIR to a directory on a disk",
+            base.display()
+        );
+    }
+    Ok((base.clone(), format!("{} ({kind})", base.display())))
 }
 
 #[derive(Clone, Copy)]
 enum Op {
     Put,
-    Get,
+    Range,
 }
 
-fn request(
-    http: &reqwest::Client,
-    sys: System,
-    op: Op,
-    endpoint: &str,
-    i: usize,
-    value: &str,
-    keys: usize,
-) -> reqwest::RequestBuilder {
-    match (sys, op) {
-        (System::Draft, Op::Put) => http
-            .post(format!("http://{endpoint}/kv/put"))
-            .header("content-type", "application/json")
-            .body(json!({"key": format!("bench/{i:08}"), "value": value}).to_string()),
-        (System::Draft, Op::Get) => http.get(format!(
-            "http://{endpoint}/kv/get?key=bench%2F{:08}",
-            i % keys
-        )),
-        (System::Etcd, Op::Put) => http.post(format!("http://{endpoint}/v3/kv/put")).body(
-            json!({"key": b64(format!("bench/{i:08}").as_bytes()), "value": b64(value.as_bytes())})
-                .to_string(),
-        ),
-        (System::Etcd, Op::Get) => http
-            .post(format!("http://{endpoint}/v3/kv/range"))
-            .body(json!({"key": b64(format!("bench/{:08}", i % keys).as_bytes())}).to_string()),
-    }
-}
-
-/// Run `total` operations with `concurrency` workers; returns (ops/s, latency).
+/// Run `total` operations with `concurrency` workers sharing one client; (ops/s, latency).
 async fn load(
-    http: &reqwest::Client,
-    (sys, op): (System, Op),
-    endpoints: &[String],
+    client: &etcd_client::Client,
+    op: Op,
     total: usize,
     concurrency: usize,
     value: &str,
@@ -390,12 +404,7 @@ async fn load(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (http, next, endpoints, value) = (
-            http.clone(),
-            next.clone(),
-            endpoints.to_vec(),
-            value.to_string(),
-        );
+        let (mut client, next, value) = (client.clone(), next.clone(), value.to_string());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -403,16 +412,23 @@ async fn load(
                 if i >= total {
                     return Ok::<_, anyhow::Error>(lat);
                 }
-                let ep = &endpoints[i % endpoints.len()];
                 let t = Instant::now();
-                let resp = request(&http, sys, op, ep, i, &value, keys)
-                    .send()
-                    .await
-                    .with_context(|| format!("request to {ep}"))?;
-                let status = resp.status();
-                let body = resp.bytes().await?;
-                if !status.is_success() {
-                    bail!("{ep} answered {status}: {}", String::from_utf8_lossy(&body));
+                match op {
+                    Op::Put => {
+                        client
+                            .put(format!("bench/{i:08}"), value.as_str(), None)
+                            .await
+                            .context("put")?;
+                    }
+                    Op::Range => {
+                        let r = client
+                            .get(format!("bench/{:08}", i % keys), None)
+                            .await
+                            .context("range")?;
+                        if r.kvs().is_empty() {
+                            bail!("bench/{:08} is missing", i % keys);
+                        }
+                    }
                 }
                 lat.push(t.elapsed());
             }
@@ -427,94 +443,175 @@ async fn load(
     Ok((total as f64 / secs, summary))
 }
 
-async fn measure(
-    http: &reqwest::Client,
-    sys: System,
-    endpoints: &[String],
+/// One round on one side: puts, then linearizable ranges over the keys just put.
+async fn round(
+    client: &etcd_client::Client,
     config: &KvConfig,
-) -> anyhow::Result<KvSide> {
+    concurrency: usize,
+) -> anyhow::Result<[f64; 4]> {
     let value = "x".repeat(config.value_size);
-    // Warm-up: connections, leader caches.
-    load(
-        http,
-        (sys, Op::Put),
-        endpoints,
-        100,
-        config.concurrency,
-        &value,
-        100,
-    )
-    .await?;
-    let (put_ops, put_latency) = load(
-        http,
-        (sys, Op::Put),
-        endpoints,
+    let (put_ops, put) = load(
+        client,
+        Op::Put,
         config.puts,
-        config.concurrency,
+        concurrency,
         &value,
         config.puts,
     )
     .await?;
-    let (get_ops, get_latency) = load(
-        http,
-        (sys, Op::Get),
-        endpoints,
+    let (get_ops, get) = load(
+        client,
+        Op::Range,
         config.gets,
-        config.concurrency,
+        concurrency,
         &value,
         config.puts,
     )
     .await?;
+    Ok([put_ops, put.p99_ns, get_ops, get.p99_ns])
+}
+
+fn side(system: &str, rounds: &[[f64; 4]]) -> anyhow::Result<KvSide> {
+    let col = |i: usize| {
+        Rounds::new(rounds.iter().map(|r| r[i]).collect()).ok_or_else(|| anyhow!("no rounds"))
+    };
     Ok(KvSide {
-        system: if sys == System::Draft {
-            "draft"
-        } else {
-            "etcd"
-        }
-        .into(),
-        put_ops,
-        put_latency,
-        get_ops,
-        get_latency,
+        system: system.into(),
+        put_ops: col(0)?,
+        put_p99_ns: col(1)?,
+        get_ops: col(2)?,
+        get_p99_ns: col(3)?,
     })
 }
 
-/// Run the benchmark (ours first, then etcd, each cluster stopped before the next starts).
+/// The targets: put throughput >= 1.5x etcd at p99 <= 0.75x; linearizable range
+/// >= 2x at p99 <= 0.5x.
+fn targets(d: &KvSide, e: &KvSide) -> Vec<Target> {
+    let t = |what: &str, ratio: f64, limit: Limit| Target {
+        what: what.into(),
+        ratio,
+        limit,
+        pass: limit.met_by(ratio),
+    };
+    vec![
+        t(
+            "put throughput",
+            d.put_ops.median / e.put_ops.median,
+            Limit::AtLeast(1.5),
+        ),
+        t(
+            "put p99",
+            d.put_p99_ns.median / e.put_p99_ns.median,
+            Limit::AtMost(0.75),
+        ),
+        t(
+            "range throughput",
+            d.get_ops.median / e.get_ops.median,
+            Limit::AtLeast(2.0),
+        ),
+        t(
+            "range p99",
+            d.get_p99_ns.median / e.get_p99_ns.median,
+            Limit::AtMost(0.5),
+        ),
+    ]
+}
+
+async fn client(endpoints: &[String]) -> anyhow::Result<etcd_client::Client> {
+    etcd_client::Client::connect(
+        endpoints,
+        Some(etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(5))),
+    )
+    .await
+    .context("connect with etcd-client")
+}
+
+/// Run the benchmark: both clusters up, alternating rounds per concurrency level.
 pub async fn run_kv(config: &KvConfig) -> anyhow::Result<KvReport> {
     let dctl = locate_dctl().ok_or_else(|| {
         anyhow!(
             "cannot find the dctl binary: build it (cargo build --release -p dctl) or set DCTL_BIN"
         )
     })?;
+    let (base, data_dir) = data_base()?;
+    let rounds = config.rounds.max(3);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .no_proxy()
-        .pool_max_idle_per_host(config.concurrency * 2)
         .build()?;
-    let draft = {
-        let (_procs, admins) = start_draft(&dctl, &http).await?;
-        measure(&http, System::Draft, &admins, config).await?
-    };
+    let (_draft_procs, draft_eps) = start_draft(&dctl, &http, &base).await?;
+    let draft = client(&draft_eps).await?;
     let etcd = if config.etcd {
-        let (_procs, endpoints) = start_etcd(&http).await?;
-        Some(measure(&http, System::Etcd, &endpoints, config).await?)
+        let (procs, eps) = start_etcd(&http, &base).await?;
+        Some((procs, client(&eps).await?))
     } else {
         None
     };
+    // Warm-up: connections, leader caches, the first fsyncs.
+    let warm = KvConfig {
+        puts: 200,
+        gets: 200,
+        ..config.clone()
+    };
+    round(&draft, &warm, 16).await?;
+    if let Some((_, e)) = &etcd {
+        round(e, &warm, 16).await?;
+    }
+    let mut levels = Vec::new();
+    for &c in &config.concurrency {
+        let c = c.max(1);
+        let (mut d, mut e) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            d.push(round(&draft, config, c).await?);
+            if let Some((_, ec)) = &etcd {
+                e.push(round(ec, config, c).await?);
+            }
+        }
+        let dside = side("draft", &d)?;
+        let eside = if etcd.is_some() {
+            Some(side("etcd", &e)?)
+        } else {
+            None
+        };
+        let targets = eside
+            .as_ref()
+            .map(|es| targets(&dside, es))
+            .unwrap_or_default();
+        levels.push(KvLevel {
+            concurrency: c,
+            draft: dside,
+            etcd: eside,
+            targets,
+        });
+    }
     Ok(KvReport {
-        concurrency: config.concurrency,
         value_size: config.value_size,
-        draft,
-        etcd,
+        rounds,
+        data_dir,
+        levels,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn rs(v: f64) -> Rounds {
+        Rounds::new(vec![v, v, v]).expect("rounds")
+    }
+
     #[test]
-    fn base64() {
-        assert_eq!(super::b64(b"bench/1"), "YmVuY2gvMQ==");
-        assert_eq!(super::b64(b"abc"), "YWJj");
-        assert_eq!(super::b64(b"ab"), "YWI=");
+    fn targets_compare_medians_as_ratios() {
+        let s = |ops: f64, p99: f64| KvSide {
+            system: "x".into(),
+            put_ops: rs(ops),
+            put_p99_ns: rs(p99),
+            get_ops: rs(ops),
+            get_p99_ns: rs(p99),
+        };
+        let t = targets(&s(300.0, 1.0), &s(100.0, 4.0));
+        assert!(t.iter().all(|t| t.pass), "{t:?}");
+        let t = targets(&s(120.0, 1.0), &s(100.0, 1.0));
+        assert_eq!(t.iter().filter(|t| t.pass).count(), 0, "{t:?}");
     }
 }

@@ -39,7 +39,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// KV store (3 voters) vs etcd 3.4 (3 members): put and linearizable get throughput and p99.
+    /// KV store (3 voters) vs etcd 3.4 (3 members), both over etcd-client (gRPC): put and
+    /// linearizable range throughput and p99 at concurrency 16 and 256, alternating rounds.
     Kv {
         /// Small smoke run.
         #[arg(long)]
@@ -47,7 +48,7 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// Concurrent client requests (both sides).
+        /// Concurrent client requests (both sides); default: 16, then 256.
         #[arg(long)]
         concurrency: Option<usize>,
         /// Only our side (no etcd).
@@ -284,7 +285,9 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 bench::kv::KvConfig::default()
             };
-            config.concurrency = concurrency.unwrap_or(config.concurrency).max(1);
+            if let Some(c) = concurrency {
+                config.concurrency = vec![c.max(1)];
+            }
             config.etcd = !no_etcd;
             let report = bench::kv::run_kv(&config).await?;
             if json {

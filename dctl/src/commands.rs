@@ -107,8 +107,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Events(cmd) => crate::events_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Cluster(ClusterCmd::Status) => {
             let client = Client::new(&cli.admin)?;
-            let out = client.get("/cluster").await?;
+            let mut out = client.get("/cluster").await?;
             if cli.json {
+                // The answering node's etcd API address (null when its KV store is off).
+                let etcd = match client.get("/kv/status").await {
+                    Ok(s) => s["etcd_addr"].clone(),
+                    Err(_) => serde_json::Value::Null,
+                };
+                out["etcd_addr"] = etcd;
                 println!("{out}");
             } else {
                 print!("{}", render::members(&out["nodes"]));

@@ -37,6 +37,10 @@ pub struct KvNodeArgs {
     /// forwards writes.
     #[arg(long = "kv-learner")]
     pub kv_learner: bool,
+    /// Serve the etcd v3 gRPC API (etcdctl, etcd clients) on this address; the default is a
+    /// free loopback port (see `dctl kv status`).
+    #[arg(long = "etcd-listen", default_value = "127.0.0.1:0")]
+    pub etcd_listen: std::net::SocketAddr,
 }
 
 /// Start the KV store on a node (called from `services::start`).
@@ -50,9 +54,12 @@ pub async fn start(node: &Node, args: &KvNodeArgs) -> Result<()> {
         snapshot_every: args.kv_snapshot_every,
         ..Default::default()
     };
-    registry::kv::start(node, cfg)
+    let kv = registry::kv::start(node, cfg)
         .await
         .context("cannot start the KV store")?;
+    registry::etcd::serve(kv, args.etcd_listen)
+        .await
+        .context("cannot start the etcd API")?;
     Ok(())
 }
 
@@ -257,6 +264,7 @@ pub async fn run(admin: &str, as_json: bool, cmd: KvCmd) -> Result<()> {
                     out["commit_index"]
                 );
                 println!("store: {}", out["store"].as_str().unwrap_or("none"));
+                println!("etcd_addr: {}", out["etcd_addr"].as_str().unwrap_or("none"));
                 println!("voters: {}", voters.join(", "));
                 let learners: Vec<&str> = out["learners"]
                     .as_array()

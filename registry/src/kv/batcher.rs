@@ -27,7 +27,7 @@ const BATCH_IN_FLIGHT: usize = 2;
 pub(crate) fn batchable(cmd: &Command) -> bool {
     matches!(
         cmd,
-        Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }
+        Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. } | Command::Txn(_)
     )
 }
 
@@ -44,6 +44,7 @@ fn proposal_bytes(p: &Proposal) -> usize {
             key.len() + e + new.as_ref().map_or(0, |v| v.len())
         }
         Command::Delete { key } => key.len(),
+        Command::Txn(t) => t.payload_bytes(),
         _ => 0,
     };
     payload + 64

@@ -48,6 +48,10 @@ pub(crate) struct Shared {
     pub(crate) hint: Mutex<Option<String>>,
     pub(crate) op_timeout: Duration,
     pub(crate) stop: tokio::sync::watch::Sender<bool>,
+    /// The leader's lease deadlines (monotonic; see `lease_clock`).
+    pub(crate) lease_clock: Mutex<super::lease_clock::LeaseClock>,
+    /// This node's etcd API address, once it serves one.
+    pub(crate) etcd_addr: Mutex<Option<std::net::SocketAddr>>,
 }
 
 /// A handle on the KV store, through this node. Cheap to clone.
@@ -407,6 +411,11 @@ impl Kv {
             Request::Write { .. }
                 | Request::Join { .. }
                 | Request::Members(_)
+                | Request::Lease(_)
+                | Request::Query {
+                    linearizable: true,
+                    ..
+                }
                 | Request::Get {
                     linearizable: true,
                     ..

@@ -302,7 +302,7 @@ async fn h_grant(State(kv): State<Kv>, body: Bytes) -> Response {
 async fn h_keepalive(State(kv): State<Kv>, body: Bytes) -> Response {
     match parse::<LeaseBody>(&body) {
         Ok(b) => match kv.keep_alive(b.id).await {
-            Ok(()) => ok(json!({})),
+            Ok(ttl) => ok(json!({"ttl_secs": ttl.as_secs()})),
             Err(e) => err(e),
         },
         Err(e) => err(e),

@@ -17,7 +17,16 @@
 //!   [`Kv::range`], [`Kv::watch`] (ordered events from a revision), leases ([`Kv::grant`],
 //!   [`Kv::put_with_lease`], [`Kv::keep_alive`], [`Kv::revoke`]) and on top of them [`Kv::lock`]
 //!   (a lock / leader election) and [`ConfigWatcher`] (a service's config, live); membership:
-//!   [`Kv::members`], [`Kv::add_member`], [`Kv::remove_member`], [`Kv::promote_member`].
+//!   [`Kv::members`], [`Kv::add_member`], [`Kv::remove_member`], [`Kv::promote_member`];
+//!   etcd's model (what the [`crate::etcd`] API serves): [`Kv::txn`] (compares, then one branch
+//!   of puts / deletes / ranges, at **one** revision), [`Kv::query`] (key ranges, sort, limit,
+//!   a past revision), [`Kv::compact`].
+//! * Revisions are etcd's: every write command that changes something takes one new revision
+//!   shared by all its changes (a transaction, a lease revoke); the watch history keeps, per
+//!   revision, each change with the entry before it (so a past revision can be read back).
+//! * Leases are timed by the leader only, on its monotonic clock (`lease_clock`): keep-alives
+//!   go to the leader without a log entry, a new leader re-arms every lease with its full TTL,
+//!   and the leader proposes `Revoke` for an expired one.
 //! * Limits: keys are 1 to [`MAX_KEY_BYTES`] bytes of UTF-8, values at most [`MAX_VALUE_BYTES`].
 //! * Every write carries a request id, so a retry after a leader change is applied once.
 //!
@@ -34,16 +43,20 @@
 
 mod batcher;
 mod client;
+mod etcd_ops;
 mod http;
+mod lease_clock;
 mod leases;
 mod live_config;
 mod lock;
 mod members_api;
 mod membership;
 mod net;
+mod query;
 mod request;
 mod server;
 mod store;
+mod txn;
 mod types;
 mod validate;
 
@@ -56,10 +69,16 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use client::{handle, Kv, Watch};
+pub use etcd_ops::{cluster_id, HeaderInfo};
+pub use leases::LeaseInfo;
 pub use live_config::ConfigWatcher;
 pub use lock::LockGuard;
 pub use membership::MAX_VOTERS;
 pub use request::MemberInfo;
+pub use txn::{
+    Compare, CompareOp, CompareTarget, KeyRange, RangeEnd, RangeQuery, RangeResult, SortTarget,
+    Txn, TxnOp, TxnOpResult, TxnResult,
+};
 pub use types::{
     node_id, CmdResult, Command, EventKind, Expect, KvEntry, KvNode, KvStatus, Lease, NodeId,
     Proposal, TypeConfig, WatchBatch, WatchEvent,
@@ -340,6 +359,8 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             hint: std::sync::Mutex::new(None),
             op_timeout: config.op_timeout,
             stop,
+            lease_clock: Default::default(),
+            etcd_addr: Default::default(),
         }),
     };
     if let (Some(s), true) = (&store_id, seeded) {

@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CmdResult, Command, KvEntry, KvStatus, WatchBatch};
+use super::{
+    leases::LeaseInfo,
+    txn::{RangeQuery, RangeResult},
+    CmdResult, Command, KvEntry, KvStatus, WatchBatch,
+};
 
 /// A client request (also the message forwarded between nodes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +55,30 @@ pub(crate) enum Request {
     },
     /// List or change the store's members (served by the leader).
     Members(MemberOp),
+    /// A lease operation timed by the leader's clock (served by the leader).
+    Lease(LeaseOp),
+    /// A range query in etcd's model.
+    Query {
+        /// The query.
+        query: RangeQuery,
+        /// As for `Get`.
+        linearizable: bool,
+    },
+}
+
+/// A lease operation served by the leader without a log entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum LeaseOp {
+    /// A keep-alive: the lease lives another full TTL.
+    Renew {
+        /// Lease id.
+        id: u64,
+    },
+    /// TTL, time left and keys.
+    Info {
+        /// Lease id.
+        id: u64,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -68,6 +96,10 @@ pub(crate) enum Response {
     Watch(WatchBatch),
     /// The store's members.
     Members(Vec<MemberInfo>),
+    /// A lease as the leader times it.
+    Lease(LeaseInfo),
+    /// The answer to a query.
+    Query(RangeResult),
 }
 
 /// A membership operation (`dctl kv members ...`).

@@ -91,6 +91,14 @@ impl Kv {
                 self.serve_join(name, store).await
             }
             Request::Members(op) => self.serve_members(op).await.map(Response::Members),
+            Request::Lease(op) => self.serve_lease(op).await,
+            Request::Query {
+                query,
+                linearizable,
+            } => {
+                self.read_barrier(linearizable).await?;
+                self.inner.sm.query(query).await.map(Response::Query)
+            }
             Request::Watch {
                 prefix,
                 from,
@@ -133,7 +141,7 @@ impl Kv {
     }
 
     /// "Ask someone else": the answer of a node that holds no replica yet.
-    fn not_member(&self) -> KvError {
+    pub(crate) fn not_member(&self) -> KvError {
         let leader = {
             let m = self.inner.raft.metrics();
             let l = m.borrow().current_leader;
@@ -241,6 +249,7 @@ impl Kv {
             revision: sm.revision(),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
+            etcd_addr: self.etcd_addr().map(|a| a.to_string()),
         })
     }
 

@@ -38,6 +38,7 @@ use redb::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::txn::{KeyRange, RangeEnd, Txn, TxnOp, TxnOpResult, TxnResult};
 use super::types::{
     CmdResult, Command, EventKind, Expect, KvEntry, KvNode, Lease, NodeId, Proposal, TypeConfig,
     WatchBatch, WatchEvent,
@@ -45,10 +46,13 @@ use super::types::{
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
-const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("kv_data");
-const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+pub(crate) const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("kv_data");
+pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("kv_leases");
-const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("kv_history");
+/// Revision -> the [`Change`]s made at it (several for a transaction or a lease revoke).
+pub(crate) const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("kv_history");
+/// The format of [`HISTORY`]'s values (1: one `WatchEvent` per revision; 2: `Vec<Change>`).
+const HISTORY_FORMAT: u32 = 2;
 const DEDUP: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_dedup");
 
 /// How many past revisions are kept for watches that start in the past.
@@ -64,15 +68,27 @@ fn serr(what: &str, e: impl std::fmt::Display) -> SErr {
     }
 }
 
-fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+/// One change of one key, as the watch history keeps it: the entry after the change (for a
+/// delete: the key and the delete's revision, like etcd's delete events) and the entry before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Change {
+    /// Put or delete.
+    pub(crate) kind: EventKind,
+    /// The entry after the change.
+    pub(crate) kv: KvEntry,
+    /// The entry before the change.
+    pub(crate) prev: Option<KvEntry>,
+}
+
+pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
     actors::codec::encode(v).map_err(|e| e.to_string())
 }
 
-fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
     actors::codec::decode(b).map_err(|e| e.to_string())
 }
 
-fn s<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
@@ -112,10 +128,27 @@ pub(crate) fn open(dir: &Path) -> Result<Dbs, String> {
     let txn = sm.begin_write().map_err(s)?;
     {
         txn.open_table(DATA).map_err(s)?;
-        txn.open_table(SM_META).map_err(s)?;
+        let mut meta = txn.open_table(SM_META).map_err(s)?;
         txn.open_table(LEASES).map_err(s)?;
-        txn.open_table(HISTORY).map_err(s)?;
+        let mut history = txn.open_table(HISTORY).map_err(s)?;
         txn.open_table(DEDUP).map_err(s)?;
+        let format: Option<u32> = match meta.get("history_format").map_err(s)? {
+            Some(v) => Some(dec(v.value())?),
+            None => None,
+        };
+        if format != Some(HISTORY_FORMAT) {
+            // A store from before transactions: its history (one event per revision) is
+            // dropped, as a compaction up to the current revision.
+            let rev: u64 = match meta.get("revision").map_err(s)? {
+                Some(v) => dec(v.value())?,
+                None => 0,
+            };
+            history.retain(|_, _| false).map_err(s)?;
+            meta.insert("history_first", enc(&(rev + 1))?.as_slice())
+                .map_err(s)?;
+            meta.insert("history_format", enc(&HISTORY_FORMAT)?.as_slice())
+                .map_err(s)?;
+        }
     }
     txn.commit().map_err(s)?;
     let formatted = {
@@ -418,7 +451,7 @@ struct SnapshotFile {
 /// The KV state machine (data, leases, watch history) and its snapshots.
 #[derive(Clone)]
 pub(crate) struct StateMachine {
-    db: Arc<Database>,
+    pub(crate) db: Arc<Database>,
     dir: PathBuf,
     /// When the state machine was last made durable.
     synced: Arc<Mutex<Instant>>,
@@ -431,6 +464,43 @@ struct Tables<'t> {
     data: Table<'t, &'static str, &'static [u8]>,
     leases: Table<'t, u64, &'static [u8]>,
     history: Table<'t, u64, &'static [u8]>,
+    /// Changes of the command being applied (one revision for all of them).
+    pending: Vec<Change>,
+    /// Whether the command being applied took a new revision already.
+    bumped: bool,
+    /// The first revision the history keeps (see `compact_revision`).
+    first: u64,
+}
+
+/// etcd's compact revision for a history that keeps revisions from `first` on (0: never
+/// compacted).
+pub(crate) fn compact_revision(first: u64) -> u64 {
+    if first <= 1 {
+        0
+    } else {
+        first
+    }
+}
+
+/// The revision of the command being applied: a new one at its first change.
+fn bump(t: &mut Tables<'_>, rev: &mut u64) -> u64 {
+    if !t.bumped {
+        *rev += 1;
+        t.bumped = true;
+    }
+    *rev
+}
+
+/// Write the changes of the command just applied to the history, under its revision.
+fn flush(t: &mut Tables<'_>, rev: u64) -> Result<(), String> {
+    if t.bumped {
+        let changes = std::mem::take(&mut t.pending);
+        t.history
+            .insert(rev, enc(&changes)?.as_slice())
+            .map_err(s)?;
+        t.bumped = false;
+    }
+    Ok(())
 }
 
 impl StateMachine {
@@ -495,8 +565,8 @@ impl StateMachine {
         .await
     }
 
-    /// Leases whose expiry is at or before `now_ms`.
-    pub(crate) async fn expired_leases(&self, now_ms: u64) -> Result<Vec<u64>, String> {
+    /// Every lease, in id order.
+    pub(crate) async fn leases(&self) -> Result<Vec<(u64, Lease)>, String> {
         let db = self.db.clone();
         run_blocking(move || {
             let txn = db.begin_read().map_err(s)?;
@@ -504,11 +574,23 @@ impl StateMachine {
             let mut out = Vec::new();
             for item in t.iter().map_err(s)? {
                 let (k, v) = item.map_err(s)?;
-                if dec::<Lease>(v.value())?.expires_at_ms <= now_ms {
-                    out.push(k.value());
-                }
+                out.push((k.value(), dec::<Lease>(v.value())?));
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// One lease.
+    pub(crate) async fn lease(&self, id: u64) -> Result<Option<Lease>, String> {
+        let db = self.db.clone();
+        run_blocking(move || {
+            let txn = db.begin_read().map_err(s)?;
+            let t = txn.open_table(LEASES).map_err(s)?;
+            match t.get(id).map_err(s)? {
+                Some(v) => Ok(Some(dec::<Lease>(v.value())?)),
+                None => Ok(None),
+            }
         })
         .await
     }
@@ -534,13 +616,21 @@ impl StateMachine {
             let mut next = from.max(first);
             for item in t.range(from..).map_err(s)? {
                 let (k, v) = item.map_err(s)?;
-                next = k.value() + 1;
-                let ev: WatchEvent = dec(v.value())?;
-                if ev.key.starts_with(prefix.as_str()) {
-                    events.push(ev);
-                    if events.len() >= limit {
-                        break;
+                let revision = k.value();
+                next = revision + 1;
+                for c in dec::<Vec<Change>>(v.value())? {
+                    if c.kv.key.starts_with(prefix.as_str()) {
+                        events.push(WatchEvent {
+                            revision,
+                            kind: c.kind,
+                            key: c.kv.key,
+                            value: (c.kind == EventKind::Put).then_some(c.kv.value),
+                        });
                     }
+                }
+                // Never split a revision between two pages.
+                if events.len() >= limit {
+                    break;
                 }
             }
             if events.len() < limit {
@@ -576,10 +666,17 @@ impl StateMachine {
                 None => 0,
             };
             let mut dedup = txn.open_table(DEDUP).map_err(s)?;
+            let first: u64 = match meta.get("history_first").map_err(s)? {
+                Some(v) => dec(v.value())?,
+                None => 1,
+            };
             let mut tables = Tables {
                 data: txn.open_table(DATA).map_err(s)?,
                 leases: txn.open_table(LEASES).map_err(s)?,
                 history: txn.open_table(HISTORY).map_err(s)?,
+                pending: Vec::new(),
+                bumped: false,
+                first,
             };
             let mut last_applied = None;
             let mut membership = None;
@@ -631,17 +728,14 @@ impl StateMachine {
                         .map_err(s)?;
                 }
             }
+            let mut cut = tables.first;
             if rev > HISTORY_KEEP {
-                let cut = rev - HISTORY_KEEP;
-                let first: u64 = match meta.get("history_first").map_err(s)? {
-                    Some(v) => dec(v.value())?,
-                    None => 1,
-                };
-                if first < cut {
-                    tables.history.retain_in(..cut, |_, _| false).map_err(s)?;
-                    meta.insert("history_first", enc(&cut)?.as_slice())
-                        .map_err(s)?;
-                }
+                cut = cut.max(rev - HISTORY_KEEP);
+            }
+            if first < cut {
+                tables.history.retain_in(..cut, |_, _| false).map_err(s)?;
+                meta.insert("history_first", enc(&cut)?.as_slice())
+                    .map_err(s)?;
             }
             meta.insert("revision", enc(&rev)?.as_slice()).map_err(s)?;
             if let Some(la) = last_applied {
@@ -753,7 +847,7 @@ impl StateMachine {
     }
 }
 
-async fn run_blocking<T: Send + 'static>(
+pub(crate) async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
@@ -808,11 +902,8 @@ fn get_lease(t: &Table<'_, u64, &'static [u8]>, id: u64) -> Result<Option<Lease>
     }
 }
 
-fn record(t: &mut Tables<'_>, ev: WatchEvent) -> Result<(), String> {
-    t.history
-        .insert(ev.revision, enc(&ev)?.as_slice())
-        .map_err(s)?;
-    Ok(())
+fn record(t: &mut Tables<'_>, change: Change) {
+    t.pending.push(change);
 }
 
 fn detach(t: &mut Tables<'_>, lease: Option<u64>, key: &str) -> Result<(), String> {
@@ -844,12 +935,12 @@ fn do_put(
         }
     }
     let prev = get_entry(&t.data, &key)?;
-    *rev += 1;
+    let r = bump(t, rev);
     let entry = KvEntry {
         key: key.clone(),
-        value: value.clone(),
-        create_revision: prev.as_ref().map(|p| p.create_revision).unwrap_or(*rev),
-        mod_revision: *rev,
+        value,
+        create_revision: prev.as_ref().map(|p| p.create_revision).unwrap_or(r),
+        mod_revision: r,
         version: prev.as_ref().map(|p| p.version + 1).unwrap_or(1),
         lease,
     };
@@ -866,17 +957,13 @@ fn do_put(
         .map_err(s)?;
     record(
         t,
-        WatchEvent {
-            revision: *rev,
+        Change {
             kind: EventKind::Put,
-            key,
-            value: Some(value),
+            kv: entry,
+            prev: prev.clone(),
         },
-    )?;
-    Ok(CmdResult::Put {
-        revision: *rev,
-        prev,
-    })
+    );
+    Ok(CmdResult::Put { revision: r, prev })
 }
 
 fn do_delete(t: &mut Tables<'_>, key: String, rev: &mut u64) -> Result<CmdResult, String> {
@@ -885,17 +972,23 @@ fn do_delete(t: &mut Tables<'_>, key: String, rev: &mut u64) -> Result<CmdResult
         None => None,
     };
     if let Some(p) = &prev {
-        *rev += 1;
+        let r = bump(t, rev);
         detach(t, p.lease, &key)?;
         record(
             t,
-            WatchEvent {
-                revision: *rev,
+            Change {
                 kind: EventKind::Delete,
-                key,
-                value: None,
+                kv: KvEntry {
+                    key,
+                    value: String::new(),
+                    create_revision: 0,
+                    mod_revision: r,
+                    version: 0,
+                    lease: None,
+                },
+                prev: prev.clone(),
             },
-        )?;
+        );
     }
     Ok(CmdResult::Delete {
         revision: *rev,
@@ -916,6 +1009,102 @@ fn do_revoke(t: &mut Tables<'_>, id: u64, rev: &mut u64) -> Result<Option<Lease>
     Ok(Some(lease))
 }
 
+/// etcd's message for a revision above the current one.
+pub(crate) const FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revision";
+/// etcd's message for a revision below the compact revision.
+pub(crate) const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+
+/// The entries of a key range, in key order.
+pub(crate) fn scan<T: ReadableTable<&'static str, &'static [u8]>>(
+    t: &T,
+    r: &KeyRange,
+) -> Result<Vec<KvEntry>, String> {
+    let mut out = Vec::new();
+    if r.end == RangeEnd::Single {
+        if let Some(v) = t.get(r.key.as_str()).map_err(s)? {
+            out.push(dec(v.value())?);
+        }
+        return Ok(out);
+    }
+    for item in t.range::<&str>(r.key.as_str()..).map_err(s)? {
+        let (k, v) = item.map_err(s)?;
+        if r.past(k.value()) {
+            break;
+        }
+        out.push(dec(v.value())?);
+    }
+    Ok(out)
+}
+
+/// A transaction: compares, then one branch, all at one revision. A put naming a missing
+/// lease, or keeping the value or lease of a missing key, refuses the whole transaction
+/// before anything changes (as etcd does).
+fn do_txn(t: &mut Tables<'_>, txn: Txn, rev: &mut u64) -> Result<CmdResult, String> {
+    let mut succeeded = true;
+    for c in &txn.compares {
+        if !c.holds(&scan(&t.data, &c.range)?) {
+            succeeded = false;
+            break;
+        }
+    }
+    let ops = if succeeded { txn.success } else { txn.failure };
+    for op in &ops {
+        if let TxnOp::Put { key, value, lease } = op {
+            if let Some(Some(id)) = lease {
+                if get_lease(&t.leases, *id)?.is_none() {
+                    return Ok(CmdResult::Refused(format!(
+                        "lease {id} not found (expired or revoked)"
+                    )));
+                }
+            }
+            if (value.is_none() || lease.is_none()) && get_entry(&t.data, key)?.is_none() {
+                return Ok(CmdResult::Refused(format!(
+                    "{KEY_NOT_FOUND}: '{key}' (keeping the value or lease needs an existing key)"
+                )));
+            }
+        }
+    }
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            TxnOp::Range(q) => {
+                let kvs = scan(&t.data, &q.range)?;
+                responses.push(TxnOpResult::Range(q.finish(kvs, *rev)));
+            }
+            TxnOp::Put { key, value, lease } => {
+                let cur = get_entry(&t.data, &key)?;
+                let value = match value {
+                    Some(v) => v,
+                    None => cur.as_ref().map(|c| c.value.clone()).unwrap_or_default(),
+                };
+                let lease = lease.unwrap_or_else(|| cur.and_then(|c| c.lease));
+                match do_put(t, key, value, lease, rev)? {
+                    CmdResult::Put { prev, .. } => responses.push(TxnOpResult::Put { prev }),
+                    other => return Ok(other),
+                }
+            }
+            TxnOp::Delete(r) => {
+                let keys: Vec<String> = scan(&t.data, &r)?.into_iter().map(|e| e.key).collect();
+                let mut prev = Vec::with_capacity(keys.len());
+                for k in keys {
+                    if let CmdResult::Delete { prev: Some(p), .. } = do_delete(t, k, rev)? {
+                        prev.push(p);
+                    }
+                }
+                responses.push(TxnOpResult::Delete { prev });
+            }
+        }
+    }
+    Ok(CmdResult::Txn(TxnResult {
+        succeeded,
+        revision: *rev,
+        responses,
+    }))
+}
+
+/// etcd's message for a put that keeps the value or lease of a missing key.
+pub(crate) const KEY_NOT_FOUND: &str = "etcdserver: key not found";
+
 /// Apply one proposal once: a request id seen before gets its first result again.
 fn apply_proposal(
     t: &mut Tables<'_>,
@@ -935,6 +1124,7 @@ fn apply_proposal(
         }
     }
     let r = apply_cmd(t, p.cmd, index, rev)?;
+    flush(t, *rev)?;
     if let Some(k) = key {
         let b = enc(&(index, r.clone()))?;
         dedup.insert(k.as_slice(), b.as_slice()).map_err(s)?;
@@ -1028,6 +1218,23 @@ fn apply_cmd(
         }
         // Batches are only built by the leader's batcher, never nested.
         Command::Batch(_) => Ok(CmdResult::Refused("a batch cannot hold a batch".into())),
+        Command::Txn(txn) => do_txn(t, txn, rev),
+        Command::Compact { revision } => {
+            if revision > *rev {
+                Ok(CmdResult::Refused(format!(
+                    "{FUTURE_REV}: {revision} > {}",
+                    *rev
+                )))
+            } else if revision <= compact_revision(t.first) {
+                Ok(CmdResult::Refused(format!(
+                    "{COMPACTED}: {revision} <= {}",
+                    compact_revision(t.first)
+                )))
+            } else {
+                t.first = revision;
+                Ok(CmdResult::None)
+            }
+        }
     }
 }
 
@@ -1138,6 +1345,122 @@ mod tests {
                 .map_err(|e| serr("state machine", e))?;
             Ok((dir, LogStore::new(&dbs), sm))
         }
+    }
+
+    fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(Proposal { request: None, cmd }),
+        }
+    }
+
+    fn put(key: &str, value: &str) -> TxnOp {
+        TxnOp::Put {
+            key: key.into(),
+            value: Some(value.into()),
+            lease: Some(None),
+        }
+    }
+
+    /// etcd's revision rules: a transaction or a multi-key delete takes one revision for all
+    /// its changes; a read at a past revision sees the entries as they were; the history keeps
+    /// every change with the entry before it; compaction refuses older reads.
+    #[tokio::test]
+    async fn txns_take_one_revision_and_past_revisions_are_readable() {
+        use crate::kv::txn::{Compare, CompareOp, CompareTarget, RangeQuery};
+        let dir = tempfile::tempdir().expect("tmp");
+        let dbs = open(dir.path()).expect("open");
+        let sm = StateMachine::new(dbs.sm.clone(), dir.path().to_path_buf()).expect("sm");
+        let txn = |success: Vec<TxnOp>| {
+            Command::Txn(Txn {
+                compares: vec![],
+                success,
+                failure: vec![],
+            })
+        };
+        let all = || KeyRange::from_etcd("a".into(), b"\0");
+        let entries = vec![
+            entry(1, txn(vec![put("a", "1"), put("b", "1")])),
+            entry(2, txn(vec![put("a", "2")])),
+            entry(
+                3,
+                Command::Txn(Txn {
+                    compares: vec![Compare {
+                        range: KeyRange::single("a"),
+                        target: CompareTarget::Version(2),
+                        op: CompareOp::Equal,
+                    }],
+                    success: vec![TxnOp::Delete(all())],
+                    failure: vec![put("never", "x")],
+                }),
+            ),
+            entry(4, txn(vec![put("a", "3")])),
+        ];
+        let (out, rev, _) = StateMachine::apply_sync(&dbs.sm, entries, false).expect("apply");
+        sm.revision.send_replace(rev);
+        assert_eq!(rev, 4, "four write requests, four revisions");
+        match &out[2] {
+            CmdResult::Txn(r) => {
+                assert!(r.succeeded);
+                assert_eq!(r.revision, 3);
+                assert!(matches!(&r.responses[0], TxnOpResult::Delete { prev } if prev.len() == 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let at = |revision: u64| {
+            let mut q = RangeQuery::new(all());
+            q.revision = revision;
+            q
+        };
+        let r1 = sm.query(at(1)).await.expect("at 1");
+        let got: Vec<_> = r1
+            .kvs
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str(), e.mod_revision, e.version))
+            .collect();
+        assert_eq!(got, [("a", "1", 1, 1), ("b", "1", 1, 1)]);
+        let r2 = sm.query(at(2)).await.expect("at 2");
+        assert_eq!((r2.kvs[0].value.as_str(), r2.kvs[0].version), ("2", 2));
+        assert!(sm.query(at(3)).await.expect("at 3").kvs.is_empty());
+        let now = sm.query(at(0)).await.expect("now");
+        assert_eq!(
+            (now.kvs[0].create_revision, now.kvs[0].version, now.count),
+            (4, 1, 1),
+            "re-created after the delete"
+        );
+        let ch = sm.changes(all(), 3, 100).await.expect("changes");
+        let kinds: Vec<_> = ch
+            .changes
+            .iter()
+            .map(|(r, c)| (*r, c.kind, c.kv.key.as_str(), c.prev.is_some()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (3, EventKind::Delete, "a", true),
+                (3, EventKind::Delete, "b", true),
+                (4, EventKind::Put, "a", false)
+            ]
+        );
+        // Compaction up to 3: reading or watching below it is refused.
+        let (_, rev, _) = StateMachine::apply_sync(
+            &dbs.sm,
+            vec![entry(5, Command::Compact { revision: 3 })],
+            false,
+        )
+        .expect("compact");
+        assert_eq!(rev, 4, "compaction takes no revision");
+        assert!(matches!(
+            sm.query(at(2)).await,
+            Err(crate::kv::KvError::Compacted { oldest: 3, .. })
+        ));
+        assert!(sm.query(at(3)).await.is_ok());
+        assert!(matches!(
+            sm.changes(all(), 2, 10).await,
+            Err(crate::kv::KvError::Compacted { oldest: 3, .. })
+        ));
+        let future = sm.query(at(9)).await.expect_err("future");
+        assert!(future.to_string().contains(FUTURE_REV), "{future}");
     }
 
     /// openraft's own storage conformance suite, on the redb log store and state machine.

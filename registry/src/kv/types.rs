@@ -107,7 +107,8 @@ pub enum Command {
         /// The proposer's clock.
         now_ms: u64,
     },
-    /// Push a lease's expiry to `now_ms + ttl`.
+    /// Push a lease's expiry to `now_ms + ttl` (no longer proposed: keep-alives are timed by
+    /// the leader's monotonic clock, see `lease_clock`; applied as before for old logs).
     KeepAlive {
         /// Lease id.
         id: u64,
@@ -119,8 +120,9 @@ pub enum Command {
         /// Lease id.
         id: u64,
     },
-    /// Delete every lease (and its keys) whose expiry is at or before `now_ms` (proposed by the
-    /// leader; deterministic on every replica).
+    /// Delete every lease (and its keys) whose expiry is at or before `now_ms` (no longer
+    /// proposed: the leader proposes a `Revoke` per expired lease; applied as before for old
+    /// logs).
     Expire {
         /// The leader's clock.
         now_ms: u64,
@@ -128,6 +130,14 @@ pub enum Command {
     /// Several proposals in one log entry, applied in order, each with its own request id
     /// (built by the leader to commit concurrent writes together; never sent by clients).
     Batch(Vec<Proposal>),
+    /// A multi-key transaction (etcd's `Txn`, also its `Put` and `DeleteRange`): one revision
+    /// for all of its changes.
+    Txn(super::txn::Txn),
+    /// Drop the watch history before `revision` (etcd's `Compact`).
+    Compact {
+        /// The new compact revision.
+        revision: u64,
+    },
 }
 
 /// A command with the identity of its request, so a retried proposal is applied once.
@@ -185,6 +195,8 @@ pub enum CmdResult {
     Refused(String),
     /// The results of a [`Command::Batch`], in order.
     Batch(Vec<CmdResult>),
+    /// The result of a [`Command::Txn`].
+    Txn(super::txn::TxnResult),
 }
 
 /// A lease as stored.
@@ -252,6 +264,9 @@ pub struct KvStatus {
     pub snapshot_index: Option<u64>,
     /// Log entries up to this index are purged (compacted into the snapshot).
     pub purged_index: Option<u64>,
+    /// The answering node's etcd v3 API address, if it serves one.
+    #[serde(default)]
+    pub etcd_addr: Option<String>,
 }
 
 /// A page of watch events.

@@ -108,9 +108,14 @@ impl NodeProc {
             dir,
         };
         wait_until(
-            &format!("node {name} healthy"),
+            &format!("node {name} started its services"),
             Duration::from_secs(20),
-            || node.dctl(&["tree", "--json"]).status.success(),
+            || {
+                node.dctl(&["tree", "--json"]).status.success()
+                    && !http(&node.admin, "GET", "/health", &[], b"")
+                        .1
+                        .contains("services (starting)")
+            },
         );
         node
     }

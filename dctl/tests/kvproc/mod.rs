@@ -96,6 +96,8 @@ impl KvProc {
             Duration::from_secs(20),
             || {
                 self.dctl(&["tree", "--json"]).status.success()
+                    && http(&self.admin, "GET", "/health", "")
+                        .is_ok_and(|(_, body)| !body.contains("services (starting)"))
                     && http(&self.admin, "GET", "/kv/status", "").is_ok_and(|(code, _)| code != 404)
             },
         );

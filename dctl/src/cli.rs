@@ -103,52 +103,9 @@ pub enum NodeCmd {
     Start(NodeArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct NodeArgs {
-    /// Node name, unique in the cluster.
-    #[arg(long, default_value = "node1")]
-    pub name: String,
-    /// Actor-transport address.
-    #[arg(long, default_value = "127.0.0.1:7071")]
-    pub listen: String,
-    /// Gossip address.
-    #[arg(long, default_value = "127.0.0.1:7072")]
-    pub gossip: String,
-    /// Direct message lane address (TCP); default: a free port on the --listen IP, announced to
-    /// the other nodes by gossip.
-    #[arg(long)]
-    pub lane_listen: Option<String>,
-    /// Gossip address of a node to join (repeatable).
-    #[arg(long = "seed")]
-    pub seeds: Vec<String>,
-    /// Data directory (default `.dctl/<name>`).
-    #[arg(long)]
-    pub data_dir: Option<std::path::PathBuf>,
-    /// Cluster secret (default: the one in `<data-dir>/cookie`, generated with mode 0600 on the
-    /// node's first start).
-    #[arg(long, env = "DCTL_COOKIE", hide_env_values = true)]
-    pub cookie: Option<String>,
-    /// Gossip encryption key, 32 bytes in base64 (`dctl keys generate`); default: derived from
-    /// the cookie. A keyring in the data directory (written by `dctl keys`) takes precedence.
-    #[arg(long, env = "DCTL_GOSSIP_KEY", hide_env_values = true)]
-    pub gossip_key: Option<String>,
-    /// Mutual TLS on the actor transport: this node's certificate (PEM, with an IP SAN for the
-    /// --listen address).
-    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// This node's private key (PEM).
-    #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
-    pub tls_key: Option<std::path::PathBuf>,
-    /// The CA certificate every node's certificate is signed by (PEM).
-    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
-    pub tls_ca: Option<std::path::PathBuf>,
-    /// Serve diagnostic admin routes for fault tests (`POST /api/diag/kill/{service}` kills a
-    /// system service). Off by default: anyone reaching the admin API could crash the node.
-    #[arg(long)]
-    pub diagnostics: bool,
-    #[command(flatten)]
-    pub kv: crate::kv_cmd::KvNodeArgs,
-}
+/// The flags of `dctl node start`: the same struct every service binary built on the chassis
+/// parses, so a user's binary joins a cluster like any node.
+pub type NodeArgs = chassis::NodeFlags;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {

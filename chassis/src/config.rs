@@ -34,7 +34,8 @@ pub fn parse_config<C: DeserializeOwned + Clone>(
 ) -> Result<C, String> {
     let cfg = match raw {
         None => default.clone(),
-        Some(s) => serde_json::from_str::<C>(s).map_err(|e| format!("not valid JSON for the configuration: {e}"))?,
+        Some(s) => serde_json::from_str::<C>(s)
+            .map_err(|e| format!("not valid JSON for the configuration: {e}"))?,
     };
     validate(&cfg).map_err(|e| format!("invalid: {e}"))?;
     Ok(cfg)
@@ -105,7 +106,10 @@ impl<C> LiveConfig<C> {
 
     /// Applied and refused changes, and the last refusal.
     pub fn status(&self) -> ConfigStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -189,10 +193,21 @@ mod tests {
 
     fn applier() -> (ConfigApplier<Cfg>, LiveConfig<Cfg>) {
         let (changes, _) = watch::channel(0);
-        let check: Validator<Cfg> =
-            Arc::new(|c: &Cfg| if c.limit == 0 { Err("limit must be > 0".into()) } else { Ok(()) });
-        ConfigApplier::first("config/x", Some(r#"{"limit":2}"#), Cfg { limit: 1 }, check, changes)
-            .unwrap()
+        let check: Validator<Cfg> = Arc::new(|c: &Cfg| {
+            if c.limit == 0 {
+                Err("limit must be > 0".into())
+            } else {
+                Ok(())
+            }
+        });
+        ConfigApplier::first(
+            "config/x",
+            Some(r#"{"limit":2}"#),
+            Cfg { limit: 1 },
+            check,
+            changes,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -206,7 +221,11 @@ mod tests {
         assert_eq!(st.error.as_deref(), Some("invalid: limit must be > 0"));
         a.apply(Some(r#"{"limit":9}"#)).unwrap();
         assert_eq!(live.get().limit, 9);
-        assert_eq!(live.status().error, None, "an accepted value clears the error");
+        assert_eq!(
+            live.status().error,
+            None,
+            "an accepted value clears the error"
+        );
     }
 
     #[test]
@@ -220,7 +239,8 @@ mod tests {
     fn a_bad_first_value_is_an_error() {
         let (changes, _) = watch::channel(0);
         let ok: Validator<Cfg> = Arc::new(|_| Ok(()));
-        let Err(err) = ConfigApplier::first("k", Some("nope"), Cfg { limit: 1 }, ok, changes) else {
+        let Err(err) = ConfigApplier::first("k", Some("nope"), Cfg { limit: 1 }, ok, changes)
+        else {
             panic!("a bad first value was accepted");
         };
         assert!(err.starts_with("not valid JSON"), "{err}");

@@ -178,6 +178,10 @@ impl ServiceCtx {
     pub fn broker(&self) -> &broker::Broker {
         &self.services.broker
     }
+    /// All of the node's services.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
     /// The live configuration of type `C` (given with [`ServiceBuilder::config`]).
     pub fn config<C: Send + Sync + 'static>(&self) -> Option<LiveConfig<C>> {
         self.configs
@@ -213,7 +217,10 @@ impl ServiceBuilder {
     /// Add a child to the service's supervisor (started in the order given, stopped in
     /// reverse). Use [`crate::worker`] for a typed actor, or any [`ChildSpec`] (a nested
     /// [`ChildSpec::supervisor`] for a subtree).
-    pub fn child(mut self, child: impl Fn(&ServiceCtx) -> ChildSpec + Send + Sync + 'static) -> Self {
+    pub fn child(
+        mut self,
+        child: impl Fn(&ServiceCtx) -> ChildSpec + Send + Sync + 'static,
+    ) -> Self {
         self.children.push(Box::new(child));
         self
     }
@@ -231,7 +238,10 @@ impl ServiceBuilder {
 
     /// Serve this router on the service's HTTP port (`--http`), registered in the registry with
     /// its address, the protocol ([`ServiceBuilder::protocol`], default `http`) and the metadata.
-    pub fn http(mut self, router: impl FnOnce(&ServiceCtx) -> axum::Router + Send + 'static) -> Self {
+    pub fn http(
+        mut self,
+        router: impl FnOnce(&ServiceCtx) -> axum::Router + Send + 'static,
+    ) -> Self {
         self.router = Some(Box::new(router));
         self
     }
@@ -265,12 +275,13 @@ impl ServiceBuilder {
         let validate: Validator<C> = Arc::new(validate);
         self.config = Some(Box::new(move |kv, changes| {
             Box::pin(async move {
-                let mut watcher = registry::kv::ConfigWatcher::start(kv, &key)
-                    .await
-                    .map_err(|e| Error::Config {
-                        key: key.clone(),
-                        reason: format!("cannot read it: {e}"),
-                    })?;
+                let mut watcher =
+                    registry::kv::ConfigWatcher::start(kv, &key)
+                        .await
+                        .map_err(|e| Error::Config {
+                            key: key.clone(),
+                            reason: format!("cannot read it: {e}"),
+                        })?;
                 let (applier, live) = ConfigApplier::first(
                     &key,
                     watcher.current().as_deref(),
@@ -364,7 +375,10 @@ impl ServiceBuilder {
         }
     }
 
-    async fn start_on(
+    /// Start the service on a node that is already running, with its services (what
+    /// [`ServiceBuilder::start`] does after starting the node; `args` gives the HTTP address
+    /// and the instance id, its node flags are not used). On failure the node keeps running.
+    pub async fn start_on(
         self,
         node: Node,
         services: Services,
@@ -412,7 +426,10 @@ impl ServiceBuilder {
         let shared = Arc::new(Shared {
             name: name.clone(),
             version: self.version.clone(),
-            instance: args.instance.clone().unwrap_or_else(|| node.name().to_string()),
+            instance: args
+                .instance
+                .clone()
+                .unwrap_or_else(|| node.name().to_string()),
             node: node.clone(),
             supervisor: sup.clone(),
             stopping: AtomicBool::new(false),
@@ -454,10 +471,12 @@ impl ServiceBuilder {
                     tracing::error!("the service's HTTP server failed: {e}");
                 }
             });
-            *shared.address.lock().unwrap_or_else(|p| p.into_inner()) = Some((addr, self.protocol.clone()));
+            *shared.address.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((addr, self.protocol.clone()));
             http = Some((addr, stop_tx, task));
         } else if let Some(admin) = node.admin_addr() {
-            *shared.address.lock().unwrap_or_else(|p| p.into_inner()) = Some((admin, "actors".into()));
+            *shared.address.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((admin, "actors".into()));
         }
 
         // Readiness, re-evaluated continuously; the registration follows it and the config.
@@ -468,7 +487,11 @@ impl ServiceBuilder {
             loop {
                 tick.tick().await;
                 let results = health::run_checks(&checks).await;
-                let r = health::combine(probe.is_live(), probe.stopping.load(Ordering::SeqCst), results);
+                let r = health::combine(
+                    probe.is_live(),
+                    probe.stopping.load(Ordering::SeqCst),
+                    results,
+                );
                 probe.readiness.send_if_modified(|old| {
                     let changed = *old != r;
                     *old = r.clone();
@@ -480,6 +503,8 @@ impl ServiceBuilder {
         let registry = services.registry.clone();
         let mut ready_rx = shared.readiness.subscribe();
         let registrar = tokio::spawn(async move {
+            // Held here so that `changes_rx` stays open when no configuration sends on it.
+            let _changes = changes_tx;
             loop {
                 if reg.stopping.load(Ordering::SeqCst) {
                     return;
@@ -626,10 +651,16 @@ impl Graceful {
         // 1. Readiness off, published at once (the registrar is stopped first so it cannot
         //    write a stale `passing` after this).
         s.stopping.store(true, Ordering::SeqCst);
-        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
-        s.readiness.send_replace(health::combine(s.is_live(), true, Vec::new()));
+        s.readiness
+            .send_replace(health::combine(s.is_live(), true, Vec::new()));
         if let Err(e) = self.registry.register(s.registration()).await {
             tracing::warn!("cannot publish readiness off: {e}");
         }
@@ -732,8 +763,12 @@ impl Running {
             "service {} running on node {}; admin API {}; http {}",
             self.ctx.name,
             node.name(),
-            node.admin_addr().map(|a| format!("http://{a}/")).unwrap_or_else(|| "off".into()),
-            self.http.map(|a| format!("http://{a}/")).unwrap_or_else(|| "none".into()),
+            node.admin_addr()
+                .map(|a| format!("http://{a}/"))
+                .unwrap_or_else(|| "off".into()),
+            self.http
+                .map(|a| format!("http://{a}/"))
+                .unwrap_or_else(|| "none".into()),
         );
         if let Some((_, gossip)) = node.cluster_addrs() {
             println!("gossip {gossip}");

@@ -139,7 +139,8 @@ pub enum WireError {
 /// Encode a message of protocol `P` (pure; see the module docs for the layout).
 pub fn encode<P: Protocol>(msg: &P) -> Result<Vec<u8>, WireError> {
     let name = P::protocol().as_bytes();
-    let len = u16::try_from(name.len()).map_err(|_| WireError::Codec("protocol name too long".into()))?;
+    let len =
+        u16::try_from(name.len()).map_err(|_| WireError::Codec("protocol name too long".into()))?;
     let body = actors::codec::encode(msg).map_err(|e| WireError::Codec(e.to_string()))?;
     let mut out = Vec::with_capacity(2 + name.len() + body.len());
     out.extend_from_slice(&len.to_be_bytes());
@@ -414,6 +415,15 @@ pub trait TypedActor: Clone + Send + Sync + 'static {
         state: &mut Self::State,
     ) -> impl Future<Output = Result<ReplyOf<Self::Msg>, ErrorOf<Self::Msg>>> + Send;
 
+    /// The actor is stopping (shutdown, or before a restart after a crash). Default: nothing.
+    fn on_stop(
+        &self,
+        _ctx: &Ctx,
+        _state: &mut Self::State,
+    ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
+        async { Ok(()) }
+    }
+
     /// A monitored actor went down (see [`Ctx::monitor`]). Default: log it.
     fn on_down(
         &self,
@@ -515,6 +525,15 @@ impl<A: TypedActor> Actor for Typed<A> {
         Ok(())
     }
 
+    async fn post_stop(
+        &self,
+        _: ActorRef<Envelope>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ctx = state.ctx.clone();
+        self.actor.on_stop(&ctx, &mut state.inner).await
+    }
+
     async fn handle_supervisor_evt(
         &self,
         _: ActorRef<Envelope>,
@@ -557,7 +576,12 @@ pub async fn spawn<A: TypedActor>(
 
 /// A worker child spec for a typed actor in a supervision spec, registered (and published)
 /// under `name`.
-pub fn worker<A: TypedActor>(node: &Node, name: &str, actor: A, args: A::Args) -> runtime::ChildSpec {
+pub fn worker<A: TypedActor>(
+    node: &Node,
+    name: &str,
+    actor: A,
+    args: A::Args,
+) -> runtime::ChildSpec {
     runtime::ChildSpec::worker(name, Some(name.to_string()), Typed::new(node, actor), args)
 }
 
@@ -624,7 +648,10 @@ mod tests {
     #[test]
     fn truncated_and_garbage_bytes_are_errors() {
         assert_eq!(decode::<A>(&[0]).unwrap_err(), WireError::Truncated(1));
-        assert_eq!(decode::<A>(&[0, 9, 1]).unwrap_err(), WireError::Truncated(3));
+        assert_eq!(
+            decode::<A>(&[0, 9, 1]).unwrap_err(),
+            WireError::Truncated(3)
+        );
         let mut bytes = encode(&A::X(7)).unwrap();
         bytes.push(0xff);
         assert!(matches!(decode::<A>(&bytes), Err(WireError::Codec(_))));

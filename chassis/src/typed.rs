@@ -217,10 +217,14 @@ pub enum TellError {
     Runtime(#[from] RuntimeError),
 }
 
+/// How long an unknown name is looked up again before a message to it fails.
+pub const RESOLVE_WAIT: Duration = Duration::from_secs(2);
+
 /// A named actor speaking protocol `P`, on whichever node runs it.
 ///
-/// The name is resolved at each message (a restarted or moved actor is found again); the
-/// default call timeout is 5 s.
+/// The name is resolved at each message (a restarted or moved actor is found again; a name
+/// not known yet is looked up again for up to [`RESOLVE_WAIT`]); the default call timeout is
+/// 5 s.
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
@@ -289,7 +293,18 @@ impl<P: Protocol> Remote<P> {
     }
 
     async fn target(&self) -> Result<ActorRef<Envelope>, RuntimeError> {
-        let cell = self.node.resolve(&self.name).await?;
+        // A name just spawned on another node reaches this one with the next process-group
+        // sync: an unknown name is looked up again for a short while before it is an error.
+        let deadline = tokio::time::Instant::now() + RESOLVE_WAIT.min(self.timeout);
+        let cell = loop {
+            match self.node.resolve(&self.name).await {
+                Ok(cell) => break cell,
+                Err(RuntimeError::UnknownActor(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         if cell.is_message_type_of::<Envelope>() == Some(false) {
             return Err(RuntimeError::WrongMessageType(
                 self.name.clone(),

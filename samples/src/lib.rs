@@ -5,9 +5,16 @@
 //!
 //! * [`supervised_bank`]: a typed actor supervised by a node; a crash is restarted by its
 //!   supervisor, and the tree shows the restart. `cargo run -p samples --example supervised_bank`
+//! * [`pingpong`] (binary `ping-pong`): two nodes, typed call/tell across them with typed
+//!   errors, a remote spawn, a `DOWN` when the other node is killed.
+//! * [`tree`] (binary `supervised-tree`): a one_for_all pool and a rest_for_one pipeline; a
+//!   crash restarts what the strategy says, as `dctl tree` shows.
 //! * [`live_config`]: a service actor that reads its configuration from the KV store and applies
 //!   every change live (Draft's Chassis / Go Micro's Config). `cargo run -p samples --example
 //!   live_config`
+
+pub mod pingpong;
+pub mod tree;
 
 use std::time::Duration;
 

@@ -9,11 +9,15 @@
 //!   errors, a remote spawn, a `DOWN` when the other node is killed.
 //! * [`tree`] (binary `supervised-tree`): a one_for_all pool and a rest_for_one pipeline; a
 //!   crash restarts what the strategy says, as `dctl tree` shows.
+//! * [`saga`] (binary `orders-saga`): an event log on a durable channel, a read model rebuilt
+//!   from offset 0, a saga orders -> payments -> inventory with compensation that survives a
+//!   `kill -9` of its node.
 //! * [`live_config`]: a service actor that reads its configuration from the KV store and applies
 //!   every change live (Draft's Chassis / Go Micro's Config). `cargo run -p samples --example
 //!   live_config`
 
 pub mod pingpong;
+pub mod saga;
 pub mod tree;
 
 use std::time::Duration;

@@ -32,6 +32,8 @@ pub fn dctl() -> PathBuf {
 /// A sample process: its stdout lines, its stderr in a log file; killed on drop.
 pub struct Proc {
     pub name: String,
+    bin: String,
+    args: Vec<String>,
     child: Child,
     lines: mpsc::Receiver<String>,
     pub seen: Vec<String>,
@@ -45,40 +47,29 @@ impl Proc {
         Self::start_in(name, bin, args, dir)
     }
 
-    /// Same, in a directory of the caller's (kept across restarts).
+    /// Same, in a directory of the caller's.
     pub fn start_in(name: &str, bin: &str, args: &[&str], dir: tempfile::TempDir) -> Proc {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("stderr.log"))
-            .expect("log file");
-        let mut child = Command::new(bin)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("DCTL_COOKIE", COOKIE)
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, lines) = spawn(bin, &args, dir.path());
         Proc {
             name: name.to_string(),
+            bin: bin.to_string(),
+            args,
             child,
             lines,
             seen: Vec::new(),
             dir,
         }
+    }
+
+    /// Start it again, same arguments, same data directory (after it exited or was killed).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, lines) = spawn(&self.bin, &self.args, self.dir.path());
+        self.child = child;
+        self.lines = lines;
+        self.seen.clear();
     }
 
     /// The process's stderr so far (for failure messages).
@@ -169,6 +160,35 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn spawn(bin: &str, args: &[String], dir: &Path) -> (Child, mpsc::Receiver<String>) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stderr.log"))
+        .expect("log file");
+    let mut child = Command::new(bin)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("DCTL_COOKIE", COOKIE)
+        .env("RUST_LOG", "info,openraft=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
 }
 
 impl Drop for Proc {

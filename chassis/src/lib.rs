@@ -78,4 +78,6 @@ pub use typed::{
 };
 
 /// Re-exported so a service crate needs no direct dependency for the common types.
+pub use ractor::ActorProcessingErr;
+/// Re-exported so a service crate needs no direct dependency for the common types.
 pub use runtime::{ChildSpec, Node, Restart, Strategy, SupervisorSpec};

@@ -82,6 +82,32 @@ pub enum Command {
     /// The proxy route table (Envoy ingress): add, ls, rm.
     #[command(subcommand)]
     Routes(crate::routes_cmd::RoutesCmd),
+    /// Create a service crate on the chassis (a typed actor, an HTTP route, live config).
+    New {
+        /// The service's name (also the crate's).
+        name: String,
+        /// Where to create it (default: the current directory).
+        #[arg(long)]
+        path: Option<std::path::PathBuf>,
+    },
+    /// Build a service crate and run supervised instances of it in the local cluster that
+    /// `dctl up` started, until Ctrl-C.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The service crate's directory (default: the current directory).
+    pub path: Option<std::path::PathBuf>,
+    /// How many instances (named NAME-1, NAME-2, ...).
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
+    /// The data directory of the `dctl up` to join (default `.dctl/up`).
+    #[arg(long)]
+    pub cluster: Option<std::path::PathBuf>,
+    /// Build with --release.
+    #[arg(long)]
+    pub release: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,7 +119,10 @@ pub enum ClusterCmd {
 impl Command {
     /// Commands that run a node (and so log at info by default).
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Command::Node(NodeCmd::Start(_)) | Command::Up(_))
+        matches!(
+            self,
+            Command::Node(NodeCmd::Start(_)) | Command::Up(_) | Command::Run(_)
+        )
     }
 }
 

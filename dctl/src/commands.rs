@@ -98,6 +98,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::New { name, path } => {
+            let dir = crate::new_cmd::run(&name, path.as_deref())?;
+            println!(
+                "created the service {name} in {} (run it in the local cluster: dctl up, then dctl run {})",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Run(args) => crate::run_cmd::run(args).await,
         Command::Kv(cmd) => crate::kv_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Keys(cmd) => crate::keys_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Routes(cmd) => crate::routes_cmd::run(&cli.admin, cli.json, cmd).await,

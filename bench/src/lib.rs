@@ -21,6 +21,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod config;
 pub mod kv;
 pub mod local;
 pub mod procs;

@@ -77,6 +77,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live configuration: `dctl kv put` -> a chassis service (the `hello` sample) answers with
+    /// the new value, p50/p99 over 50 changes, vs the put command alone.
+    Config {
+        /// Small smoke run (5 changes).
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Supervisor restart latency (crash -> running again) vs Erlang/OTP's supervisor.
     Restart {
         /// Small smoke run.
@@ -256,6 +266,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Cluster(args) => {
             let report = run_cluster(&args.config()?).await?;
             if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Config { quick, json } => {
+            let config = if quick {
+                bench::config::ConfigBenchConfig::quick()
+            } else {
+                bench::config::ConfigBenchConfig::default()
+            };
+            let report = bench::config::run_config(&config).await?;
+            if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!("{report}");

@@ -85,6 +85,32 @@ pub enum Command {
     /// Envoy in front of the cluster: bootstrap, status of the connected Envoys.
     #[command(subcommand)]
     Proxy(crate::proxy_cmd::ProxyCmd),
+    /// Create a service crate on the chassis (a typed actor, an HTTP route, live config).
+    New {
+        /// The service's name (also the crate's).
+        name: String,
+        /// Where to create it (default: the current directory).
+        #[arg(long)]
+        path: Option<std::path::PathBuf>,
+    },
+    /// Build a service crate and run supervised instances of it in the local cluster that
+    /// `dctl up` started, until Ctrl-C.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The service crate's directory (default: the current directory).
+    pub path: Option<std::path::PathBuf>,
+    /// How many instances (named NAME-1, NAME-2, ...).
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
+    /// The data directory of the `dctl up` to join (default `.dctl/up`).
+    #[arg(long)]
+    pub cluster: Option<std::path::PathBuf>,
+    /// Build with --release.
+    #[arg(long)]
+    pub release: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,7 +122,10 @@ pub enum ClusterCmd {
 impl Command {
     /// Commands that run a node (and so log at info by default).
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Command::Node(NodeCmd::Start(_)) | Command::Up(_))
+        matches!(
+            self,
+            Command::Node(NodeCmd::Start(_)) | Command::Up(_) | Command::Run(_)
+        )
     }
 }
 
@@ -106,67 +135,9 @@ pub enum NodeCmd {
     Start(NodeArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct NodeArgs {
-    /// Node name, unique in the cluster.
-    #[arg(long, default_value = "node1")]
-    pub name: String,
-    /// Actor-transport address.
-    #[arg(long, default_value = "127.0.0.1:7071")]
-    pub listen: String,
-    /// Gossip address.
-    #[arg(long, default_value = "127.0.0.1:7072")]
-    pub gossip: String,
-    /// Direct message lane address (TCP); default: a free port on the --listen IP, announced to
-    /// the other nodes by gossip.
-    #[arg(long)]
-    pub lane_listen: Option<String>,
-    /// Gossip address of a node to join (repeatable).
-    #[arg(long = "seed")]
-    pub seeds: Vec<String>,
-    /// Data directory (default `.dctl/<name>`).
-    #[arg(long)]
-    pub data_dir: Option<std::path::PathBuf>,
-    /// Cluster secret (default: the one in `<data-dir>/cookie`, generated with mode 0600 on the
-    /// node's first start).
-    #[arg(long, env = "DCTL_COOKIE", hide_env_values = true)]
-    pub cookie: Option<String>,
-    /// Gossip encryption key, 32 bytes in base64 (`dctl keys generate`); default: derived from
-    /// the cookie. A keyring in the data directory (written by `dctl keys`) takes precedence.
-    #[arg(long, env = "DCTL_GOSSIP_KEY", hide_env_values = true)]
-    pub gossip_key: Option<String>,
-    /// Mutual TLS on the actor transport: this node's certificate (PEM, with an IP SAN for the
-    /// --listen address).
-    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// This node's private key (PEM).
-    #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
-    pub tls_key: Option<std::path::PathBuf>,
-    /// The CA certificate every node's certificate is signed by (PEM).
-    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
-    pub tls_ca: Option<std::path::PathBuf>,
-    /// Serve diagnostic admin routes for fault tests (`POST /api/diag/kill/{service}` kills a
-    /// system service). Off by default: anyone reaching the admin API could crash the node.
-    #[arg(long)]
-    pub diagnostics: bool,
-    /// Envoy ADS (xDS gRPC) address; default: a free port on the --listen IP when it is a
-    /// loopback address, else on 127.0.0.1. Announced to the other nodes by gossip.
-    #[arg(long)]
-    pub xds_listen: Option<std::net::SocketAddr>,
-    /// Files mode (for Envoys without gRPC access): also write the snapshot into this directory
-    /// (`dctl proxy bootstrap --files DIR` reads it).
-    #[arg(long)]
-    pub xds_files: Option<std::path::PathBuf>,
-    /// The ingress listener address written into the files of --xds-files.
-    #[arg(long, default_value = proxy_ctl::envoy::DEFAULT_LISTEN, requires = "xds_files")]
-    pub xds_files_listen: std::net::SocketAddr,
-    /// A role this node announces (repeatable), e.g. `--role gpu`: a supervisor's remote child
-    /// placed on `role:gpu` runs only on such nodes.
-    #[arg(long = "role", value_name = "ROLE")]
-    pub roles: Vec<String>,
-    #[command(flatten)]
-    pub kv: crate::kv_cmd::KvNodeArgs,
-}
+/// The flags of `dctl node start`: the same struct every service binary built on the chassis
+/// parses, so a user's binary joins a cluster like any node.
+pub type NodeArgs = chassis::NodeFlags;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {

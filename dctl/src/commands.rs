@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use runtime::Node;
 use serde_json::{json, Value};
 
 use crate::{
@@ -99,6 +98,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::New { name, path } => {
+            let dir = crate::new_cmd::run(&name, path.as_deref())?;
+            println!(
+                "created the service {name} in {} (run it in the local cluster: dctl up, then dctl run {})",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Run(args) => crate::run_cmd::run(args).await,
         Command::Kv(cmd) => crate::kv_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Keys(cmd) => crate::keys_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Routes(cmd) => crate::routes_cmd::run(&cli.admin, cli.json, cmd).await,
@@ -138,33 +147,8 @@ pub fn encode(s: &str) -> String {
 }
 
 async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
-    let mut builder = Node::builder()
-        .name(&args.name)
-        .admin_addr(admin)
-        .listen_addr(&args.listen)
-        .gossip_addr(&args.gossip)
-        .services_pending();
-    if let Some(cookie) = &args.cookie {
-        builder = builder.cookie(cookie.clone());
-    }
-    if let Some(key) = &args.gossip_key {
-        builder = builder.gossip_key(key.clone());
-    }
-    if let Some(lane) = &args.lane_listen {
-        builder = builder.lane_addr(lane);
-    }
-    for seed in args.seeds.iter().cloned() {
-        builder = builder.seed(seed);
-    }
-    for role in &args.roles {
-        builder = builder.role(role);
-    }
-    if let (Some(cert), Some(key), Some(ca)) = (&args.tls_cert, &args.tls_key, &args.tls_ca) {
-        builder = builder.tls(cert, key, ca);
-    }
-    if let Some(dir) = args.data_dir.clone() {
-        builder = builder.data_dir(dir);
-    }
+    let defaults = chassis::Defaults::dctl();
+    let builder = args.builder(admin, &defaults);
     let node = builder.start().await.context("cannot start the node")?;
     if args.diagnostics {
         node.enable_diagnostics();
@@ -182,7 +166,7 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
             "cluster secret: {} (join another node with: dctl node start --cookie \"$(cat {})\" --seed {})",
             file.display(),
             file.display(),
-            args.gossip
+            args.gossip.as_deref().unwrap_or(&defaults.gossip)
         );
     }
     node.run_until_signal().await?;

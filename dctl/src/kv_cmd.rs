@@ -1,67 +1,12 @@
-//! `dctl kv ...`: the KV store's client commands, and the node flags that configure it.
+//! `dctl kv ...`: the KV store's client commands (its node flags are `chassis::KvFlags`).
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Subcommand};
-use runtime::Node;
+use clap::Subcommand;
 use serde_json::{json, Value};
 
 use crate::client::Client;
-
-/// KV flags of `dctl node start`.
-#[derive(Debug, Args, Clone)]
-pub struct KvNodeArgs {
-    /// Bootstrap the cluster's KV store once this many nodes without a store are up (the one
-    /// with the smallest name does it; give the same N to those nodes). Default: 1 without
-    /// --seed (a lone node is a store of one), 0 with --seed (only join the cluster's store,
-    /// never create a second one).
-    #[arg(long = "kv-bootstrap-expect")]
-    pub kv_bootstrap_expect: Option<usize>,
-    /// How many KV voters the leader keeps (odd, 1 to 7): live learners are promoted up to it.
-    #[arg(long = "kv-voters", default_value_t = 3)]
-    pub kv_target_voters: usize,
-    /// Replace a KV voter dead for this many seconds by a live learner.
-    #[arg(long = "kv-dead-grace", default_value_t = 30)]
-    pub kv_dead_grace: u64,
-    /// Fixed KV voters instead (override), by node name; repeat for each voter and give the same
-    /// list to every node. The store's voters are then exactly these and never change by
-    /// themselves.
-    #[arg(long = "kv-voter")]
-    pub kv_voters: Vec<String>,
-    /// Snapshot the KV state and compact the log every this many log entries.
-    #[arg(long = "kv-snapshot-every", default_value_t = 10_000)]
-    pub kv_snapshot_every: u64,
-    /// Join the KV store as a learner (a non-voting full replica) that is never promoted to
-    /// voter automatically: it serves serializable reads and watches from its own copy and
-    /// forwards writes.
-    #[arg(long = "kv-learner")]
-    pub kv_learner: bool,
-    /// Serve the etcd v3 gRPC API (etcdctl, etcd clients) on this address; the default is a
-    /// free loopback port (see `dctl kv status`).
-    #[arg(long = "etcd-listen", default_value = "127.0.0.1:0")]
-    pub etcd_listen: std::net::SocketAddr,
-}
-
-/// Start the KV store on a node (called from `services::start`).
-pub async fn start(node: &Node, args: &KvNodeArgs) -> Result<()> {
-    let cfg = registry::kv::KvConfig {
-        voters: args.kv_voters.clone(),
-        learner: args.kv_learner,
-        bootstrap_expect: args.kv_bootstrap_expect,
-        target_voters: args.kv_target_voters,
-        dead_grace: Duration::from_secs(args.kv_dead_grace),
-        snapshot_every: args.kv_snapshot_every,
-        ..Default::default()
-    };
-    let kv = registry::kv::start(node, cfg)
-        .await
-        .context("cannot start the KV store")?;
-    registry::etcd::serve(kv, args.etcd_listen)
-        .await
-        .context("cannot start the etcd API")?;
-    Ok(())
-}
 
 #[derive(Debug, Subcommand)]
 pub enum KvCmd {

@@ -14,9 +14,14 @@ use crate::{cli::UpArgs, client::Client};
 struct Proc {
     name: String,
     admin: String,
+    gossip: String,
     child: Child,
     log: PathBuf,
 }
+
+/// The file in `dctl up`'s data directory that tells `dctl run` where the cluster is
+/// (`{"nodes":[{"name","admin","gossip"}],"cookie_file"}`), removed when it stops.
+pub const STATE_FILE: &str = "cluster.json";
 
 fn free_tcp() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -84,9 +89,13 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(".dctl").join("up"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // One secret for every node it starts: the one given, or the one kept in the data directory.
-    let cookie = match args.cookie {
-        Some(c) => c,
-        None => runtime::secret::load_or_create_cookie(&dir)?.cookie,
+    let (cookie, cookie_file) = match args.cookie {
+        Some(c) => (c, None),
+        None => {
+            let stored = runtime::secret::load_or_create_cookie(&dir)?;
+            let path = stored.path.canonicalize().unwrap_or(stored.path);
+            (stored.cookie, Some(path))
+        }
     };
     let mut procs: Vec<Proc> = Vec::new();
     let mut seed: Option<String> = None;
@@ -119,10 +128,11 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
-        seed.get_or_insert(gossip);
+        seed.get_or_insert(gossip.clone());
         procs.push(Proc {
             name,
             admin: admin_addr,
+            gossip,
             child,
             log,
         });
@@ -178,6 +188,16 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
             return Err(e);
         }
     };
+    // Where `dctl run` finds this cluster: the nodes' addresses and the secret's file.
+    let state = serde_json::json!({
+        "nodes": procs.iter().map(|p| serde_json::json!({"name": p.name, "admin": p.admin, "gossip": p.gossip})).collect::<Vec<_>>(),
+        "cookie_file": cookie_file,
+    });
+    let state_file = dir.join(STATE_FILE);
+    if let Err(e) = std::fs::write(&state_file, state.to_string()) {
+        terminate(&mut procs);
+        return Err(anyhow!("cannot write {}: {e}", state_file.display()));
+    }
 
     println!("Draft cluster is up: {n} nodes (logs in {})", dir.display());
     for p in &procs {
@@ -215,6 +235,7 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
     runtime::wait_for_signal().await;
     eprintln!("stopping {n} nodes...");
     ingress.stop();
+    let _ = std::fs::remove_file(&state_file);
     terminate(&mut procs);
     Ok(())
 }

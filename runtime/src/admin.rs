@@ -130,12 +130,28 @@ async fn stop(State(node): State<Node>, Path(name): Path<String>) -> Result<Json
     Ok(Json(json!({ "stopped": name, "node": on })))
 }
 
+impl Node {
+    /// The node's metrics as OpenMetrics text, as `GET /metrics` serves them (for a service that
+    /// serves `/metrics` on its own HTTP port too).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("metrics-doc").without_admin().start().await.unwrap();
+    /// assert!(node.metrics_text().await.contains("draft_actors_alive"));
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn metrics_text(&self) -> String {
+        let alive = match self.tree().await {
+            Ok(t) => t.count_running(),
+            Err(_) => 0,
+        };
+        self.inner.metrics.render(alive, &self.inner.stats)
+    }
+}
+
 async fn metrics(State(node): State<Node>) -> Response {
-    let alive = match node.tree().await {
-        Ok(t) => t.count_running(),
-        Err(_) => 0,
-    };
-    let text = node.inner.metrics.render(alive, &node.inner.stats);
+    let text = node.metrics_text().await;
     (
         [(
             header::CONTENT_TYPE,

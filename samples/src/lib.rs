@@ -1,19 +1,31 @@
 //! # samples: runnable examples of the Draft actor runtime
 //!
-//! Each sample is a function here (so a test can run it and check what it shows) and an example
-//! binary under `examples/` that prints what happens:
+//! The binaries under `src/bin/` are services on the chassis, each run as processes by a test;
+//! the two in-process samples are functions here (so a test can run them) with an example under
+//! `examples/`. Every sample's actors speak typed messages the chassis's way
+//! ([`chassis::Protocol`], [`chassis::TypedActor`], [`chassis::Remote`]):
 //!
 //! * [`supervised_bank`]: a typed actor supervised by a node; a crash is restarted by its
 //!   supervisor, and the tree shows the restart. `cargo run -p samples --example supervised_bank`
+//! * [`pingpong`] (binary `ping-pong`): two nodes, typed call/tell across them with typed
+//!   errors, a remote spawn, a `DOWN` when the other node is killed.
+//! * [`tree`] (binary `supervised-tree`): a one_for_all pool and a rest_for_one pipeline; a
+//!   crash restarts what the strategy says, as `dctl tree` shows.
+//! * [`saga`] (binary `orders-saga`): an event log on a durable channel, a read model rebuilt
+//!   from offset 0, a saga orders -> payments -> inventory with compensation that survives a
+//!   `kill -9` of its node.
 //! * [`live_config`]: a service actor that reads its configuration from the KV store and applies
 //!   every change live (Draft's Chassis / Go Micro's Config). `cargo run -p samples --example
 //!   live_config`
 
 #![warn(missing_docs)]
+pub mod pingpong;
+pub mod saga;
+pub mod tree;
 
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::ActorProcessingErr;
 use runtime::{ChildStatus, Node};
 
 /// A bank account actor: its balance is its state, so a crash loses it (the supervisor restarts
@@ -21,35 +33,35 @@ use runtime::{ChildStatus, Node};
 #[derive(Clone)]
 pub struct Account;
 
-/// Messages of [`Account`].
+/// Messages of [`Account`] (a [`chassis::Protocol`]: the same from this node or another).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum AccountMsg {
     /// Add money (negative to withdraw); panics when the balance would go below zero.
     Deposit(i64),
     /// The balance.
-    Balance(RpcReplyPort<i64>),
+    Balance,
 }
 
-impl ractor::Message for AccountMsg {}
+impl chassis::Protocol for AccountMsg {
+    type Reply = i64;
+    type Error = String;
+}
 
-impl Actor for Account {
+impl chassis::TypedActor for Account {
     type Msg = AccountMsg;
     type State = i64;
-    type Arguments = i64;
+    type Args = i64;
 
-    async fn pre_start(
-        &self,
-        _: ActorRef<AccountMsg>,
-        opening: i64,
-    ) -> Result<i64, ActorProcessingErr> {
+    async fn init(&self, _: &chassis::Ctx, opening: i64) -> Result<i64, ActorProcessingErr> {
         Ok(opening)
     }
 
     async fn handle(
         &self,
-        _: ActorRef<AccountMsg>,
+        _: &chassis::Ctx,
         msg: AccountMsg,
         balance: &mut i64,
-    ) -> Result<(), ActorProcessingErr> {
+    ) -> Result<i64, String> {
         match msg {
             AccountMsg::Deposit(n) => {
                 if *balance + n < 0 {
@@ -57,11 +69,9 @@ impl Actor for Account {
                 }
                 *balance += n;
             }
-            AccountMsg::Balance(reply) => {
-                let _ = reply.send(*balance);
-            }
+            AccountMsg::Balance => {}
         }
-        Ok(())
+        Ok(*balance)
     }
 }
 
@@ -86,14 +96,14 @@ pub async fn supervised_bank() -> anyhow::Result<BankReport> {
         .start()
         .await?;
     let result = async {
-        let account = node.spawn("account", Account, 100).await?;
-        account.cast(AccountMsg::Deposit(50))?;
-        account.cast(AccountMsg::Deposit(25))?;
-        let t = Duration::from_secs(2);
-        let before_crash = node.call(&account, AccountMsg::Balance, t).await?;
+        chassis::spawn(&node, "account", Account, 100).await?;
+        let account = chassis::Remote::<AccountMsg>::new(&node, "account");
+        account.tell(&AccountMsg::Deposit(50)).await?;
+        account.tell(&AccountMsg::Deposit(25)).await?;
+        let before_crash = account.call(&AccountMsg::Balance).await?;
 
         // An overdraft panics the actor; its supervisor starts a fresh one under the same name.
-        account.cast(AccountMsg::Deposit(-1_000))?;
+        account.tell(&AccountMsg::Deposit(-1_000)).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let restarts = loop {
             let tree = node.tree().await?;
@@ -105,8 +115,7 @@ pub async fn supervised_bank() -> anyhow::Result<BankReport> {
             anyhow::ensure!(tokio::time::Instant::now() < deadline, "no restart seen");
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let account = node.lookup::<AccountMsg>("account")?;
-        let after_restart = node.call(&account, AccountMsg::Balance, t).await?;
+        let after_restart = account.call(&AccountMsg::Balance).await?;
         let tree = node.tree().await?;
         Ok(BankReport {
             before_crash,
@@ -136,14 +145,18 @@ fn draw(t: &runtime::TreeSnapshot, depth: usize) -> String {
 }
 
 /// Messages of the [`Greeter`] service.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum GreeterMsg {
     /// New configuration (the greeting), pushed from KV.
     Configure(Option<String>),
     /// Greet someone with the current greeting.
-    Greet(String, RpcReplyPort<String>),
+    Greet(String),
 }
 
-impl ractor::Message for GreeterMsg {}
+impl chassis::Protocol for GreeterMsg {
+    type Reply = String;
+    type Error = String;
+}
 
 /// A service whose greeting is its configuration, kept in KV under `config/greeter`.
 #[derive(Clone)]
@@ -154,23 +167,20 @@ pub struct Greeter {
 /// The KV key the greeter reads.
 pub const GREETER_CONFIG: &str = "config/greeter";
 
-impl Actor for Greeter {
+impl chassis::TypedActor for Greeter {
     type Msg = GreeterMsg;
     type State = (String, tokio::task::JoinHandle<()>);
-    type Arguments = ();
+    type Args = ();
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<GreeterMsg>,
-        _: (),
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn init(&self, ctx: &chassis::Ctx, _: ()) -> Result<Self::State, ActorProcessingErr> {
         // Read the config at start, then forward each change to ourselves as a message.
         let mut watcher =
             registry::kv::ConfigWatcher::start(self.kv.clone(), GREETER_CONFIG).await?;
         let greeting = watcher.current().unwrap_or_else(|| "Hello".into());
+        let me = ctx.remote::<GreeterMsg>("greeter");
         let forward = tokio::spawn(async move {
             while let Some(change) = watcher.changed().await {
-                if myself.cast(GreeterMsg::Configure(change)).is_err() {
+                if me.tell(&GreeterMsg::Configure(change)).await.is_err() {
                     break;
                 }
             }
@@ -178,9 +188,9 @@ impl Actor for Greeter {
         Ok((greeting, forward))
     }
 
-    async fn post_stop(
+    async fn on_stop(
         &self,
-        _: ActorRef<GreeterMsg>,
+        _: &chassis::Ctx,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.1.abort();
@@ -189,19 +199,17 @@ impl Actor for Greeter {
 
     async fn handle(
         &self,
-        _: ActorRef<GreeterMsg>,
+        _: &chassis::Ctx,
         msg: GreeterMsg,
         state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
+    ) -> Result<String, String> {
+        Ok(match msg {
             GreeterMsg::Configure(greeting) => {
                 state.0 = greeting.unwrap_or_else(|| "Hello".into());
+                state.0.clone()
             }
-            GreeterMsg::Greet(who, reply) => {
-                let _ = reply.send(format!("{}, {who}!", state.0));
-            }
-        }
-        Ok(())
+            GreeterMsg::Greet(who) => format!("{}, {who}!", state.0),
+        })
     }
 }
 
@@ -227,11 +235,10 @@ pub async fn live_config(data_dir: &std::path::Path) -> anyhow::Result<ConfigRep
     let result = async {
         let kv = registry::kv::start(&node, registry::kv::KvConfig::default()).await?;
         kv.put(GREETER_CONFIG, "Bonjour").await?;
-        let greeter = node
-            .spawn("greeter", Greeter { kv: kv.clone() }, ())
-            .await?;
-        let t = Duration::from_secs(2);
-        let greet = || node.call(&greeter, |p| GreeterMsg::Greet("Ada".into(), p), t);
+        chassis::spawn(&node, "greeter", Greeter { kv: kv.clone() }, ()).await?;
+        let greeter = chassis::Remote::<GreeterMsg>::new(&node, "greeter");
+        let ada = GreeterMsg::Greet("Ada".into());
+        let greet = || greeter.call(&ada);
         let before = greet().await?;
 
         kv.put(GREETER_CONFIG, "Hola").await?;

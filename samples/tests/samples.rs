@@ -26,3 +26,25 @@ async fn live_config_applies_kv_changes_without_a_restart() {
     assert_eq!(report.after, "Hola, Ada!");
     assert_eq!(report.deleted, "Hello, Ada!");
 }
+
+#[test]
+fn the_readme_quick_start_is_the_hello_sample_and_under_40_lines() {
+    let readme = include_str!("../../README.md");
+    let hello = include_str!("../src/bin/hello.rs");
+    let marker = "<!-- quick-start: samples/src/bin/hello.rs -->\n```rust\n";
+    let start = readme
+        .find(marker)
+        .expect("the quick-start marker in the README")
+        + marker.len();
+    let len = readme[start..].find("```\n").expect("the end of the block");
+    assert_eq!(
+        &readme[start..start + len],
+        hello,
+        "README quick start and samples/src/bin/hello.rs differ"
+    );
+    assert!(
+        hello.lines().count() < 40,
+        "{} lines",
+        hello.lines().count()
+    );
+}

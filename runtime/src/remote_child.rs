@@ -512,6 +512,7 @@ mod tests {
             actor_addr: None,
             lane_addr: None,
             admin_addr: None,
+            xds_addr: None,
             version: None,
             roles: roles.iter().map(|r| r.to_string()).collect(),
             actors: Vec::new(),

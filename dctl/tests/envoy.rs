@@ -163,8 +163,13 @@ impl Envoy {
             .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
     }
 
+    /// A counter; panics when Envoy has no such stat (a renamed stat must not read as 0).
     fn counter(&self, name: &str) -> u64 {
-        self.stat(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+        let v = self
+            .stat(name)
+            .unwrap_or_else(|| panic!("Envoy has no stat {name}"));
+        v.parse()
+            .unwrap_or_else(|e| panic!("stat {name} = {v:?} is not a count: {e}"))
     }
 
     fn clusters(&self) -> String {
@@ -458,9 +463,13 @@ fn scenario(mode: &str) {
     ] {
         assert!(dump.contains(needle), "{needle} not in the config dump");
     }
+    // every resource type was accepted (Envoy validates each on arrival)
     for stat in [
         "cluster_manager.cds.update_rejected",
         "listener_manager.lds.update_rejected",
+        "http.ingress.rds.ingress.update_rejected",
+        "cluster.web.update_rejected",
+        "cluster.canary.update_rejected",
     ] {
         assert_eq!(envoy.counter(stat), 0, "{stat}");
     }

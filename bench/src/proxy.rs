@@ -370,7 +370,7 @@ pub async fn run_proxy(config: &ProxyConfig) -> anyhow::Result<ProxyReport> {
     for i in 0..config.runs {
         let r = Route::new(
             format!("r{i}"),
-            PathMatch::Prefix(format!("/r{i}")),
+            PathMatch::Prefix(format!("/r{i}/")),
             format!("svc{i}"),
         );
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -408,7 +408,7 @@ pub async fn run_proxy(config: &ProxyConfig) -> anyhow::Result<ProxyReport> {
         let deadline = t0 + Duration::from_secs(20);
         while r_at.is_none() || l_at.is_none() {
             anyhow::ensure!(Instant::now() < deadline, "run {i}: not routed within 20 s");
-            if r_at.is_none() && status_of(&client, &format!("{envoy_url}/r{i}")).await == 200 {
+            if r_at.is_none() && status_of(&client, &format!("{envoy_url}/r{i}/")).await == 200 {
                 r_at = Some(t0.elapsed());
             }
             if l_at.is_none() {

@@ -163,8 +163,13 @@ impl Envoy {
             .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
     }
 
+    /// A counter; panics when Envoy has no such stat (a renamed stat must not read as 0).
     fn counter(&self, name: &str) -> u64 {
-        self.stat(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+        let v = self
+            .stat(name)
+            .unwrap_or_else(|| panic!("Envoy has no stat {name}"));
+        v.parse()
+            .unwrap_or_else(|e| panic!("stat {name} = {v:?} is not a count: {e}"))
     }
 
     fn clusters(&self) -> String {
@@ -198,6 +203,18 @@ fn http_get_opt(addr: &str, path: &str) -> Option<String> {
         return None;
     }
     Some(resp.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// Wait until the node serves the registry and proxy routes (a starting node answers 503).
+fn wait_services(node: &NodeProc) {
+    wait_until(
+        &format!("{}'s registry and proxy routes", node.name),
+        Duration::from_secs(20),
+        || {
+            node.dctl(&["svc", "ls", "--json"]).status.success()
+                && node.dctl(&["routes", "ls", "--json"]).status.success()
+        },
+    );
 }
 
 fn ok(o: &std::process::Output) -> String {
@@ -246,6 +263,9 @@ fn scenario(mode: &str) {
     let n2 = NodeProc::start_with(&n2n, &seed);
     let n3 = NodeProc::start_with(&n3n, &seed);
     let mut all = vec![n1, n2, n3];
+    for n in &all {
+        wait_services(n);
+    }
     {
         let refs: Vec<&NodeProc> = all.iter().collect();
         let mut names = [n1n.clone(), n2n.clone(), n3n.clone()];
@@ -443,9 +463,13 @@ fn scenario(mode: &str) {
     ] {
         assert!(dump.contains(needle), "{needle} not in the config dump");
     }
+    // every resource type was accepted (Envoy validates each on arrival)
     for stat in [
         "cluster_manager.cds.update_rejected",
         "listener_manager.lds.update_rejected",
+        "http.ingress.rds.ingress.update_rejected",
+        "cluster.web.update_rejected",
+        "cluster.canary.update_rejected",
     ] {
         assert_eq!(envoy.counter(stat), 0, "{stat}");
     }
@@ -570,6 +594,11 @@ fn scenario(mode: &str) {
             }
         })
     };
+    wait_until(
+        "traffic flowing before the kill",
+        Duration::from_secs(10),
+        || sent.load(Ordering::SeqCst) >= 20,
+    );
     let mut gone = all.remove(e);
     let _ = gone.signal_and_wait("KILL");
     let survivor = &all[0];
@@ -593,12 +622,14 @@ fn scenario(mode: &str) {
                 .contains(&format!("stable::{}::", st2.addr()))
         },
     );
+    let after = sent.load(Ordering::SeqCst);
+    wait_until(
+        "traffic flowing after the failover",
+        Duration::from_secs(10),
+        || sent.load(Ordering::SeqCst) >= after + 20,
+    );
     stop.store(true, Ordering::SeqCst);
     load.join().expect("load thread");
-    assert!(
-        sent.load(Ordering::SeqCst) > 10,
-        "too few requests during the failover"
-    );
     assert_eq!(
         failures.load(Ordering::SeqCst),
         0,
@@ -647,6 +678,7 @@ fn envoy_over_files_mode() {
             &listen,
         ],
     );
+    wait_services(&n);
     let a1 = Backend::start("f1");
     let a2 = Backend::start("f2");
     ok(&n.dctl(&["svc", "register", "web", "--addr", &a1.addr(), "--id", "f1"]));
@@ -664,9 +696,24 @@ fn envoy_over_files_mode() {
     ]));
     assert!(bootstrap.contains("path_config_source"), "{bootstrap}");
     let envoy = Envoy::start(&bootstrap, listen, admin, std::process::id() * 2 + 7);
-    wait_until("routed from the files", Duration::from_secs(20), || {
-        envoy.get("/x", "any", &[]) == (200, "f1".to_string())
-    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while envoy.get("/x", "any", &[]) != (200, "f1".to_string()) {
+        if Instant::now() > deadline {
+            let files: Vec<String> = walk(files.path());
+            panic!(
+                "not routed from the files; files {files:?}\nstats:\n{}\nclusters:\n{}\nsnapshot: {}",
+                envoy
+                    .stats()
+                    .lines()
+                    .filter(|l| l.contains("update_") || l.contains("version"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                envoy.clusters(),
+                http_get(&n.admin, "/proxy/snapshot")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // a second instance: a new endpoints file, both get traffic
     ok(&n.dctl(&["svc", "register", "web", "--addr", &a2.addr(), "--id", "f2"]));
     wait_until("f2 in Envoy", Duration::from_secs(20), || {
@@ -681,4 +728,17 @@ fn envoy_over_files_mode() {
     });
     assert_eq!(envoy.counter("cluster_manager.cds.update_rejected"), 0);
     assert_eq!(envoy.counter("listener_manager.lds.update_rejected"), 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
 }

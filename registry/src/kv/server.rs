@@ -152,22 +152,35 @@ impl Kv {
         }
     }
 
+    /// Confirm leadership with a majority before a linearizable read. A round that a majority
+    /// did not answer in time (heartbeats late on a loaded machine) is tried again until 5 s
+    /// have passed, rather than failing the read at once.
     async fn linearize(&self) -> Result<(), KvError> {
         let raft = &self.inner.raft;
-        match tokio::time::timeout(Duration::from_secs(5), raft.ensure_linearizable()).await {
-            Err(_) => Err(KvError::NoQuorum(
-                "the leader could not confirm its leadership with a majority within 5 s".into(),
-            )),
-            Ok(Ok(_)) => self.wait_own_term_applied(raft).await,
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                Err(KvError::NotLeader {
-                    leader: f.leader_node.map(|n| n.name),
-                })
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, raft.ensure_linearizable()).await {
+                Err(_) => {
+                    return Err(KvError::NoQuorum(
+                        "the leader could not confirm its leadership with a majority within 5 s"
+                            .into(),
+                    ))
+                }
+                Ok(Ok(_)) => return self.wait_own_term_applied(raft).await,
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                    return Err(KvError::NotLeader {
+                        leader: f.leader_node.map(|n| n.name),
+                    })
+                }
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+                    if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
+                        return Err(KvError::NoQuorum(q.to_string()));
+                    }
+                    // Back off a little before the next round.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(Err(e)) => return Err(KvError::Unavailable(e.to_string())),
             }
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
-                Err(KvError::NoQuorum(q.to_string()))
-            }
-            Ok(Err(e)) => Err(KvError::Unavailable(e.to_string())),
         }
     }
 

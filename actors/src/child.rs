@@ -192,6 +192,30 @@ impl ChildSpec {
         child
     }
 
+    /// Start the child once, linked to `supervisor`: what a supervisor does at each (re)start.
+    /// For actors that stand in for a child and supervise it themselves (the runtime's remote
+    /// children placed on their own node).
+    ///
+    /// ```
+    /// # use actors::ChildSpec;
+    /// # #[derive(Clone)] struct W;
+    /// # impl ractor::Actor for W { type Msg = (); type State = (); type Arguments = ();
+    /// #   async fn pre_start(&self, _: ractor::ActorRef<()>, _: ()) -> Result<(), ractor::ActorProcessingErr> { Ok(()) } }
+    /// # #[derive(Clone)] struct Parent;
+    /// # impl ractor::Actor for Parent { type Msg = (); type State = (); type Arguments = ();
+    /// #   async fn pre_start(&self, _: ractor::ActorRef<()>, _: ()) -> Result<(), ractor::ActorProcessingErr> { Ok(()) } }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (parent, _) = ractor::Actor::spawn(None, Parent, ()).await.unwrap();
+    /// let child = ChildSpec::worker("w", None, W, ()).start_linked(parent.get_cell()).await.unwrap();
+    /// assert!(child.get_status() <= ractor::ActorStatus::Running);
+    /// child.stop_and_wait(None, None).await.unwrap();
+    /// # parent.stop(None);
+    /// # });
+    /// ```
+    pub fn start_linked(&self, supervisor: ActorCell) -> StartFuture {
+        (self.start)(supervisor)
+    }
+
     /// How long a start (the start function, i.e. the actor's `pre_start`) may take; `None` =
     /// infinity. A start that takes longer fails like a start that returned an error (the
     /// half-started actor is dropped). Default 5 s for workers, infinity for supervisors.

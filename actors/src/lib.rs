@@ -35,6 +35,8 @@
 //! # });
 //! ```
 
+#![warn(missing_docs)]
+
 mod child;
 pub mod codec;
 mod error;

@@ -53,6 +53,12 @@ pub struct TreeSnapshot {
     /// Why the node is not running, when it failed or was given up on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a child supervised here that runs on another node (a remote child): that node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_on: Option<String>,
+    /// For an actor that runs here as another node's remote child: `NODE/SUPERVISOR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervised_from: Option<String>,
 }
 
 impl TreeSnapshot {
@@ -69,6 +75,8 @@ impl TreeSnapshot {
             strategy: None,
             children: Vec::new(),
             reason: None,
+            runs_on: None,
+            supervised_from: None,
         }
     }
 
@@ -78,6 +86,14 @@ impl TreeSnapshot {
             return Some(self);
         }
         self.children.iter().find_map(|c| c.find(name))
+    }
+
+    /// Depth-first visit of every node, mutably (used to annotate a snapshot).
+    pub fn visit_mut(&mut self, f: &mut impl FnMut(&mut TreeSnapshot)) {
+        f(self);
+        for c in &mut self.children {
+            c.visit_mut(f);
+        }
     }
 
     /// Number of running nodes in this tree (including this one).

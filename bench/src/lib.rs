@@ -10,6 +10,8 @@
 //!   child processes as the other nodes (one OS process is one node).
 //! * [`kv`] — KV store put/get throughput and p99 versus etcd 3.4, three members each.
 //! * [`registry`] — service-registry propagation time for 3- and 10-node clusters.
+//! * [`proxy`] — register -> first request routed by Envoy via another node, kill -> removed,
+//!   1 000-service snapshot build + ACK, with a real Envoy.
 //! * [`restart`] — supervisor restart latency (crash -> running again) versus Erlang/OTP.
 //!
 //! Benchmarks return a report value (printable with `Display`, serialisable to JSON) rather than
@@ -23,6 +25,7 @@ pub mod config;
 pub mod kv;
 pub mod local;
 pub mod procs;
+pub mod proxy;
 pub mod rawtcp;
 pub mod registry;
 pub mod restart;

@@ -76,6 +76,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The proxy controller with a real Envoy: register -> routed via another node (p50/p99),
+    /// kill -9 -> last request to the dead node's instance, 1 000-service snapshot build + ACK.
+    Proxy {
+        /// Small smoke run (5 runs, 100 services).
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Supervisor restart latency (crash -> running again) vs Erlang/OTP's supervisor.
     Restart {
         /// Small smoke run.
@@ -321,6 +331,19 @@ async fn main() -> anyhow::Result<()> {
                 ..base
             };
             let report = bench::broker::run_broker(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Proxy { quick, json } => {
+            let config = if quick {
+                bench::proxy::ProxyConfig::quick()
+            } else {
+                bench::proxy::ProxyConfig::default()
+            };
+            let report = bench::proxy::run_proxy(&config).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

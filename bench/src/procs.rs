@@ -133,6 +133,16 @@ impl NodeSet {
     /// Spawn `dctl node start --name NAME` on free loopback ports, joining `seed` (a gossip
     /// address) if given. Does not wait for the node to be up. Returns its index in `nodes`.
     pub fn spawn(&mut self, name: &str, seed: Option<&str>) -> anyhow::Result<usize> {
+        self.spawn_with(name, seed, &[])
+    }
+
+    /// [`NodeSet::spawn`] with more `dctl node start` arguments (e.g. `--kv-voter N`).
+    pub fn spawn_with(
+        &mut self,
+        name: &str,
+        seed: Option<&str>,
+        extra: &[&str],
+    ) -> anyhow::Result<usize> {
         let admin = format!("127.0.0.1:{}", free_tcp_port()?);
         let listen = format!("127.0.0.1:{}", free_tcp_port()?);
         let gossip = format!("127.0.0.1:{}", free_udp_port()?);
@@ -154,6 +164,7 @@ impl NodeSet {
         if let Some(s) = seed {
             cmd.args(["--seed", s]);
         }
+        cmd.args(extra);
         let spawned_at = Instant::now();
         let child = cmd
             .spawn()

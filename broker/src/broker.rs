@@ -191,6 +191,11 @@ impl Broker {
         if let (None, true, Some(g)) = (start, durable, &opts.group) {
             start = self.inner.durable.committed(channel, g).await?;
         }
+        if let (Some(from), true) = (start, durable) {
+            // A replay needs the log's home: refuse now (503) rather than open a stream that
+            // can only end.
+            self.inner.durable.read(channel, from, 1).await?;
+        }
         let queue = Arc::new(SubQueue::new(
             self.inner
                 .next_sub

@@ -284,8 +284,13 @@ impl Consumer {
                     }
                     Ok(_) => self.replay = false,
                     Err(e) => {
+                        // Going live would skip what could not be read: end the stream with the
+                        // reason instead (the consumer resumes from its last offset later).
                         tracing::warn!("broker: replay of {}: {e}", self.guard.channel);
-                        self.replay = false;
+                        return Some(Delivery::Closed(format!(
+                            "cannot replay from offset {}: {e}",
+                            self.next
+                        )));
                     }
                 }
             }

@@ -128,9 +128,20 @@ impl Fanout {
                     event: e.event.0,
                     offset: e.offset,
                 };
-                let unserved = self
+                let mut unserved = self
                     .deliver_local(&channel, &item, e.broadcast, &e.groups)
                     .await;
+                // A group that never had a member here since this broker started was routed
+                // here by a view of this node's previous incarnation, and the sender has been
+                // giving the group's later events to other members meanwhile: re-routing this
+                // one now would hand it to them out of order. It is lost with the node that
+                // died (counted), as a plain channel's events in flight to a dead node are.
+                let before = unserved.len();
+                unserved.retain(|g| self.subs.had_group(&channel, g));
+                add(
+                    &self.metrics.undeliverable,
+                    (before - unserved.len()) as u64,
+                );
                 self.reroute(&channel, &item, unserved, e.hops, &mut outbox);
             }
         }

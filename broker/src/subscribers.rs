@@ -5,7 +5,7 @@
 //! within the group). Its counts are the node's [`Interest`], which is gossiped.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -43,15 +43,26 @@ pub(crate) type Picked = (Vec<(Arc<SubQueue>, Option<String>)>, Vec<String>);
 
 /// This node's subscriptions per channel.
 #[derive(Default)]
-pub(crate) struct Subscribers(Mutex<HashMap<String, Channel>>);
+pub(crate) struct Subscribers {
+    channels: Mutex<HashMap<String, Channel>>,
+    /// (channel, group) pairs that have had a member here since this broker started.
+    seen: Mutex<BTreeSet<(String, String)>>,
+}
 
 impl Subscribers {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Channel>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn seen(&self) -> MutexGuard<'_, BTreeSet<(String, String)>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Add a subscription (a group member when the queue has a group).
     pub fn add(&self, channel: &str, queue: Arc<SubQueue>) {
+        if let Some(g) = &queue.group {
+            self.seen().insert((channel.to_string(), g.clone()));
+        }
         let mut chans = self.lock();
         let ch = chans.entry(channel.to_string()).or_default();
         match &queue.group {
@@ -63,6 +74,14 @@ impl Subscribers {
                 .push(queue.clone()),
             None => ch.broadcast.push(queue.clone()),
         }
+    }
+
+    /// Whether `group` has had a member on this node since the broker started. An event for a
+    /// group that never had one here was routed by another node's view of this node's previous
+    /// incarnation (it restarted): see `Fanout::receive`.
+    pub fn had_group(&self, channel: &str, group: &str) -> bool {
+        self.seen()
+            .contains(&(channel.to_string(), group.to_string()))
     }
 
     /// Remove a subscription; returns whether it was there.
@@ -174,6 +193,11 @@ mod tests {
         assert_eq!(s.interest("c").groups["w"], 1);
         assert!(s.remove("c", 1) && s.remove("c", 3));
         assert!(s.all_interest().is_empty(), "an empty channel is forgotten");
+        assert!(
+            s.had_group("c", "w"),
+            "but not that its group had members here"
+        );
+        assert!(!s.had_group("c", "v") && !s.had_group("d", "w"));
     }
 
     #[test]

@@ -71,6 +71,21 @@ pub struct NodeFlags {
     /// system service). Off by default: anyone reaching the admin API could crash the node.
     #[arg(long)]
     pub diagnostics: bool,
+    /// Envoy ADS (xDS gRPC) address; default: a free port on the --listen IP when it is a
+    /// loopback address, else on 127.0.0.1. Announced to the other nodes by gossip.
+    #[arg(long)]
+    pub xds_listen: Option<std::net::SocketAddr>,
+    /// Files mode (for Envoys without gRPC access): also write the snapshot into this directory
+    /// (`dctl proxy bootstrap --files DIR` reads it).
+    #[arg(long)]
+    pub xds_files: Option<PathBuf>,
+    /// The ingress listener address written into the files of --xds-files.
+    #[arg(long, default_value = proxy_ctl::envoy::DEFAULT_LISTEN, requires = "xds_files")]
+    pub xds_files_listen: std::net::SocketAddr,
+    /// A role this node announces (repeatable), e.g. `--role gpu`: a supervisor's remote child
+    /// placed on `role:gpu` runs only on such nodes.
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
     #[command(flatten)]
     pub kv: KvFlags,
 }
@@ -194,6 +209,9 @@ impl NodeFlags {
         for seed in self.seeds.iter().cloned() {
             builder = builder.seed(seed);
         }
+        for role in &self.roles {
+            builder = builder.role(role);
+        }
         if let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.tls_ca) {
             builder = builder.tls(cert, key, ca);
         }
@@ -206,12 +224,15 @@ impl NodeFlags {
     /// Start a node and the services every member runs (KV store, service registry, proxy
     /// controller, broker), as `dctl node start` does. On failure the node is stopped again.
     pub async fn start(&self, admin: &str, defaults: &Defaults) -> Result<(Node, Services), Error> {
-        let node = self.builder(admin, defaults).start().await?;
+        let node = self.builder(admin, defaults).services_pending().start().await?;
         if self.diagnostics {
             node.enable_diagnostics();
         }
-        match start_services(&node, &self.kv).await {
-            Ok(services) => Ok((node, services)),
+        match start_services(&node, self).await {
+            Ok(services) => {
+                node.services_started();
+                Ok((node, services))
+            }
             Err(e) => {
                 node.shutdown().await;
                 Err(e)
@@ -220,15 +241,32 @@ impl NodeFlags {
     }
 }
 
-/// Start every service on a freshly started node: KV, registry, proxy controller, broker.
-pub async fn start_services(node: &Node, kv: &KvFlags) -> Result<Services, Error> {
-    let kv = registry::kv::start(node, kv.config())
+/// `--xds-listen`, or a free port on the loopback IP of the node's transport address
+/// (127.0.0.1 otherwise).
+fn xds_listen(node: &Node, flags: &NodeFlags) -> std::net::SocketAddr {
+    if let Some(a) = flags.xds_listen {
+        return a;
+    }
+    let ip = Some(node.config().listen_addr.ip())
+        .filter(|ip| ip.is_loopback())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    std::net::SocketAddr::new(ip, 0)
+}
+
+/// Start every service on a freshly started node: KV, registry, proxy controller (with its ADS
+/// server), broker.
+pub async fn start_services(node: &Node, flags: &NodeFlags) -> Result<Services, Error> {
+    let kv = registry::kv::start(node, flags.kv.config())
         .await
         .map_err(|e| Error::Service("KV store", e.to_string()))?;
     let registry = registry::service::Registry::start(node)
         .await
         .map_err(|e| Error::Service("service registry", e.to_string()))?;
-    proxy_ctl::Proxy::start(node, &registry)
+    let opts = proxy_ctl::ProxyOptions {
+        xds_listen: xds_listen(node, flags),
+        files: flags.xds_files.clone().map(|dir| (dir, flags.xds_files_listen)),
+    };
+    proxy_ctl::Proxy::start(node, &registry, &opts)
         .await
         .map_err(|e| Error::Service("proxy controller", e.to_string()))?;
     let broker = broker::start(node)

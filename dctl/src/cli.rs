@@ -82,6 +82,9 @@ pub enum Command {
     /// The proxy route table (Envoy ingress): add, ls, rm.
     #[command(subcommand)]
     Routes(crate::routes_cmd::RoutesCmd),
+    /// Envoy in front of the cluster: bootstrap, status of the connected Envoys.
+    #[command(subcommand)]
+    Proxy(crate::proxy_cmd::ProxyCmd),
     /// Create a service crate on the chassis (a typed actor, an HTTP route, live config).
     New {
         /// The service's name (also the crate's).

@@ -111,6 +111,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Kv(cmd) => crate::kv_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Keys(cmd) => crate::keys_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Routes(cmd) => crate::routes_cmd::run(&cli.admin, cli.json, cmd).await,
+        Command::Proxy(cmd) => crate::proxy_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Svc(cmd) => crate::svc_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Events(cmd) => crate::events_cmd::run(&cli.admin, cli.json, cmd).await,
         Command::Cluster(ClusterCmd::Status) => {
@@ -141,7 +142,7 @@ pub fn encode(s: &str) -> String {
 
 async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
     let defaults = chassis::Defaults::dctl();
-    let builder = args.builder(admin, &defaults);
+    let builder = args.builder(admin, &defaults).services_pending();
     let node = builder.start().await.context("cannot start the node")?;
     if args.diagnostics {
         node.enable_diagnostics();
@@ -150,6 +151,7 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
         node.shutdown().await;
         return Err(e.context("cannot start the node's services"));
     }
+    node.services_started();
     if let Some(addr) = node.admin_addr() {
         println!("node {} running; admin API http://{addr}/", node.name());
     }

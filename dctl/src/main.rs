@@ -10,12 +10,14 @@ mod events_cmd;
 mod keys_cmd;
 mod kv_cmd;
 mod new_cmd;
+mod proxy_cmd;
 mod render;
 mod routes_cmd;
 mod run_cmd;
 mod services;
 mod svc_cmd;
 mod up;
+mod up_proxy;
 
 use clap::Parser;
 

@@ -24,6 +24,12 @@ fn describe(node: &Value) -> String {
     if restarts > 0 {
         parts.push(format!("restarts: {restarts}"));
     }
+    if let Some(host) = node.get("runs_on").and_then(Value::as_str) {
+        parts.push(format!("on {host}"));
+    }
+    if let Some(from) = node.get("supervised_from").and_then(Value::as_str) {
+        parts.push(format!("supervised from {from}"));
+    }
     if let Some(reason) = node.get("reason").and_then(Value::as_str) {
         parts.push(format!("reason: {reason}"));
     }
@@ -85,6 +91,24 @@ pub fn members(nodes: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn marks_remote_children_and_the_actors_they_stand_for() {
+        let t = json!({"name":"sup","kind":"supervisor","status":"running","restarts":0,
+            "strategy":"one_for_one","children":[
+              {"name":"w","kind":"worker","status":"running","restarts":1,"runs_on":"n3","children":[]}]});
+        assert_eq!(
+            super::tree(&t),
+            "sup (supervisor, running, one_for_one)\n\
+             └── w (worker, running, restarts: 1, on n3)\n"
+        );
+        let h = json!({"name":"w","kind":"worker","status":"running","restarts":0,
+            "supervised_from":"n1/sup","children":[]});
+        assert_eq!(
+            super::tree(&h),
+            "w (worker, running, supervised from n1/sup)\n"
+        );
+    }
 
     #[test]
     fn draws_nested_children_with_restarts() {

@@ -10,6 +10,7 @@ use crate::cli::NodeArgs;
 
 /// Start every service on a freshly started node.
 pub async fn start(node: &Node, args: &NodeArgs) -> Result<()> {
-    chassis::start_services(node, &args.kv).await?;
+    chassis::start_services(node, args).await?;
     Ok(())
 }
+

@@ -191,6 +191,13 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         terminate(&mut procs);
         return Err(anyhow!("cannot write {}: {e}", state_file.display()));
     }
+    let mut ingress = match crate::up_proxy::start(&dir, &procs[0].admin).await {
+        Ok(i) => i,
+        Err(e) => {
+            terminate(&mut procs);
+            return Err(e);
+        }
+    };
 
     println!("Draft cluster is up: {n} nodes (logs in {})", dir.display());
     for p in &procs {
@@ -200,6 +207,9 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
         );
     }
     println!("  sample service: sample-echo (echo) on {target}");
+    for line in &ingress.lines {
+        println!("{line}");
+    }
     println!(
         "  on every node: service registry, KV store (one store, up to 3 Raft voters: `dctl kv members`), CloudEvents broker"
     );
@@ -217,6 +227,7 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
     println!("  {d} send sample-echo '{{\"hello\":\"world\"}}' --call");
     println!("  {d} kv put greeting hello && {d} kv get greeting");
     println!("  {d} svc register web --addr 127.0.0.1:8080 && {d} svc ls");
+    println!("  {d} routes ls && {d} proxy status");
     println!(
         "  {d} events durable demo && {d} events produce demo --type t --source s --data '{{}}' && {d} events consume demo --from beginning --count 1"
     );
@@ -224,6 +235,7 @@ pub async fn run(admin: &str, args: UpArgs) -> Result<()> {
     runtime::wait_for_signal().await;
     eprintln!("stopping {n} nodes...");
     let _ = std::fs::remove_file(&state_file);
+    ingress.stop();
     terminate(&mut procs);
     Ok(())
 }

@@ -133,6 +133,8 @@ fn three_nodes_remote_spawn_cross_node_call_kill_and_join() {
         Duration::from_secs(10),
         || watch(&n1)["down"] == true,
     );
+    // Erlang's DOWN reason when the node is lost.
+    assert_eq!(watch(&n1)["reason"], "noconnection");
 
     // a new node joins and is used
     let n4 = start_seeded("c-n4", &n3);

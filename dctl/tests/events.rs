@@ -656,6 +656,20 @@ fn durable_channel_is_never_taken_as_plain_after_a_restart_and_a_down_home_is_a_
     );
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("unavailable"), "{body}");
+    // A replay through another node needs the home's log: refused, not an empty stream.
+    let out = n2.dctl(&[
+        "events",
+        "consume",
+        "ledger",
+        "--from",
+        "beginning",
+        "--count",
+        "3",
+    ]);
+    assert_one_line_error(
+        &out,
+        "durable channel 'ledger' lives on node 'n1', which is unavailable",
+    );
 
     // The whole cluster goes down; n3 comes back alone, before any gossip: it still knows the
     // channel is durable, so it refuses instead of accepting an event that no log keeps.

@@ -7,6 +7,7 @@
 //! | GET | `/proxy/routes/{name}` | the route; 404 |
 //! | DELETE | `/proxy/routes/{name}` | 204; 404 |
 //! | GET | `/proxy/snapshot` | the current snapshot's versions and resource names per type |
+//! | GET | `/proxy/status` | the xDS server: its address, every connected Envoy (node id, per type the version sent and ACKed, NACKs), the last NACKs |
 
 use axum::{
     body::Bytes,
@@ -18,7 +19,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{snapshot::SnapshotCell, ProxyError, Route, RouteTable};
+use crate::{snapshot::SnapshotCell, xds::status::XdsStatus, ProxyError, Route, RouteTable};
 
 struct ApiError(ProxyError);
 
@@ -40,6 +41,8 @@ impl From<ProxyError> for ApiError {
 struct Ctx {
     node: String,
     snapshot: SnapshotCell,
+    status: XdsStatus,
+    xds_addr: std::net::SocketAddr,
 }
 
 impl Ctx {
@@ -49,14 +52,22 @@ impl Ctx {
 }
 
 /// The proxy controller's admin routes for the node named `node`.
-pub fn routes(node: &str, snapshot: SnapshotCell) -> Router {
+pub fn routes(
+    node: &str,
+    snapshot: SnapshotCell,
+    status: XdsStatus,
+    xds_addr: std::net::SocketAddr,
+) -> Router {
     Router::new()
         .route("/proxy/routes", get(list).post(add))
         .route("/proxy/routes/{name}", get(one).delete(remove))
         .route("/proxy/snapshot", get(snapshot_summary))
+        .route("/proxy/status", get(xds_status))
         .with_state(Ctx {
             node: node.to_string(),
             snapshot,
+            status,
+            xds_addr,
         })
 }
 
@@ -83,4 +94,11 @@ async fn remove(State(ctx): State<Ctx>, Path(name): Path<String>) -> Result<Stat
 
 async fn snapshot_summary(State(ctx): State<Ctx>) -> Response {
     Json(ctx.snapshot.get().summary()).into_response()
+}
+
+async fn xds_status(State(ctx): State<Ctx>) -> Response {
+    let mut v = ctx.status.json();
+    v["node"] = json!(ctx.node);
+    v["xds_addr"] = json!(ctx.xds_addr.to_string());
+    Json(v).into_response()
 }

@@ -9,7 +9,11 @@
 //!   endpoints (healthy instances only), the ingress listener and route configuration, each
 //!   with a hash of its canonical form and one version per type derived from those hashes
 //!   (never from encoded protobuf bytes, whose map order is not deterministic).
-//! * [`http`]: admin routes under `/proxy/` backing `dctl routes ...`.
+//! * [`envoy`]: the pure conversion from that model to Envoy's resources (`envoy-types`).
+//! * [`xds`]: the ADS gRPC server (state-of-the-world and delta): per-stream state machines,
+//!   the tonic layer, and the status of every connected Envoy.
+//! * [`files`]: files mode (the snapshot as `path_config_source` files, atomic renames).
+//! * [`http`]: admin routes under `/proxy/` backing `dctl routes ...` and `dctl proxy status`.
 //!
 //! ```
 //! use proxy_ctl::{PathMatch, Route};
@@ -17,34 +21,74 @@
 //! route.validate().unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
+pub mod envoy;
 mod error;
+pub mod files;
 pub mod http;
 pub mod route;
 pub mod snapshot;
 pub mod table;
+pub mod xds;
 
 pub use error::ProxyError;
 pub use route::{GrpcMatch, HeaderMatch, PathMatch, Route, RouteMatch};
 pub use table::{RouteList, RouteTable, ROUTES_PREFIX};
 
+pub mod bootstrap;
 pub mod controller;
 
 use runtime::Node;
+
+/// How a node serves Envoy.
+///
+/// ```
+/// let opts = proxy_ctl::ProxyOptions::default();
+/// assert!(opts.xds_listen.ip().is_loopback() && opts.files.is_none());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// The ADS server's address (port 0: a free one).
+    pub xds_listen: std::net::SocketAddr,
+    /// Files mode too: the directory, and the address of the ingress listener in the files.
+    pub files: Option<(std::path::PathBuf, std::net::SocketAddr)>,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            xds_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            files: None,
+        }
+    }
+}
+
+/// The gossip key under which a node announces its xDS address.
+pub const XDS_ADDR_KEY: &str = "xds_addr";
 
 /// The proxy controller of a node (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Proxy {
     cell: snapshot::SnapshotCell,
+    status: xds::status::XdsStatus,
+    xds_addr: std::net::SocketAddr,
 }
 
 impl Proxy {
-    /// Start the proxy-controller actor (`proxy`, under the node's `system` supervisor) and
-    /// serve its admin routes. Needs the node's registry; routes come from the node's KV store.
+    /// Start the proxy-controller actor (`proxy`, under the node's `system` supervisor) and the
+    /// ADS server (`xds`, on `opts.xds_listen`; port 0: a free port), in files mode the
+    /// `xds-files` writer, announce the server's address in gossip ([`XDS_ADDR_KEY`]), and
+    /// serve the admin routes and metrics. Needs the node's registry; routes come from the
+    /// node's KV store.
     pub async fn start(
         node: &Node,
         registry: &registry::service::Registry,
+        opts: &ProxyOptions,
     ) -> Result<Proxy, ProxyError> {
+        let (listener, xds_addr) = xds::server::bind(opts.xds_listen)?;
         let cell = snapshot::SnapshotCell::default();
+        let status = xds::status::XdsStatus::default();
         let sup = node
             .system_supervisor()
             .map_err(|e| ProxyError::Unavailable(e.to_string()))?;
@@ -60,12 +104,61 @@ impl Proxy {
         actors::start_child(&sup, spec)
             .await
             .map_err(|e| ProxyError::Unavailable(e.to_string()))?;
-        node.add_admin_routes(http::routes(node.name(), cell.clone()));
-        Ok(Proxy { cell })
+        let spec = actors::ChildSpec::worker(
+            "xds",
+            Some(format!("{}/xds", node.name())),
+            xds::server::XdsActor {
+                listener: std::sync::Arc::new(listener),
+                ads: xds::server::Ads::new(cell.clone(), status.clone()),
+            },
+            (),
+        );
+        actors::start_child(&sup, spec)
+            .await
+            .map_err(|e| ProxyError::Unavailable(e.to_string()))?;
+        if let Some((dir, listen)) = &opts.files {
+            let spec = actors::ChildSpec::worker(
+                "xds-files",
+                Some(format!("{}/xds-files", node.name())),
+                files::FilesActor {
+                    dir: dir.clone(),
+                    listen: *listen,
+                    cell: cell.clone(),
+                },
+                (),
+            );
+            actors::start_child(&sup, spec)
+                .await
+                .map_err(|e| ProxyError::Files(e.to_string()))?;
+        }
+        node.gossip_set(XDS_ADDR_KEY, &xds_addr.to_string()).await;
+        let scraped = status.clone();
+        node.metrics().add_source(move || scraped.metrics_text());
+        node.add_admin_routes(http::routes(
+            node.name(),
+            cell.clone(),
+            status.clone(),
+            xds_addr,
+        ));
+        Ok(Proxy {
+            cell,
+            status,
+            xds_addr,
+        })
     }
 
     /// The node's current snapshot, and a way to wait for the next.
     pub fn snapshot(&self) -> &snapshot::SnapshotCell {
         &self.cell
+    }
+
+    /// What the xDS server knows of its clients.
+    pub fn status(&self) -> &xds::status::XdsStatus {
+        &self.status
+    }
+
+    /// Where the xDS server listens.
+    pub fn xds_addr(&self) -> std::net::SocketAddr {
+        self.xds_addr
     }
 }

@@ -197,18 +197,36 @@ impl TypeSet {
     fn new(resources: impl IntoIterator<Item = Resource>) -> TypeSet {
         let resources: BTreeMap<String, Resource> =
             resources.into_iter().map(|r| (r.name.clone(), r)).collect();
-        let mut h = Sha256::new();
-        for r in resources.values() {
-            h.update(r.name.as_bytes());
-            h.update([0]);
-            h.update(r.hash.as_bytes());
-            h.update([b'\n']);
-        }
         TypeSet {
-            version: hex(&h.finalize()[..8]),
+            version: version_of(
+                resources
+                    .values()
+                    .map(|r| (r.name.as_str(), r.hash.as_str())),
+            ),
             resources,
         }
     }
+
+    /// Name -> hash of every resource.
+    pub fn hashes(&self) -> BTreeMap<String, String> {
+        self.resources
+            .values()
+            .map(|r| (r.name.clone(), r.hash.clone()))
+            .collect()
+    }
+}
+
+/// The version of a set of resources given as `(name, hash)` in name order: the same for the
+/// same content on every node.
+pub fn version_of<'a>(resources: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut h = Sha256::new();
+    for (name, hash) in resources {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(hash.as_bytes());
+        h.update([b'\n']);
+    }
+    hex(&h.finalize()[..8])
 }
 
 /// Everything Envoy is given, built from one view of the registry and the route table.

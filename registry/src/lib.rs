@@ -5,5 +5,7 @@
 //! * [`kv`]: the KV store (CP): Raft (openraft) between KV actors over the actor transport, with
 //!   redb storage.
 
+#![warn(missing_docs)]
+
 pub mod kv;
 pub mod service;

@@ -15,7 +15,9 @@
 //! | POST | `/api/actors/{name}/call?timeout_ms=N` | body: any JSON → the reply JSON |
 //! | DELETE | `/api/actors/{name}` | stop a spawned actor on any node → `{"stopped":NAME,"node":NODE}` |
 //!
-//! Errors are `{"error": "..."}` with a 4xx/5xx status.
+//! Errors are `{"error": "..."}` with a 4xx/5xx status. While a node built with
+//! [`crate::NodeBuilder::services_pending`] is still starting its services, a path nobody serves
+//! yet answers 503 with `Retry-After: 1` instead of 404.
 
 use std::time::Duration;
 
@@ -78,18 +80,31 @@ fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
 /// Routes added by other crates with [`Node::add_admin_routes`] (KV, registry, broker...).
 async fn extension(State(node): State<Node>, req: Request) -> Response {
     use tower::ServiceExt;
-    let extra = node.extra_routes();
-    match extra {
+    let path = req.uri().path().to_string();
+    let resp = match node.extra_routes() {
         Some(router) => match router.oneshot(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},
         },
         None => (
             StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no such endpoint: {}", req.uri().path()) })),
+            Json(json!({ "error": format!("no such endpoint: {path}") })),
         )
             .into_response(),
+    };
+    if resp.status() == StatusCode::NOT_FOUND && node.is_starting() {
+        // The service that will serve this path may not have mounted its routes yet: say so,
+        // rather than a 404 a client would take as "this does not exist".
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({
+                "error": format!("node is still starting: {path} is not served yet")
+            })),
+        )
+            .into_response();
     }
+    resp
 }
 
 async fn page() -> Html<&'static str> {

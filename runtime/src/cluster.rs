@@ -48,6 +48,8 @@ const KEY_VERSION: &str = "version";
 const KEY_ROLES: &str = "roles";
 const KEY_ACTORS: &str = "actors";
 const KEY_LANE_ADDR: &str = "lane_addr";
+/// Published by the proxy controller (`proxy_ctl::XDS_ADDR_KEY`).
+const KEY_XDS_ADDR: &str = "xds_addr";
 
 /// How often membership is reconciled with the transport's sessions.
 const RECONCILE_EVERY: Duration = Duration::from_millis(200);
@@ -88,6 +90,9 @@ pub struct Member {
     pub lane_addr: Option<String>,
     /// Admin HTTP address.
     pub admin_addr: Option<String>,
+    /// Envoy ADS (xDS gRPC) address, when the node serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xds_addr: Option<String>,
     /// Runtime version.
     pub version: Option<String>,
     /// Roles.
@@ -375,7 +380,13 @@ impl Cluster {
                 KEY_VERSION.to_string(),
                 env!("CARGO_PKG_VERSION").to_string(),
             ),
-            (KEY_ROLES.to_string(), "runtime".to_string()),
+            (
+                KEY_ROLES.to_string(),
+                std::iter::once("runtime")
+                    .chain(config.roles.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             (KEY_ACTORS.to_string(), String::new()),
             (KEY_LANE_ADDR.to_string(), lanes.addr.to_string()),
         ];
@@ -657,6 +668,7 @@ impl Cluster {
                             actor_addr: get(KEY_ACTOR_ADDR),
                             lane_addr: get(KEY_LANE_ADDR),
                             admin_addr: get(KEY_ADMIN_ADDR),
+                            xds_addr: get(KEY_XDS_ADDR),
                             version: get(KEY_VERSION),
                             roles: split(get(KEY_ROLES)),
                             actors: split(get(KEY_ACTORS)),

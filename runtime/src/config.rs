@@ -40,6 +40,13 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Mutual TLS for the actor transport (off by default).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The node's services (KV, registry, broker, ...) are started after the node and mount
+    /// their admin routes then: until [`Node::services_started`] is called, a request to a path
+    /// nobody serves yet answers 503 "still starting" (not 404), and `/health` is 503.
+    pub services_pending: bool,
+    /// Roles this node announces (besides `runtime`), e.g. `gpu` or `edge`: a remote child can
+    /// be placed on "any live node with role R" ([`crate::Placement::Role`]).
+    pub roles: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +65,8 @@ impl Default for NodeConfig {
             gossip_key: None,
             data_dir: PathBuf::from(".dctl").join("node1"),
             tls: None,
+            services_pending: false,
+            roles: Vec::new(),
         }
     }
 }
@@ -123,6 +132,45 @@ impl NodeBuilder {
     /// generated token, when the admin API is bound off loopback).
     pub fn admin_token(mut self, token: impl Into<String>) -> Self {
         self.config.admin_token = Some(token.into());
+        self
+    }
+
+    /// Services will be started on this node after [`NodeBuilder::start`] returns (see
+    /// [`NodeConfig::services_pending`]); call [`Node::services_started`] once they are.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("pending-doc").admin_addr("127.0.0.1:0")
+    ///     .services_pending().start().await.unwrap();
+    /// assert!(!node.health().await.is_healthy());
+    /// node.services_started();
+    /// assert!(node.health().await.is_healthy());
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub fn services_pending(mut self) -> Self {
+        self.config.services_pending = true;
+        self
+    }
+
+    /// Announce a role (see [`NodeConfig::roles`]); may be called several times. A role is a
+    /// non-empty word of letters, digits, `-` and `_`.
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        let role = role.into();
+        let ok = !role.is_empty()
+            && role.len() <= 64
+            && role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            if !self.config.roles.contains(&role) {
+                self.config.roles.push(role);
+            }
+        } else {
+            self.errors.push(format!(
+                "role '{role}' is not a word of letters, digits, '-' and '_' (at most 64)"
+            ));
+        }
         self
     }
 

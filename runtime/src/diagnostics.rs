@@ -47,11 +47,13 @@ async fn kill(node: Weak<Inner>, service: String) -> axum::response::Response {
         Err(e) => return err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
     match actors::child_cell(&system, &service).await {
-        Ok(Some(cell)) => {
+        // A cell that already stopped (its exit not yet seen by the supervisor) or is still
+        // starting is not killed: the caller is told it does not run, and retries.
+        Ok(Some(cell)) if cell.get_status() == ractor::ActorStatus::Running => {
             cell.kill();
             Json(json!({ "killed": service })).into_response()
         }
-        Ok(None) => err(
+        Ok(_) => err(
             StatusCode::NOT_FOUND,
             format!("no running system service '{service}'"),
         )

@@ -50,6 +50,35 @@ impl Factory {
         }
     }
 
+    /// A factory that builds the whole child spec from the name it is spawned under and the
+    /// JSON arguments: e.g. a supervisor with children of its own (the built-in `supervisor`
+    /// factory is one). The spec's id must be the name; the spec decides its restart type.
+    ///
+    /// ```
+    /// use runtime::{ChildSpec, Factory, Strategy, SupervisorSpec};
+    /// let pool = Factory::from_spec(|name, _args| {
+    ///     Ok(ChildSpec::supervisor(name, Some(name.to_string()), SupervisorSpec::new(Strategy::OneForAll)))
+    /// });
+    /// # let _ = pool;
+    /// ```
+    pub fn from_spec<F>(build: F) -> Self
+    where
+        F: Fn(&str, Value) -> Result<ChildSpec, String> + Send + Sync + 'static,
+    {
+        Factory {
+            build: Arc::new(move |name: &str, args: Value, _: &Counter| {
+                let spec = build(name, args)?;
+                if spec.id() != name {
+                    return Err(format!(
+                        "the factory built a child named '{}' for '{name}'",
+                        spec.id()
+                    ));
+                }
+                Ok(spec)
+            }),
+        }
+    }
+
     pub(crate) fn child_spec(
         &self,
         name: &str,

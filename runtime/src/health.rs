@@ -60,6 +60,9 @@ impl Node {
         if root_down {
             down.push("root".to_string());
         }
+        if self.is_starting() {
+            down.push("services (starting)".to_string());
+        }
         match self.system_supervisor() {
             Err(_) => down.push("system".into()),
             Ok(system) => match which(&system).await {

@@ -58,6 +58,7 @@ impl Actor for Inspector {
                 .await
             {
                 tree.name = "root".into();
+                crate::remote_child::annotate(&mut tree);
                 let body = NodeTree { node, tree };
                 if let Ok(bytes) = serde_json::to_vec(&body) {
                     let _ = reply.send(bytes);

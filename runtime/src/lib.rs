@@ -1,7 +1,8 @@
 //! # runtime: a node of the actor system
 //!
 //! A [`Node`] owns a supervision tree (`root` → `system`, `user`), a registry of named actor
-//! [`Factory`]s (the built-in [`echo`], [`counter`] and `watch` among them), an inspector that answers tree snapshots, and
+//! [`Factory`]s (the built-in [`echo`], [`counter`], `watch` and `supervisor` among them; a
+//! supervisor's children may run on other nodes: [`Node::remote_child`], [`Placement`]), an inspector that answers tree snapshots, and
 //! an admin HTTP server (health, Prometheus metrics, the tree as JSON and as a self-refreshing
 //! page, and a JSON API to spawn actors and send them messages).
 //!
@@ -23,6 +24,8 @@
 //! # });
 //! ```
 
+#![warn(missing_docs)]
+
 mod admin;
 mod admin_serve;
 mod cluster;
@@ -41,10 +44,12 @@ mod keys;
 mod lane;
 mod metrics;
 mod node;
+mod remote_child;
 mod seal;
 mod sealed_transport;
 pub mod secret;
 pub mod spawner;
+mod supervisor_factory;
 mod tls;
 mod transport_door;
 mod watch;
@@ -59,6 +64,7 @@ pub use json::JsonMsg;
 pub use keys::NodeKeys;
 pub use metrics::{metrics_text, Metrics, Sample};
 pub use node::{wait_for_signal, Node, NodeTree};
+pub use remote_child::Placement;
 pub use sealed_transport::KeyOp;
 pub use spawner::SpawnerMsg;
 pub use tls::TlsFiles;

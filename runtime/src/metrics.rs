@@ -14,6 +14,8 @@ use prometheus_client::{
 /// * `draft_actors_alive`: running actors in the node's supervision tree;
 /// * `draft_restarts_total`: child restarts performed by the node's supervisors;
 /// * `draft_supervisor_escalations_total`: supervisors that exceeded their restart intensity;
+/// * `draft_children_given_up_total`: children stopped alone for exceeding their own (per-child)
+///   restart intensity (a crash-looping user actor);
 /// * `draft_messages_handled_total`: messages handled by user actors.
 ///
 /// A clustered node adds its lanes' counters: `draft_lane_frames_sent_total`,
@@ -25,6 +27,7 @@ pub struct Metrics {
     pub(crate) messages: Counter,
     restarts: Counter,
     escalations: Counter,
+    given_up: Counter,
     alive: Gauge,
     sync: Mutex<()>,
     sources: Mutex<Vec<Source>>,
@@ -39,6 +42,7 @@ impl Default for Metrics {
         let messages = Counter::default();
         let restarts = Counter::default();
         let escalations = Counter::default();
+        let given_up = Counter::default();
         let alive = Gauge::default();
         registry.register(
             "messages_handled",
@@ -56,6 +60,11 @@ impl Default for Metrics {
             escalations.clone(),
         );
         registry.register(
+            "children_given_up",
+            "Children stopped for exceeding their own restart intensity",
+            given_up.clone(),
+        );
+        registry.register(
             "actors_alive",
             "Running actors in the supervision tree",
             alive.clone(),
@@ -65,6 +74,7 @@ impl Default for Metrics {
             messages,
             restarts,
             escalations,
+            given_up,
             alive,
             sync: Mutex::new(()),
             sources: Mutex::new(Vec::new()),
@@ -101,6 +111,11 @@ impl Metrics {
             .inc_by(stats.restarts().saturating_sub(self.restarts.get()));
         self.escalations
             .inc_by(stats.escalations().saturating_sub(self.escalations.get()));
+        self.given_up.inc_by(
+            stats
+                .children_given_up()
+                .saturating_sub(self.given_up.get()),
+        );
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.push_str("# metrics encoding failed\n");

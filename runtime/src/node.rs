@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) root_down: tokio::sync::watch::Receiver<RootState>,
     /// Set when [`Node::shutdown`] begins: a root that stops after this did not give up.
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Set until [`Node::services_started`] when the node was built with services pending.
+    pub(crate) services_pending: std::sync::atomic::AtomicBool,
 }
 
 type ShutdownHook =
@@ -129,6 +131,7 @@ impl Node {
 
     pub(crate) async fn start(config: NodeConfig) -> Result<Node, RuntimeError> {
         let name = config.name.clone();
+        let services_pending = config.services_pending;
         if ractor::registry::where_is(root_name(&name)).is_some() {
             return Err(RuntimeError::Config(format!(
                 "a node named '{name}' already runs in this process"
@@ -219,6 +222,7 @@ impl Node {
                 shutdown_hooks: Mutex::new(Vec::new()),
                 root_down,
                 stopping,
+                services_pending: std::sync::atomic::AtomicBool::new(services_pending),
             }),
         };
         let _ = handle.set(Arc::downgrade(&node.inner));
@@ -231,6 +235,13 @@ impl Node {
                     .and_then(Value::as_str)
                     .ok_or("watch needs arguments {\"target\": NAME}")?;
                 Ok((Watch { node: weak.clone() }, target.to_string()))
+            }),
+        );
+        let weak = Arc::downgrade(&node.inner);
+        node.register_factory(
+            "supervisor",
+            Factory::from_spec(move |name, args| {
+                crate::supervisor_factory::build(&weak, name, args)
             }),
         );
         if node.inner.config.admin_enabled {
@@ -365,6 +376,22 @@ impl Node {
         *guard = Some(merged);
     }
 
+    /// The services this node was built to wait for ([`crate::NodeBuilder::services_pending`])
+    /// have mounted their routes: unknown paths answer 404 again and `/health` stops reporting
+    /// `starting`.
+    pub fn services_started(&self) {
+        self.inner
+            .services_pending
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the node still waits for [`Node::services_started`].
+    pub fn is_starting(&self) -> bool {
+        self.inner
+            .services_pending
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub(crate) fn extra_routes(&self) -> Option<axum::Router> {
         self.inner
             .extra_routes
@@ -462,6 +489,32 @@ impl Node {
         name: &str,
         args: Value,
     ) -> Result<ActorCell, RuntimeError> {
+        self.spawn_factory_as(factory, name, args, None).await
+    }
+
+    /// [`Node::spawn_factory`] with another restart type than the default `transient`.
+    pub(crate) async fn spawn_factory_as(
+        &self,
+        factory: &str,
+        name: &str,
+        args: Value,
+        restart: Option<actors::Restart>,
+    ) -> Result<ActorCell, RuntimeError> {
+        let mut spec = self.factory_child_spec(factory, name, args)?;
+        if let Some(restart) = restart {
+            spec = spec.restart(restart);
+        }
+        self.spawn_spec(name, spec).await
+    }
+
+    /// The child spec the factory `factory` makes for an actor named `name` (to start it under
+    /// a supervisor of one's own).
+    pub(crate) fn factory_child_spec(
+        &self,
+        factory: &str,
+        name: &str,
+        args: Value,
+    ) -> Result<ChildSpec, RuntimeError> {
         let f = self
             .inner
             .factories
@@ -472,10 +525,8 @@ impl Node {
             .ok_or_else(|| {
                 RuntimeError::UnknownFactory(factory.to_string(), self.factories().join(", "))
             })?;
-        let spec = f
-            .child_spec(name, args, &self.inner.metrics.messages)
-            .map_err(RuntimeError::SpawnFailed)?;
-        self.spawn_spec(name, spec).await
+        f.child_spec(name, args, &self.inner.metrics.messages)
+            .map_err(RuntimeError::SpawnFailed)
     }
 
     /// Start any child spec under the `user` supervisor, checking the name first.
@@ -534,40 +585,46 @@ impl Node {
             if m.is_self || m.state != MemberState::Alive {
                 continue;
             }
-            let Some(spawner) = Self::remote_member::<SpawnerMsg>(&spawner_group(&m.name)) else {
-                continue;
-            };
-            let asked = name.to_string();
-            let Ok(bytes) = self
-                .call(
-                    &spawner,
-                    |p| SpawnerMsg::Stop(asked, p),
-                    Duration::from_secs(10),
-                )
-                .await
-            else {
-                continue;
-            };
-            match serde_json::from_slice::<SpawnReply>(&bytes) {
-                Ok(SpawnReply::Ok { .. }) => return Ok(m.name),
-                Ok(SpawnReply::Err { status: 404, .. }) => {}
-                Ok(SpawnReply::Err { status, message }) => {
-                    return Err(RuntimeError::Remote {
-                        node: m.name,
-                        status,
-                        message,
-                    })
-                }
-                Err(e) => {
-                    return Err(RuntimeError::Remote {
-                        node: m.name,
-                        status: 502,
-                        message: format!("unreadable stop reply: {e}"),
-                    })
-                }
+            match self.stop_on(&m.name, name).await {
+                Ok(true) => return Ok(m.name),
+                Ok(false) => {}
+                Err(e @ RuntimeError::Remote { .. }) => return Err(e),
+                Err(_) => {} // no session or no answer: try the next node
             }
         }
         Err(RuntimeError::UnknownActor(name.to_string()))
+    }
+
+    /// Ask `node`'s spawner to stop its user actor `name`: `Ok(false)` when it has none.
+    pub(crate) async fn stop_on(&self, node: &str, name: &str) -> Result<bool, RuntimeError> {
+        let spawner = Self::remote_member::<SpawnerMsg>(&spawner_group(node)).ok_or_else(|| {
+            RuntimeError::Unreachable {
+                node: node.to_string(),
+                what: "no actor-transport session to it".into(),
+            }
+        })?;
+        let asked = name.to_string();
+        let bytes = self
+            .call(
+                &spawner,
+                |p| SpawnerMsg::Stop(asked, p),
+                Duration::from_secs(10),
+            )
+            .await?;
+        match serde_json::from_slice::<SpawnReply>(&bytes) {
+            Ok(SpawnReply::Ok { .. }) => Ok(true),
+            Ok(SpawnReply::Err { status: 404, .. }) => Ok(false),
+            Ok(SpawnReply::Err { status, message }) => Err(RuntimeError::Remote {
+                node: node.to_string(),
+                status,
+                message,
+            }),
+            Err(e) => Err(RuntimeError::Remote {
+                node: node.to_string(),
+                status: 502,
+                message: format!("unreadable stop reply: {e}"),
+            }),
+        }
     }
 
     /// Find a typed actor by name.
@@ -914,12 +971,33 @@ impl Node {
         name: &str,
         args: Value,
     ) -> Result<String, RuntimeError> {
+        self.spawn_request_on(
+            node,
+            SpawnRequest {
+                factory: factory.to_string(),
+                name: name.to_string(),
+                args,
+                restart: None,
+                supervised_from: None,
+            },
+        )
+        .await
+    }
+
+    /// Ask `node`'s spawner (or this node) to spawn; answers the new actor's id.
+    pub(crate) async fn spawn_request_on(
+        &self,
+        node: &str,
+        req: SpawnRequest,
+    ) -> Result<String, RuntimeError> {
         if node == self.name() {
-            return Ok(self
-                .spawn_factory(factory, name, args)
-                .await?
-                .get_id()
-                .to_string());
+            let cell = self
+                .spawn_factory_as(&req.factory, &req.name, req.args, req.restart)
+                .await?;
+            if let Some(from) = req.supervised_from {
+                crate::remote_child::hosted(&cell, from);
+            }
+            return Ok(cell.get_id().to_string());
         }
         self.ensure_alive(node).await?;
         let spawner: ActorRef<SpawnerMsg> =
@@ -927,11 +1005,6 @@ impl Node {
                 node: node.to_string(),
                 what: "no actor-transport session to it".into(),
             })?;
-        let req = SpawnRequest {
-            factory: factory.to_string(),
-            name: name.to_string(),
-            args,
-        };
         let bytes = serde_json::to_vec(&req).map_err(|e| RuntimeError::BadJson(e.to_string()))?;
         let reply = self
             .call(

@@ -16,6 +16,13 @@ pub(crate) struct SpawnRequest {
     pub name: String,
     #[serde(default)]
     pub args: Value,
+    /// Restart type under the host's `user` supervisor (default `transient`); a remote child is
+    /// spawned `temporary`, its own supervisor on the other node restarts it.
+    #[serde(default)]
+    pub restart: Option<actors::Restart>,
+    /// `NODE/SUPERVISOR` when the actor is another node's remote child (shown in the tree).
+    #[serde(default)]
+    pub supervised_from: Option<String>,
 }
 
 /// The answer: the actor id, or an error with an HTTP-style status.
@@ -108,10 +115,18 @@ impl Actor for Spawner {
                     message: format!("bad spawn request: {e}"),
                 },
                 (Some(node), Ok(req)) => {
-                    match node.spawn_factory(&req.factory, &req.name, req.args).await {
-                        Ok(cell) => SpawnReply::Ok {
-                            actor_id: cell.get_id().to_string(),
-                        },
+                    match node
+                        .spawn_factory_as(&req.factory, &req.name, req.args, req.restart)
+                        .await
+                    {
+                        Ok(cell) => {
+                            if let Some(from) = req.supervised_from {
+                                crate::remote_child::hosted(&cell, from);
+                            }
+                            SpawnReply::Ok {
+                                actor_id: cell.get_id().to_string(),
+                            }
+                        }
                         Err(e) => SpawnReply::Err {
                             status: e.http_status(),
                             message: e.to_string(),

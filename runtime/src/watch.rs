@@ -74,6 +74,10 @@ impl Actor for Watch {
         state: &mut WatchState,
     ) -> Result<(), ActorProcessingErr> {
         let reason = match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) if !cell.get_id().is_local() => (
+                cell.get_id().to_string(),
+                crate::remote_child::remote_down_reason(reason.as_deref()).to_string(),
+            ),
             SupervisionEvent::ActorTerminated(cell, _, reason) => (
                 cell.get_id().to_string(),
                 reason.unwrap_or_else(|| "normal".into()),

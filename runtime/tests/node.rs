@@ -515,3 +515,50 @@ async fn extensions_routes_shutdown_hooks_and_gossip_state() {
     node.shutdown().await;
     assert_eq!(*order.lock().unwrap(), vec![(2, true), (1, true)]);
 }
+
+#[tokio::test]
+async fn a_node_starting_its_services_answers_503_not_404_until_they_are_mounted() {
+    let node = Node::builder()
+        .name("t-pending")
+        .admin_addr("127.0.0.1:0")
+        .services_pending()
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", node.admin_addr().unwrap());
+    let http = reqwest::Client::new();
+
+    let r = http
+        .get(format!("{base}/kv/get?key=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "node is still starting: /kv/get is not served yet"
+    );
+    let r = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["down"], serde_json::json!(["services (starting)"]));
+    // Routes already mounted are served while the rest start.
+    node.add_admin_routes(
+        axum::Router::new().route("/ext/ready", axum::routing::get(|| async { "yes" })),
+    );
+    let r = http.get(format!("{base}/ext/ready")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "yes");
+
+    node.services_started();
+    let r = http
+        .get(format!("{base}/kv/get?key=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    node.shutdown().await;
+}

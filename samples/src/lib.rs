@@ -18,6 +18,8 @@
 //!   every change live (Draft's Chassis / Go Micro's Config). `cargo run -p samples --example
 //!   live_config`
 
+#![warn(missing_docs)]
+
 pub mod pingpong;
 pub mod saga;
 pub mod tree;

@@ -132,7 +132,7 @@ impl Command {
 #[derive(Debug, Subcommand)]
 pub enum NodeCmd {
     /// Run one node in the foreground until SIGTERM or Ctrl-C.
-    Start(NodeArgs),
+    Start(Box<NodeArgs>),
 }
 
 /// The flags of `dctl node start`: the same struct every service binary built on the chassis

@@ -13,7 +13,7 @@ use crate::{
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Node(NodeCmd::Start(args)) => node_start(&cli.admin, args).await,
+        Command::Node(NodeCmd::Start(args)) => node_start(&cli.admin, *args).await,
         Command::Up(args) => up(&cli.admin, args).await,
         Command::Spawn {
             factory,

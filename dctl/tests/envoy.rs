@@ -147,9 +147,16 @@ impl Envoy {
             admin,
             _dir: dir,
         };
-        wait_until("envoy admin up", Duration::from_secs(20), || {
-            http_get_opt(&e.admin, "/ready").is_some()
-        });
+        // Envoy's first start can take long on a loaded machine (three start at once here).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while http_get_opt(&e.admin, "/ready").is_none() {
+            if std::time::Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(e._dir.path().join("envoy.log")).unwrap_or_default();
+                panic!("envoy's admin API did not come up within 60 s; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         e
     }
 

@@ -42,7 +42,7 @@ fn terminal(s: Status) -> bool {
 
 #[test]
 fn a_saga_killed_mid_way_completes_or_compensates_every_order_exactly_once() {
-    let mut home = Proc::start("os-home", BIN, &["--role", "home", "--name", "os-home"]);
+    let mut home = Proc::start("os-home", BIN, &["--part", "home", "--name", "os-home"]);
     let gossip = home.gossip();
     let admin = home.admin();
     let base = format!("http://{}", home.http());
@@ -50,7 +50,7 @@ fn a_saga_killed_mid_way_completes_or_compensates_every_order_exactly_once() {
         "os-saga",
         BIN,
         &[
-            "--role",
+            "--part",
             "saga",
             "--name",
             "os-saga",

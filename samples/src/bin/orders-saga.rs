@@ -2,8 +2,8 @@
 //! from offset 0, and a saga over payments and inventory that survives `kill -9` of its node.
 //!
 //! ```sh
-//! orders-saga --role home --name home --http 127.0.0.1:8080           # log, payments, inventory, read model
-//! orders-saga --role saga --name saga --seed <home's gossip address>  # the saga
+//! orders-saga --part home --name home --http 127.0.0.1:8080           # log, payments, inventory, read model
+//! orders-saga --part saga --name saga --seed <home's gossip address>  # the saga
 //! curl -X POST 127.0.0.1:8080/orders -d '{"id":"o1","item":"widget","qty":1,"amount":10}' -H 'content-type: application/json'
 //! curl 127.0.0.1:8080/orders                                          # the read model
 //! curl 127.0.0.1:8080/ledger                                          # payments, per order
@@ -31,7 +31,7 @@ enum Role {
 #[derive(Parser)]
 struct Cli {
     /// What this node runs.
-    #[arg(long, value_enum)]
+    #[arg(long = "part", value_enum)]
     role: Role,
     /// Pause before each saga step, in ms (to watch it, or to kill it mid-way).
     #[arg(long, default_value_t = 0)]

@@ -115,18 +115,9 @@ impl Actor for Spawner {
                     message: format!("bad spawn request: {e}"),
                 },
                 (Some(node), Ok(req)) => {
-                    match node
-                        .spawn_factory_as(&req.factory, &req.name, req.args, req.restart)
-                        .await
-                    {
-                        Ok(cell) => {
-                            if let Some(from) = req.supervised_from {
-                                crate::remote_child::hosted(&cell, from);
-                            }
-                            SpawnReply::Ok {
-                                actor_id: cell.get_id().to_string(),
-                            }
-                        }
+                    let here = node.name().to_string();
+                    match node.spawn_request_on(&here, req).await {
+                        Ok(actor_id) => SpawnReply::Ok { actor_id },
                         Err(e) => SpawnReply::Err {
                             status: e.http_status(),
                             message: e.to_string(),

@@ -15,8 +15,9 @@
 //!   logged on both sides.
 //! * Optional mutual TLS with the transport's certificates.
 //! * At most one lane per pair: the node whose name sorts first dials (as for sessions); a newer
-//!   connection from the same peer replaces an older one. A lane is closed when its peer is
-//!   declared dead, and calls waiting on it then fail at once.
+//!   connection from the same peer replaces an older one (a restarted peer), and at most one dial
+//!   to a peer is in flight, so two sides never install two lanes in opposite orders. A lane is
+//!   closed when its peer is declared dead, and calls waiting on it then fail at once.
 //! * Only actors published in a process group (as ractor_cluster requires) can be reached.
 //! * Messages sent with `Node::tell` / `Node::call` from one sender to one actor arrive in the
 //!   order sent while the lane stays up. Before a lane is up they travel over ractor_cluster, and
@@ -30,7 +31,7 @@
 //! `REPLY: u64 id | bytes`, `FAIL: u64 id` (no such actor, or it dropped the reply port).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     net::SocketAddr,
     pin::Pin,
@@ -102,6 +103,8 @@ pub(crate) struct LaneStats {
     refused: AtomicU64,
     /// Frames for an actor that does not exist here or is not published.
     undeliverable: AtomicU64,
+    /// Lanes installed (dialed or accepted).
+    installed: AtomicU64,
 }
 
 /// The lanes of this node: a listener, and one [`Lane`] per connected peer.
@@ -111,8 +114,40 @@ pub(crate) struct Lanes {
     /// Where the lane listener is bound.
     pub(crate) addr: SocketAddr,
     peers: RwLock<HashMap<String, Arc<Lane>>>,
+    /// Peers a dial is in flight to: a second dial while one is still in its handshake would
+    /// replace the first lane, and the two sides could install the two in opposite orders and
+    /// close both, failing the calls on them.
+    dialing: Mutex<HashSet<String>>,
     accept: Mutex<Option<AbortHandle>>,
     stats: Arc<LaneStats>,
+}
+
+/// A dial in flight to one peer; at most one per peer at a time.
+struct Dialing<'a> {
+    lanes: &'a Lanes,
+    peer: String,
+}
+
+impl<'a> Dialing<'a> {
+    fn start(lanes: &'a Lanes, peer: &str) -> Option<Self> {
+        let fresh = lanes
+            .dialing
+            .lock()
+            .map(|mut d| d.insert(peer.to_string()))
+            .unwrap_or(false);
+        fresh.then(|| Dialing {
+            lanes,
+            peer: peer.to_string(),
+        })
+    }
+}
+
+impl Drop for Dialing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut d) = self.lanes.dialing.lock() {
+            d.remove(&self.peer);
+        }
+    }
 }
 
 /// A connection to one peer node.
@@ -144,6 +179,7 @@ impl Lanes {
             tls,
             addr,
             peers: RwLock::new(HashMap::new()),
+            dialing: Mutex::new(HashSet::new()),
             accept: Mutex::new(None),
             stats: Arc::new(LaneStats::default()),
         });
@@ -238,6 +274,12 @@ impl Lanes {
                 get(&st.undeliverable),
             ),
             (
+                "draft_lane_connects_total",
+                "counter",
+                "Lanes installed, dialed or accepted (rising while peers stay up: a flapping lane).",
+                get(&st.installed),
+            ),
+            (
                 "draft_lanes_up",
                 "gauge",
                 "Lanes connected to other nodes.",
@@ -272,6 +314,10 @@ impl Lanes {
 
     /// Dial `peer` at `addr` and install the lane.
     pub(crate) async fn dial(self: &Arc<Self>, peer: &str, addr: SocketAddr) -> io::Result<()> {
+        let Some(_dialing) = Dialing::start(self, peer) else {
+            tracing::debug!(%peer, "a dial to this peer is already in flight");
+            return Ok(());
+        };
         let tcp = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -389,6 +435,7 @@ impl Lanes {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        self.stats.installed.fetch_add(1, Ordering::Relaxed);
         let lane = Arc::new(Lane {
             peer: peer.to_string(),
             out: Mutex::new(Out {
@@ -924,4 +971,40 @@ async fn read_rest<R: AsyncRead + Unpin>(r: &mut R, room: usize) -> io::Result<V
         }
     }
     Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (Arc<Lanes>, Arc<Lanes>) {
+        let bind: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let a = Lanes::start("lane-a", "cookie", None, bind).await.unwrap();
+        let b = Lanes::start("lane-b", "cookie", None, bind).await.unwrap();
+        (a, b)
+    }
+
+    /// Two dials racing (a slow handshake outlasting the redial interval) must not install two
+    /// lanes: the second would replace the first, and calls on the first would fail.
+    #[tokio::test]
+    async fn concurrent_dials_to_one_peer_install_one_lane() {
+        let (a, b) = pair().await;
+        let (r1, r2) = tokio::join!(a.dial("lane-b", b.addr), a.dial("lane-b", b.addr));
+        r1.unwrap();
+        r2.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while b.get("lane-a").is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "b never saw the lane");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let first = a.get("lane-b").expect("a has a lane to b");
+        assert_eq!(a.stats.installed.load(Ordering::Relaxed), 1);
+        assert_eq!(b.stats.installed.load(Ordering::Relaxed), 1);
+        // Once the first dial is done, a dial again is a deliberate reconnect (a restarted peer).
+        a.dial("lane-b", b.addr).await.unwrap();
+        assert!(first.is_closed(), "the replaced lane is closed");
+        assert_eq!(a.stats.installed.load(Ordering::Relaxed), 2);
+        a.shutdown();
+        b.shutdown();
+    }
 }

@@ -994,7 +994,10 @@ mod tests {
         r2.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while b.get("lane-a").is_none() {
-            assert!(tokio::time::Instant::now() < deadline, "b never saw the lane");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "b never saw the lane"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let first = a.get("lane-b").expect("a has a lane to b");

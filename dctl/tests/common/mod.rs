@@ -163,6 +163,16 @@ impl Drop for NodeProc {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // A failing test shows what its nodes logged (the temp dir goes with it).
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("--- last {} lines of {}'s log ---", tail.len(), self.name);
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 

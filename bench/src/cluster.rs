@@ -396,7 +396,7 @@ async fn run_task(config: ClusterConfig, dctl: PathBuf) -> anyhow::Result<Cluste
 }
 
 /// Poll `f` every `every` until it yields `Some`, for at most `limit`.
-async fn wait_for<T, F, Fut>(
+pub(crate) async fn wait_for<T, F, Fut>(
     what: &str,
     limit: Duration,
     every: Duration,
@@ -646,7 +646,7 @@ async fn runtime_call(
     Ok(reply.len())
 }
 
-async fn runtime_latency(
+pub(crate) async fn runtime_latency(
     node: &Node,
     echo: &ActorRef<JsonMsg>,
     payload: &[u8],
@@ -665,7 +665,7 @@ async fn runtime_latency(
     Ok(samples)
 }
 
-async fn runtime_stream(
+pub(crate) async fn runtime_stream(
     node: &Node,
     echo: &ActorRef<JsonMsg>,
     payload: &[u8],

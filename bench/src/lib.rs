@@ -13,6 +13,8 @@
 //! * [`proxy`] — register -> first request routed by Envoy via another node, kill -> removed,
 //!   1 000-service snapshot build + ACK, with a real Envoy.
 //! * [`restart`] — supervisor restart latency (crash -> running again) versus Erlang/OTP.
+//! * [`erlang`] — local and cross-node messaging, memory per idle actor and spawn rate versus
+//!   Erlang/OTP (processes, distribution) in the same run.
 //!
 //! Benchmarks return a report value (printable with `Display`, serialisable to JSON) rather than
 //! printing themselves, so tests can run them in a quick mode and inspect the results.
@@ -22,6 +24,7 @@
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod erlang;
 pub mod kv;
 pub mod local;
 pub mod procs;

@@ -96,6 +96,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ours vs Erlang/OTP in the same run: local and cross-node one-way rate and call latency,
+    /// memory per idle actor and spawn rate.
+    Erlang {
+        /// Small smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Idle actors (and processes) for the memory row (default 100 000).
+        #[arg(long)]
+        idle_actors: Option<usize>,
+    },
     /// The raw-TCP echo server of the cluster benchmark's baseline (prints its address, serves
     /// until killed or stdin closes). Internal.
     #[command(hide = true)]
@@ -360,6 +373,27 @@ async fn main() -> anyhow::Result<()> {
                 bench::restart::RestartConfig::default()
             };
             let report = bench::restart::run_restart(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Erlang {
+            quick,
+            json,
+            idle_actors,
+        } => {
+            let mut config = if quick {
+                bench::erlang::ErlangConfig::quick()
+            } else {
+                bench::erlang::ErlangConfig::default()
+            };
+            if let Some(n) = idle_actors {
+                config.idle_actors = n;
+            }
+            config.progress = !json;
+            let report = bench::erlang::run_erlang(&config).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -193,7 +193,7 @@ fn erlang(
     }
 }
 
-fn ensure_escript() -> anyhow::Result<PathBuf> {
+pub(crate) fn ensure_escript() -> anyhow::Result<PathBuf> {
     let find = || {
         ["/usr/bin/escript", "/usr/local/bin/escript"]
             .into_iter()

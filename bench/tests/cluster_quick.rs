@@ -62,6 +62,21 @@ async fn cluster_quick_produces_a_sane_report() {
             &format!("raw write/frame {b} B msg/s"),
             row.raw_unbatched_msgs_per_s.median,
         );
+        positive(
+            &format!("in-process {b} B msg/s"),
+            row.in_process_msgs_per_s.median,
+        );
+        positive(&format!("{b} B ratio in-process"), row.ratio_in_process);
+        // small payloads are judged against in-process delivery, large ones against the wire
+        let judged = if b <= bench::cluster::SMALL_PAYLOAD {
+            format!("one-way {b} B vs in-process")
+        } else {
+            format!("one-way {b} B")
+        };
+        assert!(
+            report.checks.iter().any(|c| c.metric == judged),
+            "no check '{judged}'"
+        );
     }
 
     let fd = &report.failure_detection;
@@ -88,6 +103,7 @@ async fn cluster_quick_produces_a_sane_report() {
     for needle in [
         "call p50, 64 B",
         "one-way, 4096 B",
+        "one-way, 64 B vs in-proc.",
         "failure detection",
         "convergence",
     ] {

@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+mod actions;
 mod actor_metrics;
 mod actor_stats;
 mod admin;
@@ -56,6 +57,7 @@ mod tls;
 mod transport_door;
 mod watch;
 
+pub use actions::{Action, RESTART_REASON};
 pub use actor_stats::NodeTotals;
 pub use cluster::{failure_detector, Member, MemberState};
 pub use config::{NodeBuilder, NodeConfig};

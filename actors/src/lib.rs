@@ -48,7 +48,7 @@ pub use child::{
     ChildKind, ChildSpec, Ignore, Restart, Shutdown, StartFuture, DEFAULT_START_TIMEOUT,
 };
 pub use error::SupervisorError;
-pub use snapshot::{ChildStatus, TreeSnapshot};
+pub use snapshot::{ChildStatus, LiveStats, TreeSnapshot};
 pub use stats::SupervisorStats;
 pub use supervisor::{
     child_cell, count_children, delete_child, restart_child, snapshot, start_child,

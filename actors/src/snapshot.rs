@@ -30,7 +30,7 @@ pub enum ChildStatus {
 /// assert_eq!(json["kind"], "worker");
 /// assert_eq!(json["restarts"], 0);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TreeSnapshot {
     /// The child id in its supervisor (or the root's name).
     pub name: String,
@@ -59,6 +59,51 @@ pub struct TreeSnapshot {
     /// For an actor that runs here as another node's remote child: `NODE/SUPERVISOR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervised_from: Option<String>,
+    /// Live figures of a named actor (filled in by the runtime's inspector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<LiveStats>,
+}
+
+/// Live figures of one actor, as the runtime measures them while it runs.
+///
+/// The mailbox length is read when the snapshot is taken; rates and handling times are over the
+/// last few seconds (`window_s`); `handled` counts since the actor was first spawned under its
+/// name (restarts included).
+///
+/// ```
+/// let s = actors::LiveStats { mailbox: 3, ..Default::default() };
+/// let json = serde_json::to_value(&s).unwrap();
+/// assert_eq!(json["mailbox"], 3);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveStats {
+    /// Messages waiting in the actor's mailbox.
+    pub mailbox: u64,
+    /// Messages handled in total (0 for actors the runtime does not time).
+    #[serde(default)]
+    pub handled: u64,
+    /// Messages handled per second over the window.
+    #[serde(default)]
+    pub rate: f64,
+    /// Mean handling time over the window, in microseconds.
+    #[serde(default)]
+    pub mean_us: f64,
+    /// 99th percentile of the handling time over the window, in microseconds (an upper bound:
+    /// the edge of its histogram bucket, at most 25 % above).
+    #[serde(default)]
+    pub p99_us: f64,
+    /// Seconds since the actor last (re)started.
+    #[serde(default)]
+    pub uptime_s: f64,
+    /// The window the rate and times are measured over, in seconds (0 when not timed).
+    #[serde(default)]
+    pub window_s: f64,
+    /// Whether the runtime times this actor's handler (named actors it spawned itself).
+    #[serde(default)]
+    pub timed: bool,
+    /// The last failures of the actor (newest last): an error a handler returned, or a panic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
 }
 
 impl TreeSnapshot {
@@ -77,6 +122,7 @@ impl TreeSnapshot {
             reason: None,
             runs_on: None,
             supervised_from: None,
+            stats: None,
         }
     }
 

@@ -63,6 +63,23 @@ pub enum Command {
         /// The trees of every live node.
         #[arg(long)]
         all: bool,
+        /// Each actor's live figures (mailbox, msg/s, mean and p99 handling time, uptime) and
+        /// the node's totals.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// A live view of the busiest actors of the cluster (like `top`).
+    Top(crate::top_cmd::TopArgs),
+    /// Restart a spawned actor on whichever node runs it (its supervisor starts it again).
+    Restart {
+        /// Actor name.
+        name: String,
+    },
+    /// Kill a spawned actor on whichever node runs it (no cleanup; its supervisor restarts it
+    /// as after a crash).
+    Kill {
+        /// Actor name.
+        name: String,
     },
     /// Cluster membership.
     #[command(subcommand)]

@@ -11,6 +11,25 @@ use crate::{
     render,
 };
 
+/// `POST /api/actors/NAME/ACTION` (restart, kill) and say where it was done.
+async fn act(admin: &str, json: bool, name: &str, action: &str, done: &str) -> Result<()> {
+    let client = Client::new(admin)?;
+    let out = client
+        .post(
+            &format!("/api/actors/{}/{action}", encode(name)),
+            String::new(),
+            Duration::from_secs(30),
+        )
+        .await?;
+    if json {
+        println!("{out}");
+    } else {
+        let node = out.get("node").and_then(Value::as_str).unwrap_or("?");
+        println!("{done} {name} on {node}");
+    }
+    Ok(())
+}
+
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Node(NodeCmd::Start(args)) => node_start(&cli.admin, *args).await,
@@ -74,30 +93,35 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Tree { all: false } => {
+        Command::Tree { all, stats } => {
             let client = Client::new(&cli.admin)?;
-            let out = client.get("/tree").await?;
+            let out = client.get(if all { "/tree/all" } else { "/tree" }).await?;
             if cli.json {
-                println!("{}", out["tree"]);
-            } else {
-                println!("node {}", out["node"].as_str().unwrap_or("?"));
-                print!("{}", render::tree(&out["tree"]));
-            }
-            Ok(())
-        }
-        Command::Tree { all: true } => {
-            let client = Client::new(&cli.admin)?;
-            let out = client.get("/tree/all").await?;
-            if cli.json {
-                println!("{out}");
-            } else {
-                for entry in out["nodes"].as_array().cloned().unwrap_or_default() {
-                    println!("node {}", entry["node"].as_str().unwrap_or("?"));
-                    print!("{}", render::tree(&entry["tree"]));
+                if all {
+                    println!("{out}");
+                } else {
+                    println!("{}", out["tree"]);
                 }
+                return Ok(());
+            }
+            let entries = if all {
+                out["nodes"].as_array().cloned().unwrap_or_default()
+            } else {
+                vec![out]
+            };
+            for entry in entries {
+                print!("node {}", entry["node"].as_str().unwrap_or("?"));
+                if stats && entry["totals"].is_object() {
+                    print!(" ({})", render::totals(&entry["totals"]));
+                }
+                println!();
+                print!("{}", render::tree_with(&entry["tree"], stats));
             }
             Ok(())
         }
+        Command::Top(args) => crate::top_cmd::run(&cli.admin, args).await,
+        Command::Restart { name } => act(&cli.admin, cli.json, &name, "restart", "restarted").await,
+        Command::Kill { name } => act(&cli.admin, cli.json, &name, "kill", "killed").await,
         Command::New { name, path } => {
             let dir = crate::new_cmd::run(&name, path.as_deref())?;
             println!(

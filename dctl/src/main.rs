@@ -16,6 +16,7 @@ mod routes_cmd;
 mod run_cmd;
 mod services;
 mod svc_cmd;
+mod top_cmd;
 mod up;
 mod up_proxy;
 

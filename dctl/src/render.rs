@@ -2,14 +2,47 @@
 
 use serde_json::Value;
 
-/// Draw a tree JSON (`name`, `kind`, `status`, `restarts`, `children`) with box characters.
-pub fn tree(node: &Value) -> String {
+/// Draw a tree JSON (`name`, `kind`, `status`, `restarts`, `children`) with box characters,
+/// with each actor's live figures (`stats`) when `stats` is set.
+pub fn tree_with(node: &Value, stats: bool) -> String {
     let mut out = String::new();
-    line(node, "", "", &mut out);
+    line(node, "", "", stats, &mut out);
     out
 }
 
-fn describe(node: &Value) -> String {
+/// An actor's live figures, short: `mailbox 3, 12.0 msg/s, mean 25µs, p99 31µs, up 1m20s`.
+pub fn figures(s: &Value) -> String {
+    let mut parts = vec![format!("mailbox {}", s["mailbox"].as_u64().unwrap_or(0))];
+    if s["timed"] == true {
+        let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
+        parts.push(format!("{:.1} msg/s", f("rate")));
+        parts.push(format!("mean {}", crate::top_cmd::micros(f("mean_us"))));
+        parts.push(format!("p99 {}", crate::top_cmd::micros(f("p99_us"))));
+        parts.push(format!("handled {}", s["handled"].as_u64().unwrap_or(0)));
+        parts.push(format!("up {}", crate::top_cmd::uptime(f("uptime_s"))));
+        if let Some(last) = s["failures"].as_array().and_then(|f| f.last()) {
+            parts.push(format!("last failure: {}", last.as_str().unwrap_or("?")));
+        }
+    }
+    parts.join(", ")
+}
+
+/// A node's totals line (`/tree` `totals`).
+pub fn totals(t: &Value) -> String {
+    let rss = t["rss_bytes"]
+        .as_u64()
+        .map(|b| format!(", rss {} MiB", b / (1024 * 1024)))
+        .unwrap_or_default();
+    format!(
+        "{} timed actors, mailbox {}, {:.1} msg/s, handled {}{rss}",
+        t["actors"].as_u64().unwrap_or(0),
+        t["mailbox"].as_u64().unwrap_or(0),
+        t["rate"].as_f64().unwrap_or(0.0),
+        t["handled"].as_u64().unwrap_or(0),
+    )
+}
+
+fn describe(node: &Value, stats: bool) -> String {
     let s = |k: &str| {
         node.get(k)
             .and_then(Value::as_str)
@@ -33,12 +66,16 @@ fn describe(node: &Value) -> String {
     if let Some(reason) = node.get("reason").and_then(Value::as_str) {
         parts.push(format!("reason: {reason}"));
     }
-    format!("{} ({})", s("name"), parts.join(", "))
+    let mut text = format!("{} ({})", s("name"), parts.join(", "));
+    if stats && node["stats"].is_object() {
+        text.push_str(&format!(" [{}]", figures(&node["stats"])));
+    }
+    text
 }
 
-fn line(node: &Value, first: &str, rest: &str, out: &mut String) {
+fn line(node: &Value, first: &str, rest: &str, stats: bool, out: &mut String) {
     out.push_str(first);
-    out.push_str(&describe(node));
+    out.push_str(&describe(node, stats));
     out.push('\n');
     let children = node
         .get("children")
@@ -57,6 +94,7 @@ fn line(node: &Value, first: &str, rest: &str, out: &mut String) {
             child,
             &format!("{rest}{branch}"),
             &format!("{rest}{indent}"),
+            stats,
             out,
         );
     }
@@ -93,19 +131,37 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn figures_follow_an_actor_when_asked() {
+        let t = json!({"name":"w","kind":"worker","status":"running","restarts":0,
+            "stats":{"mailbox":4,"timed":true,"rate":2.5,"mean_us":40.0,"p99_us":2500.0,
+                     "handled":9,"uptime_s":3.0,"failures":["panicked: x"]},"children":[]});
+        assert_eq!(super::tree_with(&t, false), "w (worker, running)\n");
+        assert_eq!(
+            super::tree_with(&t, true),
+            "w (worker, running) [mailbox 4, 2.5 msg/s, mean 40µs, p99 2.5ms, handled 9, up 3s, last failure: panicked: x]\n"
+        );
+        let sys = json!({"name":"kv","kind":"worker","status":"running","restarts":0,
+            "stats":{"mailbox":1},"children":[]});
+        assert_eq!(
+            super::tree_with(&sys, true),
+            "kv (worker, running) [mailbox 1]\n"
+        );
+    }
+
+    #[test]
     fn marks_remote_children_and_the_actors_they_stand_for() {
         let t = json!({"name":"sup","kind":"supervisor","status":"running","restarts":0,
             "strategy":"one_for_one","children":[
               {"name":"w","kind":"worker","status":"running","restarts":1,"runs_on":"n3","children":[]}]});
         assert_eq!(
-            super::tree(&t),
+            super::tree_with(&t, false),
             "sup (supervisor, running, one_for_one)\n\
              └── w (worker, running, restarts: 1, on n3)\n"
         );
         let h = json!({"name":"w","kind":"worker","status":"running","restarts":0,
             "supervised_from":"n1/sup","children":[]});
         assert_eq!(
-            super::tree(&h),
+            super::tree_with(&h, false),
             "w (worker, running, supervised from n1/sup)\n"
         );
     }
@@ -118,7 +174,7 @@ mod tests {
               {"name":"b","kind":"supervisor","status":"running","restarts":0,"children":[
                 {"name":"c","kind":"worker","status":"restarting","restarts":1,"children":[]}]}]});
         assert_eq!(
-            super::tree(&t),
+            super::tree_with(&t, false),
             "root (supervisor, running, one_for_one)\n\
              ├── a (worker, running, restarts: 2)\n\
              └── b (supervisor, running)\n    \

@@ -14,6 +14,8 @@
 //! | POST | `/api/actors/{name}/tell` | body: any JSON → 202 |
 //! | POST | `/api/actors/{name}/call?timeout_ms=N` | body: any JSON → the reply JSON |
 //! | DELETE | `/api/actors/{name}` | stop a spawned actor on any node → `{"stopped":NAME,"node":NODE}` |
+//! | POST | `/api/actors/{name}/restart` | restart a spawned actor on any node (its supervisor starts it again) → `{"restarted":NAME,"node":NODE}` |
+//! | POST | `/api/actors/{name}/kill` | kill a spawned actor on any node (restarted as after a crash) → `{"killed":NAME,"node":NODE}` |
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status. While a node built with
 //! [`crate::NodeBuilder::services_pending`] is still starting its services, a path nobody serves
@@ -52,6 +54,8 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/api/actors/{name}/tell", post(tell))
         .route("/api/actors/{name}/call", post(call))
         .route("/api/actors/{name}", delete(stop))
+        .route("/api/actors/{name}/restart", post(restart))
+        .route("/api/actors/{name}/kill", post(kill))
         .fallback(extension)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
@@ -128,6 +132,19 @@ async fn health(State(node): State<Node>) -> Response {
 async fn stop(State(node): State<Node>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let on = node.stop(&name).await?;
     Ok(Json(json!({ "stopped": name, "node": on })))
+}
+
+async fn restart(
+    State(node): State<Node>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let on = node.act(&name, crate::Action::Restart).await?;
+    Ok(Json(json!({ "restarted": name, "node": on })))
+}
+
+async fn kill(State(node): State<Node>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let on = node.act(&name, crate::Action::Kill).await?;
+    Ok(Json(json!({ "killed": name, "node": on })))
 }
 
 impl Node {

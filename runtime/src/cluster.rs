@@ -67,7 +67,7 @@ pub enum MemberState {
 }
 
 /// One node of the cluster, as published in its gossip state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
     /// Node name.
     pub name: String,
@@ -99,6 +99,10 @@ pub struct Member {
     pub roles: Vec<String>,
     /// Names of its user actors.
     pub actors: Vec<String>,
+    /// The failure detector's phi for it (suspicion grows with silence; dead past 8); `None`
+    /// for this node itself and before two heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phi: Option<f64>,
 }
 
 /// The chitchat failure-detector settings used by every node.
@@ -672,6 +676,7 @@ impl Cluster {
                             version: get(KEY_VERSION),
                             roles: split(get(KEY_ROLES)),
                             actors: split(get(KEY_ACTORS)),
+                            phi: if *id == self_id { None } else { c.phi(id) },
                             name,
                         },
                     );

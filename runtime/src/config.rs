@@ -47,6 +47,9 @@ pub struct NodeConfig {
     /// Roles this node announces (besides `runtime`), e.g. `gpu` or `edge`: a remote child can
     /// be placed on "any live node with role R" ([`crate::Placement::Role`]).
     pub roles: Vec<String>,
+    /// Whether user actors' handlers are timed for the live figures (on by default; switch at
+    /// run time with [`Node::set_actor_stats`]).
+    pub actor_stats: bool,
 }
 
 impl Default for NodeConfig {
@@ -67,6 +70,7 @@ impl Default for NodeConfig {
             tls: None,
             services_pending: false,
             roles: Vec::new(),
+            actor_stats: true,
         }
     }
 }
@@ -132,6 +136,17 @@ impl NodeBuilder {
     /// generated token, when the admin API is bound off loopback).
     pub fn admin_token(mut self, token: impl Into<String>) -> Self {
         self.config.admin_token = Some(token.into());
+        self
+    }
+
+    /// Whether to time user actors' handlers for the live figures (default on).
+    ///
+    /// ```
+    /// let b = runtime::Node::builder().actor_stats(false);
+    /// # let _ = b;
+    /// ```
+    pub fn actor_stats(mut self, on: bool) -> Self {
+        self.config.actor_stats = on;
         self
     }
 

@@ -1,12 +1,33 @@
-//! A transparent wrapper that counts the messages an actor handles (for metrics).
+//! A transparent wrapper that counts the messages an actor handles (for metrics) and, when the
+//! node's live figures are on, times each handler and records its failures (see
+//! [`crate::actor_stats`]).
 
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Instant};
+
+use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use crate::actor_stats::{ActorFigures, StatsRegistry};
 
 #[derive(Clone)]
 pub(crate) struct Counted<A> {
     pub(crate) inner: A,
     pub(crate) handled: Counter,
+    /// This actor's figures (per name) and the node's registry (for the on/off switch).
+    pub(crate) figures: Arc<ActorFigures>,
+    pub(crate) registry: Arc<StatsRegistry>,
+}
+
+/// A panic's message, as ractor reports it.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
 }
 
 impl<A: Actor> Actor for Counted<A> {
@@ -20,6 +41,7 @@ impl<A: Actor> Actor for Counted<A> {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let state = self.inner.pre_start(myself.clone(), args).await?;
+        self.figures.started();
         // Named user actors are findable cluster-wide through their process group.
         if let Some(name) = myself.get_name() {
             ractor::pg::join(crate::node::actor_group(&name), vec![myself.get_cell()]);
@@ -53,7 +75,25 @@ impl<A: Actor> Actor for Counted<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         self.handled.inc();
-        self.inner.handle(myself, message, state).await
+        if !self.registry.enabled() {
+            return self.inner.handle(myself, message, state).await;
+        }
+        let started = Instant::now();
+        let outcome = AssertUnwindSafe(self.inner.handle(myself, message, state))
+            .catch_unwind()
+            .await;
+        self.figures.record(started.elapsed());
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.figures.failed(e.to_string());
+                Err(e)
+            }
+            Err(panic) => {
+                self.figures.failed(panic_text(panic.as_ref()));
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     async fn handle_supervisor_evt(

@@ -8,9 +8,16 @@ use prometheus_client::metrics::counter::Counter;
 use ractor::Actor;
 use serde_json::Value;
 
-use crate::counted::Counted;
+use crate::{actor_stats::StatsRegistry, counted::Counted};
 
-type BuildFn = dyn Fn(&str, Value, &Counter) -> Result<ChildSpec, String> + Send + Sync;
+type BuildFn = dyn Fn(&str, Value, &Counting) -> Result<ChildSpec, String> + Send + Sync;
+
+/// Where a user actor's wrapper counts: the node's message counter and its live figures.
+#[derive(Clone)]
+pub(crate) struct Counting {
+    pub(crate) handled: Counter,
+    pub(crate) registry: Arc<StatsRegistry>,
+}
 
 /// A recipe that turns JSON arguments into a supervised actor.
 ///
@@ -43,9 +50,9 @@ impl Factory {
         F: Fn(Value) -> Result<(A, A::Arguments), String> + Send + Sync + 'static,
     {
         Factory {
-            build: Arc::new(move |name: &str, args: Value, handled: &Counter| {
+            build: Arc::new(move |name: &str, args: Value, counting: &Counting| {
                 let (actor, start_args) = make(args)?;
-                Ok(spec_for(name, actor, start_args, handled))
+                Ok(spec_for(name, actor, start_args, counting))
             }),
         }
     }
@@ -66,7 +73,7 @@ impl Factory {
         F: Fn(&str, Value) -> Result<ChildSpec, String> + Send + Sync + 'static,
     {
         Factory {
-            build: Arc::new(move |name: &str, args: Value, _: &Counter| {
+            build: Arc::new(move |name: &str, args: Value, _: &Counting| {
                 let spec = build(name, args)?;
                 if spec.id() != name {
                     return Err(format!(
@@ -83,21 +90,28 @@ impl Factory {
         &self,
         name: &str,
         args: Value,
-        handled: &Counter,
+        counting: &Counting,
     ) -> Result<ChildSpec, String> {
-        (self.build)(name, args, handled)
+        (self.build)(name, args, counting)
     }
 }
 
 /// The child spec of a user actor: transient, registered under `name`, messages counted.
-pub(crate) fn spec_for<A>(name: &str, actor: A, args: A::Arguments, handled: &Counter) -> ChildSpec
+pub(crate) fn spec_for<A>(
+    name: &str,
+    actor: A,
+    args: A::Arguments,
+    counting: &Counting,
+) -> ChildSpec
 where
     A: Actor + Clone,
     A::Arguments: Clone + Sync,
 {
     let counted = Counted {
         inner: actor,
-        handled: handled.clone(),
+        handled: counting.handled.clone(),
+        figures: counting.registry.figures(name),
+        registry: counting.registry.clone(),
     };
     ChildSpec::worker(name, Some(name.to_string()), counted, args).restart(Restart::Transient)
 }

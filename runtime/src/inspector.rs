@@ -20,6 +20,7 @@ pub enum InspectorMsg {
 pub(crate) struct Inspector {
     pub(crate) node: String,
     pub(crate) root_name: String,
+    pub(crate) stats: std::sync::Arc<crate::actor_stats::StatsRegistry>,
 }
 
 impl Actor for Inspector {
@@ -51,6 +52,7 @@ impl Actor for Inspector {
         };
         let root: ActorRef<SupervisorMsg> = root.into();
         let node = self.node.clone();
+        let stats = self.stats.clone();
         // Answer from a task so the inspector is free while the tree is gathered.
         tokio::spawn(async move {
             if let Ok(CallResult::Success(mut tree)) = root
@@ -59,7 +61,13 @@ impl Actor for Inspector {
             {
                 tree.name = "root".into();
                 crate::remote_child::annotate(&mut tree);
-                let body = NodeTree { node, tree };
+                stats.annotate(&mut tree);
+                let totals = stats.totals(&tree);
+                let body = NodeTree {
+                    node,
+                    tree,
+                    totals: Some(totals),
+                };
                 if let Ok(bytes) = serde_json::to_vec(&body) {
                     let _ = reply.send(bytes);
                 }

@@ -26,6 +26,9 @@
 
 #![warn(missing_docs)]
 
+mod actions;
+mod actor_metrics;
+mod actor_stats;
 mod admin;
 mod admin_serve;
 mod cluster;
@@ -54,6 +57,8 @@ mod tls;
 mod transport_door;
 mod watch;
 
+pub use actions::{Action, RESTART_REASON};
+pub use actor_stats::NodeTotals;
 pub use cluster::{failure_detector, Member, MemberState};
 pub use config::{NodeBuilder, NodeConfig};
 pub use error::RuntimeError;
@@ -71,5 +76,6 @@ pub use tls::TlsFiles;
 
 /// Re-exported so users need not depend on `actors` directly for the common types.
 pub use actors::{
-    ChildKind, ChildSpec, ChildStatus, Restart, Shutdown, Strategy, SupervisorSpec, TreeSnapshot,
+    ChildKind, ChildSpec, ChildStatus, LiveStats, Restart, Shutdown, Strategy, SupervisorSpec,
+    TreeSnapshot,
 };

@@ -17,12 +17,13 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::{
+    actor_stats::StatsRegistry,
     admin,
     cluster::{Cluster, Member, MemberState},
     config::NodeConfig,
     echo::Echo,
     error::RuntimeError,
-    factory::{spec_for, Factory},
+    factory::{spec_for, Counting, Factory},
     inspector::{Inspector, InspectorMsg},
     json::JsonMsg,
     lane::{Lane, LaneError},
@@ -32,12 +33,15 @@ use crate::{
 };
 
 /// A node's supervision tree, tagged with the node's name (the `/tree` JSON shape).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeTree {
     /// The node's name.
     pub node: String,
-    /// Its tree, rooted at `root`.
+    /// Its tree, rooted at `root`, with live figures on its actors.
     pub tree: TreeSnapshot,
+    /// The node's totals of the live figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<crate::actor_stats::NodeTotals>,
 }
 
 /// What became of a node's root supervisor.
@@ -62,6 +66,8 @@ pub(crate) struct Inner {
     factories: RwLock<BTreeMap<String, Factory>>,
     pub(crate) metrics: Metrics,
     pub(crate) stats: Arc<SupervisorStats>,
+    /// Live figures of named user actors.
+    pub(crate) actor_stats: Arc<StatsRegistry>,
     admin: Mutex<Option<AdminServer>>,
     cluster: OnceLock<Arc<Cluster>>,
     extra_routes: RwLock<Option<axum::Router>>,
@@ -138,6 +144,8 @@ impl Node {
             )));
         }
         let stats = Arc::new(SupervisorStats::default());
+        let actor_stats = StatsRegistry::new(config.actor_stats);
+        crate::actor_stats::start_sampler(&actor_stats);
         let generous = Intensity {
             max_restarts: 10,
             period: Duration::from_secs(10),
@@ -152,6 +160,7 @@ impl Node {
                 Inspector {
                     node: name.clone(),
                     root_name: root_name(&name),
+                    stats: actor_stats.clone(),
                 },
                 (),
             ))
@@ -216,6 +225,7 @@ impl Node {
                 factories: RwLock::new(factories),
                 metrics: Metrics::default(),
                 stats,
+                actor_stats,
                 admin: Mutex::new(None),
                 cluster: OnceLock::new(),
                 extra_routes: RwLock::new(None),
@@ -226,6 +236,13 @@ impl Node {
             }),
         };
         let _ = handle.set(Arc::downgrade(&node.inner));
+        let figures = Arc::downgrade(&node.inner.actor_stats);
+        node.metrics().add_source(move || {
+            figures
+                .upgrade()
+                .map(|f| crate::actor_metrics::render(f.rows()))
+                .unwrap_or_default()
+        });
         let weak = Arc::downgrade(&node.inner);
         node.register_factory(
             "watch",
@@ -477,7 +494,7 @@ impl Node {
         A: Actor + Clone,
         A::Arguments: Clone + Sync,
     {
-        let spec = spec_for(name, actor, args, &self.inner.metrics.messages);
+        let spec = spec_for(name, actor, args, &self.counting());
         let cell = self.spawn_spec(name, spec).await?;
         Ok(cell.into())
     }
@@ -525,8 +542,37 @@ impl Node {
             .ok_or_else(|| {
                 RuntimeError::UnknownFactory(factory.to_string(), self.factories().join(", "))
             })?;
-        f.child_spec(name, args, &self.inner.metrics.messages)
+        f.child_spec(name, args, &self.counting())
             .map_err(RuntimeError::SpawnFailed)
+    }
+
+    fn counting(&self) -> Counting {
+        Counting {
+            handled: self.inner.metrics.messages.clone(),
+            registry: self.inner.actor_stats.clone(),
+        }
+    }
+
+    /// Turn the timing of user actors' handlers (rate, mean and p99 handling time, failures in
+    /// the live figures) on or off while the node runs; message counts and mailbox lengths
+    /// stay. On unless [`crate::NodeBuilder::actor_stats`] said otherwise.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("stats-doc").without_admin().start().await.unwrap();
+    /// assert!(node.actor_stats_enabled());
+    /// node.set_actor_stats(false);
+    /// assert!(!node.actor_stats_enabled());
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub fn set_actor_stats(&self, on: bool) {
+        self.inner.actor_stats.set_enabled(on);
+    }
+
+    /// Whether user actors' handlers are timed (see [`Node::set_actor_stats`]).
+    pub fn actor_stats_enabled(&self) -> bool {
+        self.inner.actor_stats.enabled()
     }
 
     /// Start any child spec under the `user` supervisor, checking the name first.
@@ -559,6 +605,7 @@ impl Node {
                 other => RuntimeError::Unavailable(other.to_string()),
             })?;
         let _ = actors::delete_child(&user, name).await;
+        self.inner.actor_stats.forget(name);
         Ok(())
     }
 

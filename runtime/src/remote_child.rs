@@ -516,6 +516,7 @@ mod tests {
             version: None,
             roles: roles.iter().map(|r| r.to_string()).collect(),
             actors: Vec::new(),
+            phi: None,
         }
     }
 

@@ -7,7 +7,10 @@ use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::node::{Inner, Node};
+use crate::{
+    actions::ActRequest,
+    node::{Inner, Node},
+};
 
 /// A remote spawn request (JSON on the wire).
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,6 +46,10 @@ pub enum SpawnerMsg {
     /// `actor_id`, or an error with a status: 404 when it is not here).
     #[rpc]
     Stop(String, RpcReplyPort<Vec<u8>>),
+    /// Restart or kill a user actor of this node (JSON `{"name","action"}`); the reply is as
+    /// for `Stop`.
+    #[rpc]
+    Act(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 #[derive(Clone)]
@@ -81,6 +88,33 @@ impl Actor for Spawner {
             .map(|inner| Node { inner });
         let (bytes, reply) = match msg {
             SpawnerMsg::Spawn(bytes, reply) => (bytes, reply),
+            SpawnerMsg::Act(req, reply) => {
+                tokio::spawn(async move {
+                    let answer = match (node, serde_json::from_slice::<ActRequest>(&req)) {
+                        (None, _) => SpawnReply::Err {
+                            status: 503,
+                            message: "node is starting or stopping".into(),
+                        },
+                        (_, Err(e)) => SpawnReply::Err {
+                            status: 400,
+                            message: format!("bad action request: {e}"),
+                        },
+                        (Some(node), Ok(req)) => {
+                            match node.act_local(&req.name, req.action).await {
+                                Ok(()) => SpawnReply::Ok { actor_id: req.name },
+                                Err(e) => SpawnReply::Err {
+                                    status: e.http_status(),
+                                    message: e.to_string(),
+                                },
+                            }
+                        }
+                    };
+                    if let Ok(out) = serde_json::to_vec(&answer) {
+                        let _ = reply.send(out);
+                    }
+                });
+                return Ok(());
+            }
             SpawnerMsg::Stop(name, reply) => {
                 tokio::spawn(async move {
                     let answer = match node {

@@ -295,6 +295,12 @@ impl Chitchat {
             .node_state_mut_or_init(&self.config.chitchat_id)
     }
 
+    /// PATCHED (see PATCHED.md): the failure detector's current phi for a node (`None` before
+    /// two heartbeats were heard from it).
+    pub fn phi(&self, chitchat_id: &ChitchatId) -> Option<f64> {
+        self.failure_detector.phi(chitchat_id)
+    }
+
     /// Returns the set of nodes considered alive by the failure detector. It includes the
     /// current node (also called "self node"), which is always considered alive.
     pub fn live_nodes(&self) -> impl Iterator<Item = &ChitchatId> {

@@ -1,0 +1,251 @@
+//! `dctl top`: a live view of the cluster's busiest actors, like `top`: every named actor with
+//! live figures on every node, sorted by mailbox length (or rate), refreshed every interval.
+//! `--once` prints one frame; when stdout is not a terminal no escape codes are written.
+
+use std::{io::IsTerminal, time::Duration};
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use crate::client::Client;
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// What to sort by (largest first).
+    #[arg(long, value_enum, default_value_t = SortBy::Mailbox)]
+    pub sort: SortBy,
+    /// Print one frame and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Refresh interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub interval: u64,
+    /// Rows to show.
+    #[arg(long, default_value_t = 30)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortBy {
+    /// Messages waiting.
+    Mailbox,
+    /// Messages handled per second.
+    Rate,
+    /// Restarts.
+    Restarts,
+}
+
+/// One actor's line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub node: String,
+    pub name: String,
+    pub status: String,
+    pub mailbox: u64,
+    pub rate: f64,
+    pub mean_us: f64,
+    pub p99_us: f64,
+    pub restarts: u64,
+    pub uptime_s: f64,
+}
+
+/// Every tree node with figures in a `/tree/all` answer.
+pub fn rows(all: &Value) -> Vec<Row> {
+    let mut out = Vec::new();
+    for entry in all["nodes"].as_array().into_iter().flatten() {
+        let node = entry["node"].as_str().unwrap_or("?").to_string();
+        collect(&node, &entry["tree"], &mut out);
+    }
+    out
+}
+
+fn collect(node: &str, t: &Value, out: &mut Vec<Row>) {
+    let s = &t["stats"];
+    if s.is_object() && t["kind"] == "worker" {
+        let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
+        out.push(Row {
+            node: node.to_string(),
+            name: t["name"].as_str().unwrap_or("?").to_string(),
+            status: t["status"].as_str().unwrap_or("?").to_string(),
+            mailbox: s["mailbox"].as_u64().unwrap_or(0),
+            rate: f("rate"),
+            mean_us: f("mean_us"),
+            p99_us: f("p99_us"),
+            restarts: t["restarts"].as_u64().unwrap_or(0),
+            uptime_s: f("uptime_s"),
+        });
+    }
+    for c in t["children"].as_array().into_iter().flatten() {
+        collect(node, c, out);
+    }
+}
+
+/// Sort rows, largest first by `by`, then by node and name (a stable order between frames).
+pub fn sort(rows: &mut [Row], by: SortBy) {
+    rows.sort_by(|a, b| {
+        let key = match by {
+            SortBy::Mailbox => b.mailbox.cmp(&a.mailbox),
+            SortBy::Rate => b.rate.total_cmp(&a.rate),
+            SortBy::Restarts => b.restarts.cmp(&a.restarts),
+        };
+        key.then_with(|| a.node.cmp(&b.node))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+/// A duration in microseconds, short.
+pub fn micros(us: f64) -> String {
+    if us <= 0.0 {
+        "-".into()
+    } else if us < 1000.0 {
+        format!("{us:.0}µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.1}ms", us / 1000.0)
+    } else {
+        format!("{:.2}s", us / 1e6)
+    }
+}
+
+/// Seconds, short (`42s`, `3m07s`, `2h05m`).
+pub fn uptime(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// One frame: a summary line per node and the table.
+pub fn frame(all: &Value, by: SortBy, limit: usize) -> String {
+    let mut out = String::new();
+    for entry in all["nodes"].as_array().into_iter().flatten() {
+        let t = &entry["totals"];
+        let rss = t["rss_bytes"]
+            .as_u64()
+            .map(|b| format!(", rss {} MiB", b / (1024 * 1024)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "node {}: {} actors, mailbox {}, {:.1} msg/s{rss}\n",
+            entry["node"].as_str().unwrap_or("?"),
+            t["actors"].as_u64().unwrap_or(0),
+            t["mailbox"].as_u64().unwrap_or(0),
+            t["rate"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    let mut rows = rows(all);
+    sort(&mut rows, by);
+    out.push_str(&format!(
+        "\n{:<14} {:<28} {:<10} {:>8} {:>10} {:>9} {:>9} {:>8} {:>8}\n",
+        "NODE", "ACTOR", "STATUS", "MAILBOX", "MSG/S", "MEAN", "P99", "RESTARTS", "UPTIME"
+    ));
+    for r in rows.iter().take(limit) {
+        out.push_str(&format!(
+            "{:<14} {:<28} {:<10} {:>8} {:>10.1} {:>9} {:>9} {:>8} {:>8}\n",
+            r.node,
+            r.name,
+            r.status,
+            r.mailbox,
+            r.rate,
+            micros(r.mean_us),
+            micros(r.p99_us),
+            r.restarts,
+            uptime(r.uptime_s)
+        ));
+    }
+    out
+}
+
+pub async fn run(admin: &str, args: TopArgs) -> Result<()> {
+    let client = Client::new(admin)?;
+    let tty = std::io::stdout().is_terminal();
+    let every = Duration::from_millis(args.interval.max(100));
+    loop {
+        let all = client.get("/tree/all").await?;
+        let text = frame(&all, args.sort, args.limit);
+        if tty && !args.once {
+            // clear the screen, cursor home
+            print!("\x1b[2J\x1b[H{text}");
+        } else {
+            print!("{text}");
+        }
+        if args.once {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn all() -> Value {
+        json!({"nodes":[
+          {"node":"n1","totals":{"actors":2,"mailbox":7,"handled":10,"rate":3.0,"timing":true},
+           "tree":{"name":"root","kind":"supervisor","status":"running","restarts":0,
+             "stats":{"mailbox":0},"children":[
+             {"name":"a","kind":"worker","status":"running","restarts":2,
+              "stats":{"mailbox":2,"rate":1.0,"mean_us":12.0,"p99_us":20.0,"uptime_s":75.0,"timed":true},"children":[]},
+             {"name":"b","kind":"worker","status":"running","restarts":0,
+              "stats":{"mailbox":5,"rate":2.0,"mean_us":1500.0,"p99_us":3000.0,"uptime_s":5.0,"timed":true},"children":[]},
+             {"name":"c","kind":"worker","status":"stopped","restarts":0,"children":[]}]}}]})
+    }
+
+    #[test]
+    fn rows_are_the_workers_with_figures() {
+        let r = rows(&all());
+        let names: Vec<&str> = r.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(r[0].restarts, 2);
+        assert_eq!(r[1].mailbox, 5);
+    }
+
+    #[test]
+    fn sorted_by_mailbox_or_rate_or_restarts() {
+        let mut r = rows(&all());
+        sort(&mut r, SortBy::Mailbox);
+        assert_eq!(r[0].name, "b");
+        sort(&mut r, SortBy::Restarts);
+        assert_eq!(r[0].name, "a");
+        sort(&mut r, SortBy::Rate);
+        assert_eq!(r[0].name, "b");
+    }
+
+    #[test]
+    fn a_frame_has_node_totals_and_a_row_per_actor() {
+        let f = frame(&all(), SortBy::Mailbox, 10);
+        assert!(
+            f.starts_with("node n1: 2 actors, mailbox 7, 3.0 msg/s\n"),
+            "{f}"
+        );
+        let lines: Vec<&str> = f.lines().collect();
+        assert!(lines[2].starts_with("NODE"), "{f}");
+        assert!(
+            lines[3].starts_with("n1") && lines[3].contains(" b "),
+            "{f}"
+        );
+        assert!(
+            lines[3].contains("1.5ms") && lines[3].contains("3.0ms"),
+            "{f}"
+        );
+        assert!(lines[4].contains("1m15s"), "{f}");
+        assert!(!f.contains('\x1b'));
+        assert_eq!(frame(&all(), SortBy::Mailbox, 1).lines().count(), 4);
+    }
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(micros(0.0), "-");
+        assert_eq!(micros(12.4), "12µs");
+        assert_eq!(micros(2_500_000.0), "2.50s");
+        assert_eq!(uptime(7300.0), "2h01m");
+    }
+}

@@ -1,0 +1,555 @@
+//! Live figures of named actors, cheap enough to leave on: messages handled, handling time in a
+//! log-bucketed histogram (atomics only, no lock on the message path), uptime and the last
+//! failures, kept per actor *name* (so they survive restarts). A sampler task takes a snapshot of
+//! every actor's counters once a second and derives rate, mean and p99 over the last
+//! [`WINDOW`] samples; mailbox lengths come from ractor's cells (vendored with a counter, see
+//! `vendor/ractor/PATCHED.md`) when a tree snapshot is taken.
+//!
+//! The timing can be switched off at run time ([`StatsRegistry::set_enabled`]); the message
+//! count stays (it feeds `draft_messages_handled_total`).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, RwLock, Weak,
+    },
+    time::{Duration, Instant},
+};
+
+use actors::{LiveStats, TreeSnapshot};
+
+/// Sub-buckets per power of two in the histogram (4: a bucket's edges are at most 25 % apart).
+const SUB: u32 = 4;
+/// Powers of two covered: durations up to 2^40 ns (about 18 minutes).
+const OCTAVES: u32 = 40;
+const BUCKETS: usize = (OCTAVES * SUB) as usize;
+/// How many one-second samples the rate and times are computed over.
+pub(crate) const WINDOW: usize = 10;
+/// How often the sampler runs.
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Failures kept per actor.
+const FAILURES_KEPT: usize = 5;
+/// Figures of a name with no running actor are forgotten after this long.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// The bucket of a duration in nanoseconds: `SUB` buckets per power of two.
+pub(crate) fn bucket_of(ns: u64) -> usize {
+    if ns < u64::from(SUB) {
+        return ns as usize;
+    }
+    let exp = 63 - ns.leading_zeros(); // ns >= 2^exp
+    let sub = ((ns >> (exp - 2)) & 0b11) as u32; // the two bits after the leading one
+    (((exp - 1) * SUB + sub) as usize).min(BUCKETS - 1)
+}
+
+/// The upper edge (exclusive) of a bucket, in nanoseconds.
+pub(crate) fn bucket_upper(b: usize) -> u64 {
+    let b = b as u32;
+    if b < SUB {
+        return u64::from(b) + 1;
+    }
+    let exp = b / SUB + 1;
+    let sub = u64::from(b % SUB);
+    (1u64 << exp) + (sub + 1) * (1u64 << (exp - 2))
+}
+
+/// The value under which `q` (0..1) of the counted durations fall, as a bucket's upper edge in
+/// nanoseconds; 0 when nothing was counted.
+pub(crate) fn quantile(counts: &[u64], q: f64) -> u64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let want = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (b, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= want {
+            return bucket_upper(b);
+        }
+    }
+    bucket_upper(counts.len() - 1)
+}
+
+/// One actor's counters (one per name; the actor's wrapper holds it).
+pub(crate) struct ActorFigures {
+    handled: AtomicU64,
+    busy_ns: AtomicU64,
+    buckets: [AtomicU64; BUCKETS],
+    /// When the actor last started (its wrapper's `pre_start`).
+    started: Mutex<Option<Instant>>,
+    failures: Mutex<VecDeque<String>>,
+    /// The sampler's view: cumulative samples, newest last, and what was derived from them.
+    window: Mutex<Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    samples: VecDeque<Sample>,
+    derived: Derived,
+    /// When the name was last seen without a running actor (for forgetting it).
+    absent_since: Option<Instant>,
+}
+
+#[derive(Clone)]
+struct Sample {
+    at: Instant,
+    handled: u64,
+    busy_ns: u64,
+    buckets: Vec<u64>,
+}
+
+/// Rate and times derived from two samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Derived {
+    pub(crate) rate: f64,
+    pub(crate) mean_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) window_s: f64,
+}
+
+impl Default for ActorFigures {
+    fn default() -> Self {
+        ActorFigures {
+            handled: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            started: Mutex::new(None),
+            failures: Mutex::new(VecDeque::new()),
+            window: Mutex::new(Window::default()),
+        }
+    }
+}
+
+/// What changed between two cumulative samples.
+fn derive(old: &Sample, new: &Sample) -> Derived {
+    let secs = new.at.duration_since(old.at).as_secs_f64();
+    let n = new.handled.saturating_sub(old.handled);
+    let busy = new.busy_ns.saturating_sub(old.busy_ns);
+    let diff: Vec<u64> = new
+        .buckets
+        .iter()
+        .zip(&old.buckets)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    Derived {
+        rate: if secs > 0.0 { n as f64 / secs } else { 0.0 },
+        mean_us: if n > 0 {
+            busy as f64 / n as f64 / 1000.0
+        } else {
+            0.0
+        },
+        p99_us: quantile(&diff, 0.99) as f64 / 1000.0,
+        window_s: secs,
+    }
+}
+
+impl ActorFigures {
+    /// One message handled in `took`.
+    pub(crate) fn record(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
+        self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The actor (re)started.
+    pub(crate) fn started(&self) {
+        *self.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// A handler failed (an error returned, or a panic).
+    pub(crate) fn failed(&self, reason: String) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.len() == FAILURES_KEPT {
+            f.pop_front();
+        }
+        f.push_back(reason);
+    }
+
+    pub(crate) fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    fn sample(&self, at: Instant) -> Sample {
+        Sample {
+            at,
+            handled: self.handled.load(Ordering::Relaxed),
+            busy_ns: self.busy_ns.load(Ordering::Relaxed),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+
+    /// Take a sample and derive the window's figures from it and the oldest one kept.
+    fn tick(&self, at: Instant) {
+        let sample = self.sample(at);
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        if w.samples.len() > WINDOW {
+            w.samples.pop_front();
+        }
+        if let Some(oldest) = w.samples.front() {
+            w.derived = derive(oldest, &sample);
+        }
+        w.samples.push_back(sample);
+    }
+
+    pub(crate) fn derived(&self) -> Derived {
+        self.window
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .derived
+    }
+
+    fn live(&self, mailbox: u64) -> LiveStats {
+        let d = self.derived();
+        let uptime_s = self
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        LiveStats {
+            mailbox,
+            handled: self.handled(),
+            rate: d.rate,
+            mean_us: d.mean_us,
+            p99_us: d.p99_us,
+            uptime_s,
+            window_s: d.window_s,
+            timed: true,
+            failures: self
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Per-node totals of the live figures.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeTotals {
+    /// Actors with figures (named actors the runtime spawned).
+    pub actors: u64,
+    /// Messages waiting in all mailboxes of the tree.
+    pub mailbox: u64,
+    /// Messages handled by timed actors, in total.
+    pub handled: u64,
+    /// Messages handled per second by timed actors, over the window.
+    pub rate: f64,
+    /// The process's resident memory in bytes, where the OS says (Linux `/proc/self/statm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// Whether handler timing is on.
+    pub timing: bool,
+}
+
+/// The figures of one node's actors, by name.
+pub(crate) struct StatsRegistry {
+    enabled: AtomicBool,
+    by_name: RwLock<HashMap<String, Arc<ActorFigures>>>,
+}
+
+impl StatsRegistry {
+    pub(crate) fn new(enabled: bool) -> Arc<Self> {
+        Arc::new(StatsRegistry {
+            enabled: AtomicBool::new(enabled),
+            by_name: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// The figures of `name`, created on first use.
+    pub(crate) fn figures(&self, name: &str) -> Arc<ActorFigures> {
+        if let Some(f) = self
+            .by_name
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return f.clone();
+        }
+        self.by_name
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Forget a name's figures (its actor was stopped and deleted).
+    pub(crate) fn forget(&self, name: &str) {
+        self.by_name
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    fn all(&self) -> Vec<(String, Arc<ActorFigures>)> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// One sampler round: sample every actor, forget names absent for a while.
+    pub(crate) fn tick(&self, running: impl Fn(&str) -> bool) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for (name, f) in self.all() {
+            f.tick(now);
+            let mut w = f.window.lock().unwrap_or_else(|p| p.into_inner());
+            if running(&name) {
+                w.absent_since = None;
+            } else {
+                let since = *w.absent_since.get_or_insert(now);
+                if now.duration_since(since) >= FORGET_AFTER {
+                    gone.push(name);
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let mut map = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+            for name in gone {
+                map.remove(&name);
+            }
+        }
+    }
+
+    /// Fill in `stats` on every tree node whose actor is alive here: the mailbox length of
+    /// every actor, and the timed figures of named ones.
+    pub(crate) fn annotate(&self, tree: &mut TreeSnapshot) {
+        let cells: HashMap<String, ractor::ActorCell> =
+            ractor::registry::pid_registry::get_all_pids()
+                .into_iter()
+                .map(|c| (c.get_id().to_string(), c))
+                .collect();
+        tree.visit_mut(&mut |t| {
+            let Some(cell) = t.actor_id.as_ref().and_then(|id| cells.get(id)) else {
+                return;
+            };
+            let mailbox = cell.mailbox_len() as u64;
+            let figures = t.actor_name.as_ref().and_then(|n| {
+                self.by_name
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(n)
+                    .cloned()
+            });
+            t.stats = Some(match figures {
+                Some(f) => f.live(mailbox),
+                None => LiveStats {
+                    mailbox,
+                    ..LiveStats::default()
+                },
+            });
+        });
+    }
+
+    /// Totals over a tree annotated by [`StatsRegistry::annotate`].
+    pub(crate) fn totals(&self, tree: &TreeSnapshot) -> NodeTotals {
+        let mut t = NodeTotals {
+            rss_bytes: rss_bytes(),
+            timing: self.enabled(),
+            ..NodeTotals::default()
+        };
+        let mut visit = |n: &TreeSnapshot| {
+            if let Some(s) = &n.stats {
+                t.mailbox += s.mailbox;
+                if s.timed {
+                    t.actors += 1;
+                    t.handled += s.handled;
+                    t.rate += s.rate;
+                }
+            }
+        };
+        walk(tree, &mut visit);
+        t
+    }
+
+    /// `(name, mailbox, handled, derived)` of every actor with figures, for metrics.
+    pub(crate) fn rows(&self) -> Vec<MetricRow> {
+        self.all()
+            .into_iter()
+            .map(|(name, f)| {
+                let mailbox = ractor::registry::where_is(name.clone())
+                    .map(|c| c.mailbox_len() as u64)
+                    .unwrap_or(0);
+                MetricRow {
+                    handled: f.handled(),
+                    failures: f.failures.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
+                    derived: f.derived(),
+                    mailbox,
+                    name,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One actor's figures for the metrics exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MetricRow {
+    pub(crate) name: String,
+    pub(crate) mailbox: u64,
+    pub(crate) handled: u64,
+    pub(crate) failures: u64,
+    pub(crate) derived: Derived,
+}
+
+fn walk(t: &TreeSnapshot, f: &mut impl FnMut(&TreeSnapshot)) {
+    f(t);
+    for c in &t.children {
+        walk(c, f);
+    }
+}
+
+/// The process's resident set in bytes (Linux), else `None`.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(page).ok().map(|p| p * pages)
+}
+
+/// Run the sampler until the registry is dropped.
+pub(crate) fn start_sampler(registry: &Arc<StatsRegistry>) {
+    let weak: Weak<StatsRegistry> = Arc::downgrade(registry);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SAMPLE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(reg) = weak.upgrade() else { return };
+            reg.tick(|name| ractor::registry::where_is(name.to_string()).is_some());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_ordered_and_contain_their_values() {
+        let mut last = 0;
+        for ns in [
+            0u64,
+            1,
+            3,
+            4,
+            5,
+            7,
+            8,
+            100,
+            999,
+            1_000,
+            65_535,
+            1 << 30,
+            u64::MAX,
+        ] {
+            let b = bucket_of(ns);
+            assert!(b >= last, "{ns}: bucket {b} < {last}");
+            last = b;
+            if b < BUCKETS - 1 {
+                assert!(ns < bucket_upper(b), "{ns} not under its bucket's edge");
+                if b > 0 {
+                    assert!(
+                        ns >= bucket_upper(b - 1),
+                        "{ns} belongs to an earlier bucket"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_bucket_edge_is_at_most_a_quarter_above_its_lower_edge() {
+        for b in SUB as usize..BUCKETS - 1 {
+            let lo = bucket_upper(b - 1) as f64;
+            let hi = bucket_upper(b) as f64;
+            assert!(hi / lo <= 1.25 + 1e-9, "bucket {b}: {lo}..{hi}");
+        }
+    }
+
+    #[test]
+    fn p99_is_the_slow_tail_not_the_mean() {
+        let f = ActorFigures::default();
+        for _ in 0..990 {
+            f.record(Duration::from_micros(10));
+        }
+        for _ in 0..10 {
+            f.record(Duration::from_millis(5));
+        }
+        let counts: Vec<u64> = f.sample(Instant::now()).buckets;
+        let p99 = quantile(&counts, 0.99);
+        assert!((10_000..=12_500).contains(&p99), "p99 {p99} ns");
+        let p999 = quantile(&counts, 0.999);
+        assert!((5_000_000..=6_250_000).contains(&p999), "p99.9 {p999} ns");
+        assert_eq!(quantile(&[0; 4], 0.99), 0);
+    }
+
+    #[test]
+    fn the_window_gives_rate_mean_and_p99_of_the_recent_messages() {
+        let f = ActorFigures::default();
+        let t0 = Instant::now();
+        f.tick(t0);
+        for _ in 0..200 {
+            f.record(Duration::from_micros(100));
+        }
+        f.tick(t0 + Duration::from_secs(2));
+        let d = f.derived();
+        assert!((d.rate - 100.0).abs() < 1e-9, "{d:?}");
+        assert!((d.mean_us - 100.0).abs() < 1e-9, "{d:?}");
+        assert!((100.0..=125.0).contains(&d.p99_us), "{d:?}");
+        assert!((d.window_s - 2.0).abs() < 1e-9);
+        // nothing new: the rate falls to zero once the window has moved past the burst
+        for s in 3..(3 + WINDOW as u64 + 1) {
+            f.tick(t0 + Duration::from_secs(s));
+        }
+        assert_eq!(f.derived().rate, 0.0);
+        assert_eq!(f.handled(), 200);
+    }
+
+    #[test]
+    fn failures_keep_the_last_few() {
+        let f = ActorFigures::default();
+        for i in 0..8 {
+            f.failed(format!("boom {i}"));
+        }
+        let live = f.live(0);
+        assert_eq!(live.failures.len(), FAILURES_KEPT);
+        assert_eq!(live.failures.last().map(String::as_str), Some("boom 7"));
+        assert_eq!(live.failures[0], "boom 3");
+    }
+
+    #[test]
+    fn names_without_an_actor_are_forgotten_after_a_while_only() {
+        let reg = StatsRegistry::new(true);
+        reg.figures("a").record(Duration::from_micros(1));
+        reg.tick(|_| false);
+        assert_eq!(reg.rows().len(), 1, "forgotten at once");
+        reg.tick(|_| true);
+        assert_eq!(reg.rows().len(), 1);
+        assert_eq!(reg.rows()[0].handled, 1);
+        reg.forget("a");
+        assert!(reg.rows().is_empty());
+    }
+}

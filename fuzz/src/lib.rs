@@ -149,8 +149,8 @@ fn interesting(which: u8) -> Vec<u8> {
         22 => vec![0x01, 0x00, 0x00, 0x01],
         23 => vec![252, 0xff, 0xff, 0xff, 0x7f],
         24 => vec![253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        25 => vec![0xc0, 0x80],       // overlong UTF-8 NUL
-        26 => vec![0xed, 0xa0, 0x80], // UTF-8 surrogate
+        25 => vec![0xc0, 0x80],            // overlong UTF-8 NUL
+        26 => vec![0xed, 0xa0, 0x80],      // UTF-8 surrogate
         _ => vec![0xf4, 0x90, 0x80, 0x80], // past U+10FFFF
     }
 }
@@ -358,9 +358,7 @@ impl Target {
         let runs = AtomicU64::new(0);
         let start = Instant::now();
 
-        let mut c = check!()
-            .with_type::<Plan>()
-            .with_iterations(iterations);
+        let mut c = check!().with_type::<Plan>().with_iterations(iterations);
         if let Some(s) = secs {
             c = c.with_test_time(Duration::from_secs(s));
         }

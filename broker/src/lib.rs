@@ -73,6 +73,8 @@ mod durable;
 mod error;
 mod event;
 mod fanout;
+#[cfg(test)]
+mod fuzz_tests;
 mod homes;
 mod http;
 mod interest;

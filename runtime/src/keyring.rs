@@ -156,11 +156,11 @@ impl Keyring {
     }
 
     /// The file's text: one base64 key per line, the primary first.
-    fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         self.list().join("\n")
     }
 
-    fn from_text(path: &Path, text: &str) -> Result<Keyring, KeyringError> {
+    pub(crate) fn from_text(path: &Path, text: &str) -> Result<Keyring, KeyringError> {
         let file_err = |why: String| KeyringError::File {
             path: path.to_path_buf(),
             why,

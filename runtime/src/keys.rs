@@ -92,7 +92,7 @@ impl Actor for KeysActor {
     }
 }
 
-fn apply_local(node: &str, seal: &GossipSeal, body: &[u8]) -> NodeKeys {
+pub(crate) fn apply_local(node: &str, seal: &GossipSeal, body: &[u8]) -> NodeKeys {
     let result = serde_json::from_slice::<Request>(body)
         .map_err(|e| format!("bad key request: {e}"))
         .and_then(|req| match (req.op, req.key) {

@@ -53,21 +53,20 @@ use tokio::{
 
 use crate::tls::{server_name, Tls};
 
+mod frame;
 mod handshake;
 
+#[cfg(test)]
+mod fuzz_tests;
+
+pub(crate) use frame::MAX_FRAME;
+use frame::{read_frame, Frame};
 use handshake::{Acceptor, Dialer, HandshakeError, Keys, Msg, MAGIC, NONCE};
 
-/// Largest frame accepted from a peer; a bigger one closes the lane.
-pub(crate) const MAX_FRAME: usize = 16 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 const READ_BUF: usize = 64 << 10;
 /// Bytes waiting to be written above which [`Lane::room`] makes senders wait.
 const HIGH_WATER: usize = 4 << 20;
-
-const CAST: u8 = 1;
-const CALL: u8 = 2;
-const REPLY: u8 = 3;
-const FAIL: u8 = 4;
 
 /// Why a message could not be put on a lane.
 #[derive(Debug)]
@@ -565,16 +564,8 @@ impl Lane {
     }
 
     fn cast(&self, pid: u64, variant: &str, args: &[u8]) -> Result<(), LaneError> {
-        let vlen = u16::try_from(variant.len()).map_err(|_| LaneError::TooLarge)?;
-        let len = frame_len(1 + 8 + 2 + variant.len() + args.len())?;
-        self.push(false, |b| {
-            b.extend_from_slice(&len.to_be_bytes());
-            b.push(CAST);
-            b.extend_from_slice(&pid.to_be_bytes());
-            b.extend_from_slice(&vlen.to_be_bytes());
-            b.extend_from_slice(variant.as_bytes());
-            b.extend_from_slice(args);
-        })
+        frame::cast_fits(variant, args).map_err(|_| LaneError::TooLarge)?;
+        self.push(false, |b| frame::put_cast(b, pid, variant, args))
     }
 
     fn call(
@@ -584,8 +575,7 @@ impl Lane {
         args: &[u8],
         reply: RpcReplyPort<Vec<u8>>,
     ) -> Result<(), LaneError> {
-        let vlen = u16::try_from(variant.len()).map_err(|_| LaneError::TooLarge)?;
-        let len = frame_len(1 + 8 + 8 + 4 + 2 + variant.len() + args.len())?;
+        frame::call_fits(variant, args).map_err(|_| LaneError::TooLarge)?;
         let timeout_ms = reply
             .get_timeout()
             .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1))
@@ -599,14 +589,7 @@ impl Lane {
             p.insert(id, reply);
         }
         let sent = self.push(true, |b| {
-            b.extend_from_slice(&len.to_be_bytes());
-            b.push(CALL);
-            b.extend_from_slice(&pid.to_be_bytes());
-            b.extend_from_slice(&id.to_be_bytes());
-            b.extend_from_slice(&timeout_ms.to_be_bytes());
-            b.extend_from_slice(&vlen.to_be_bytes());
-            b.extend_from_slice(variant.as_bytes());
-            b.extend_from_slice(args);
+            frame::put_call(b, pid, id, timeout_ms, variant, args)
         });
         if sent.is_err() {
             if let Ok(mut p) = self.pending.lock() {
@@ -618,20 +601,10 @@ impl Lane {
 
     fn reply(&self, id: u64, data: Option<&[u8]>) {
         // A reply too large for a frame would close the lane at the peer: fail the call instead.
-        let data = data.filter(|d| 1 + 8 + d.len() <= MAX_FRAME);
+        let data = data.filter(|d| frame::reply_fits(d));
         let _ = self.push(true, |b| match data {
-            Some(data) => {
-                let len = (1 + 8 + data.len()) as u32;
-                b.extend_from_slice(&len.to_be_bytes());
-                b.push(REPLY);
-                b.extend_from_slice(&id.to_be_bytes());
-                b.extend_from_slice(data);
-            }
-            None => {
-                b.extend_from_slice(&9u32.to_be_bytes());
-                b.push(FAIL);
-                b.extend_from_slice(&id.to_be_bytes());
-            }
+            Some(data) => frame::put_reply(b, id, data),
+            None => frame::put_fail(b, id),
         });
     }
 
@@ -722,32 +695,13 @@ impl Lane {
         let mut r = BufReader::with_capacity(READ_BUF, r);
         let mut actors: HashMap<u64, ActorCell> = HashMap::new();
         loop {
-            let len = r.read_u32().await? as usize;
-            if len == 0 || len > MAX_FRAME {
-                return Err(bad_data(format!(
-                    "frame of {len} bytes (limit {MAX_FRAME})"
-                )));
-            }
-            let kind = r.read_u8().await?;
+            let (frame, size) = read_frame(&mut r).await?;
             self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .bytes_in
-                .fetch_add(4 + len as u64, Ordering::Relaxed);
-            let least = match kind {
-                CAST => 11,
-                CALL => 23,
-                _ => 9,
-            };
-            if len < least {
-                return Err(bad_data(format!(
-                    "frame of kind {kind} has only {len} bytes"
-                )));
-            }
-            match kind {
-                CAST => {
-                    let pid = r.read_u64().await?;
-                    let variant = read_variant(&mut r, len - 9).await?;
-                    let args = read_rest(&mut r, len - 11 - variant.len()).await?;
+                .fetch_add(size as u64, Ordering::Relaxed);
+            match frame {
+                Frame::Cast { pid, variant, args } => {
                     if let Some(cell) = published(&mut actors, pid) {
                         let msg = SerializedMessage::Cast {
                             variant,
@@ -762,29 +716,23 @@ impl Lane {
                         tracing::debug!(peer = %self.peer, pid, "lane message for an unknown or unpublished actor dropped");
                     }
                 }
-                CALL => {
-                    let pid = r.read_u64().await?;
-                    let id = r.read_u64().await?;
-                    let timeout_ms = r.read_u32().await?;
-                    let variant = read_variant(&mut r, len - 21).await?;
-                    let args = read_rest(&mut r, len - 23 - variant.len()).await?;
-                    self.serve_call(&mut actors, pid, id, timeout_ms, variant, args);
-                }
-                REPLY => {
-                    let id = r.read_u64().await?;
-                    let data = read_rest(&mut r, len - 9).await?;
+                Frame::Call {
+                    pid,
+                    id,
+                    timeout_ms,
+                    variant,
+                    args,
+                } => self.serve_call(&mut actors, pid, id, timeout_ms, variant, args),
+                Frame::Reply { id, data } => {
                     let port = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
                     if let Some(port) = port {
                         let _ = port.send(data);
                     }
                 }
-                FAIL => {
-                    let id = r.read_u64().await?;
-                    let _ = read_rest(&mut r, len - 9).await?;
+                Frame::Fail { id } => {
                     let port = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
                     drop(port);
                 }
-                other => return Err(bad_data(format!("unknown frame kind {other}"))),
             }
         }
     }
@@ -907,14 +855,6 @@ impl AsyncWrite for SharedTcp {
     }
 }
 
-/// A frame's length field, refusing frames the peer would not accept.
-fn frame_len(len: usize) -> Result<u32, LaneError> {
-    if len > MAX_FRAME {
-        return Err(LaneError::TooLarge);
-    }
-    u32::try_from(len).map_err(|_| LaneError::TooLarge)
-}
-
 fn bad_data(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -947,30 +887,6 @@ async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Msg> {
 
 fn hs_err(e: HandshakeError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-}
-
-/// Read `u16 len | bytes`, which must fit in the `room` bytes left in the frame.
-async fn read_variant<R: AsyncRead + Unpin>(r: &mut R, room: usize) -> io::Result<String> {
-    let len = r.read_u16().await? as usize;
-    if len > room.saturating_sub(2) {
-        return Err(bad_data("variant longer than its frame".into()));
-    }
-    let mut b = vec![0u8; len];
-    r.read_exact(&mut b).await?;
-    String::from_utf8(b).map_err(|_| bad_data("variant is not UTF-8".into()))
-}
-
-/// Read the last `room` bytes of a frame.
-async fn read_rest<R: AsyncRead + Unpin>(r: &mut R, room: usize) -> io::Result<Vec<u8>> {
-    // Filled straight from the reader, without zeroing the buffer first.
-    let mut b = Vec::with_capacity(room);
-    while b.len() < room {
-        let left = (room - b.len()) as u64;
-        if (&mut *r).take(left).read_buf(&mut b).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(b)
 }
 
 #[cfg(test)]

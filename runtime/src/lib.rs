@@ -39,6 +39,8 @@ mod diagnostics;
 pub mod echo;
 mod error;
 mod factory;
+#[cfg(test)]
+mod fuzz_tests;
 mod health;
 pub mod inspector;
 mod json;

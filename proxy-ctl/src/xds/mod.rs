@@ -30,6 +30,9 @@ pub mod server;
 pub mod sotw;
 pub mod status;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use std::{collections::BTreeMap, sync::Arc};
 
 use serde::Serialize;

@@ -76,7 +76,7 @@ fn range_response(kv: &Kv, r: RangeResult, rev: u64) -> rpc::RangeResponse {
 }
 
 /// etcd's `PutRequest` as a txn op (and whether the previous entry is wanted).
-fn put_op(p: rpc::PutRequest) -> Result<(TxnOp, bool), Status> {
+pub(crate) fn put_op(p: rpc::PutRequest) -> Result<(TxnOp, bool), Status> {
     if p.key.is_empty() {
         return Err(empty_key());
     }
@@ -142,8 +142,8 @@ fn compare(c: rpc::Compare) -> Result<Compare, Status> {
 }
 
 /// What each op of a branch wants back beyond our result (prev entries).
-#[derive(Clone, Copy)]
-enum Want {
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Want {
     Range,
     Put { prev: bool },
     Delete { prev: bool },
@@ -182,6 +182,34 @@ fn ops(list: Vec<rpc::RequestOp>) -> Result<(Vec<TxnOp>, Vec<Want>), Status> {
         }
     }
     Ok((out, wants))
+}
+
+/// etcd's `TxnRequest` as a transaction, with what each op of either branch wants back.
+pub(crate) fn txn_request(t: rpc::TxnRequest) -> Result<(Txn, Vec<Want>, Vec<Want>), Status> {
+    if t.compare.len() > MAX_TXN_OPS
+        || t.success.len() > MAX_TXN_OPS
+        || t.failure.len() > MAX_TXN_OPS
+    {
+        return Err(Status::invalid_argument(
+            "etcdserver: too many operations in txn request",
+        ));
+    }
+    let compares = t
+        .compare
+        .into_iter()
+        .map(compare)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (success, want_s) = ops(t.success)?;
+    let (failure, want_f) = ops(t.failure)?;
+    Ok((
+        Txn {
+            compares,
+            success,
+            failure,
+        },
+        want_s,
+        want_f,
+    ))
 }
 
 #[tonic::async_trait]
@@ -247,31 +275,8 @@ impl KvApi for KvService {
         &self,
         req: Request<rpc::TxnRequest>,
     ) -> Result<Response<rpc::TxnResponse>, Status> {
-        let t = req.into_inner();
-        if t.compare.len() > MAX_TXN_OPS
-            || t.success.len() > MAX_TXN_OPS
-            || t.failure.len() > MAX_TXN_OPS
-        {
-            return Err(Status::invalid_argument(
-                "etcdserver: too many operations in txn request",
-            ));
-        }
-        let compares = t
-            .compare
-            .into_iter()
-            .map(compare)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (success, want_s) = ops(t.success)?;
-        let (failure, want_f) = ops(t.failure)?;
-        let r = self
-            .kv
-            .txn(Txn {
-                compares,
-                success,
-                failure,
-            })
-            .await
-            .map_err(to_status)?;
+        let (txn, want_s, want_f) = txn_request(req.into_inner())?;
+        let r = self.kv.txn(txn).await.map_err(to_status)?;
         let wants = if r.succeeded { want_s } else { want_f };
         let rev = r.revision;
         let responses = r

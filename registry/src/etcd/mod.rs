@@ -36,6 +36,9 @@ pub mod pb;
 mod status;
 mod watch;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use std::net::SocketAddr;
 
 use thiserror::Error;

@@ -213,7 +213,7 @@ impl Kv {
     }
 }
 
-fn validate_range(r: &KeyRange) -> Result<(), KvError> {
+pub(crate) fn validate_range(r: &KeyRange) -> Result<(), KvError> {
     if r.key.is_empty() {
         return Err(KvError::Invalid("etcdserver: key is not provided".into()));
     }
@@ -227,7 +227,7 @@ fn validate_range(r: &KeyRange) -> Result<(), KvError> {
     Ok(())
 }
 
-fn validate_txn(t: &Txn) -> Result<(), KvError> {
+pub(crate) fn validate_txn(t: &Txn) -> Result<(), KvError> {
     use super::txn::TxnOp;
     for c in &t.compares {
         validate_range(&c.range)?;

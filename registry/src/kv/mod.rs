@@ -60,6 +60,9 @@ mod txn;
 mod types;
 mod validate;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use actors::ChildSpec;
@@ -70,6 +73,8 @@ use thiserror::Error;
 
 pub use client::{handle, Kv, Watch};
 pub use etcd_ops::{cluster_id, HeaderInfo};
+#[cfg(test)]
+pub(crate) use etcd_ops::{validate_range, validate_txn};
 pub use leases::LeaseInfo;
 pub use live_config::ConfigWatcher;
 pub use lock::LockGuard;

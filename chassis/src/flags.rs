@@ -75,6 +75,10 @@ pub struct NodeFlags {
     /// placed on `role:gpu` runs only on such nodes.
     #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
+    /// Refuse spawns (HTTP 503, "at its actor limit") once this many actors spawned through
+    /// the node run on it; no limit by default.
+    #[arg(long, value_name = "N")]
+    pub max_actors: Option<usize>,
     /// Serve Envoy's ADS (xDS over gRPC) on this address; the default is a free port on the
     /// --listen IP when it is loopback, else on 127.0.0.1 (see `dctl cluster status --json`).
     #[arg(long)]
@@ -221,6 +225,9 @@ impl NodeFlags {
             .services_pending();
         for role in &self.roles {
             builder = builder.role(role);
+        }
+        if let Some(limit) = self.max_actors {
+            builder = builder.max_actors(limit);
         }
         if let Some(cookie) = &self.cookie {
             builder = builder.cookie(cookie.clone());

@@ -167,3 +167,21 @@ fn closed_stdout_ends_a_client_quietly() {
 fn libc_sigpipe() -> i32 {
     13 // SIGPIPE on Linux
 }
+
+/// A node started with `--max-actors 1` refuses a second spawn with a one-line error naming the
+/// limit, from this node and from the HTTP API (503), and keeps serving the first actor.
+#[test]
+fn a_node_at_its_actor_limit_refuses_spawns_and_keeps_running() {
+    let node = NodeProc::start_with("e2e-limit", &["--max-actors", "1"]);
+    assert!(node
+        .dctl(&["spawn", "echo", "--name", "l1"])
+        .status
+        .success());
+    assert_one_line_error(
+        &node.dctl(&["spawn", "echo", "--name", "l2"]),
+        "node 'e2e-limit' is at its actor limit (--max-actors 1)",
+    );
+    let out = node.dctl(&["send", "l1", r#"{"still":"here"}"#, "--call"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("here"), "{}", stdout(&out));
+}

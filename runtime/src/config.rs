@@ -50,6 +50,10 @@ pub struct NodeConfig {
     /// Whether user actors' handlers are timed for the live figures (on by default; switch at
     /// run time with [`Node::set_actor_stats`]).
     pub actor_stats: bool,
+    /// At most this many actors spawned through the node (by name, from this node or another)
+    /// run at once; a spawn beyond it is refused with [`crate::RuntimeError::ActorLimit`]
+    /// (HTTP 503). `None`: no limit.
+    pub max_actors: Option<usize>,
 }
 
 impl Default for NodeConfig {
@@ -71,6 +75,7 @@ impl Default for NodeConfig {
             services_pending: false,
             roles: Vec::new(),
             actor_stats: true,
+            max_actors: None,
         }
     }
 }
@@ -147,6 +152,18 @@ impl NodeBuilder {
     /// ```
     pub fn actor_stats(mut self, on: bool) -> Self {
         self.config.actor_stats = on;
+        self
+    }
+
+    /// Refuse spawns once `limit` actors spawned through the node are running (see
+    /// [`NodeConfig::max_actors`]).
+    ///
+    /// ```
+    /// let b = runtime::Node::builder().max_actors(100_000);
+    /// # let _ = b;
+    /// ```
+    pub fn max_actors(mut self, limit: usize) -> Self {
+        self.config.max_actors = Some(limit);
         self
     }
 

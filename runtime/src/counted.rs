@@ -2,7 +2,14 @@
 //! node's live figures are on, times each handler and records its failures (see
 //! [`crate::actor_stats`]).
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Instant};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, OnceLock,
+    },
+    time::Instant,
+};
 
 use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
@@ -10,13 +17,47 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::actor_stats::{ActorFigures, StatsRegistry};
 
-#[derive(Clone)]
 pub(crate) struct Counted<A> {
     pub(crate) inner: A,
     pub(crate) handled: Counter,
     /// This actor's figures (per name) and the node's registry (for the on/off switch).
     pub(crate) figures: Arc<ActorFigures>,
     pub(crate) registry: Arc<StatsRegistry>,
+    /// The node's count of running spawned actors (for `--max-actors`).
+    pub(crate) live: Arc<AtomicUsize>,
+    /// Set once this incarnation started; dropped with the actor however it ends (ractor
+    /// skips `post_stop` after a panic or a kill, but always drops the actor's handler).
+    pub(crate) running: OnceLock<Running>,
+}
+
+/// One running actor in the node's count, for as long as it is held.
+pub(crate) struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn new(live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::AcqRel);
+        Running(live.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Each incarnation (a clone made by the child spec) counts afresh.
+impl<A: Clone> Clone for Counted<A> {
+    fn clone(&self) -> Self {
+        Counted {
+            inner: self.inner.clone(),
+            handled: self.handled.clone(),
+            figures: self.figures.clone(),
+            registry: self.registry.clone(),
+            live: self.live.clone(),
+            running: OnceLock::new(),
+        }
+    }
 }
 
 /// A panic's message, as ractor reports it.
@@ -41,6 +82,7 @@ impl<A: Actor> Actor for Counted<A> {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let state = self.inner.pre_start(myself.clone(), args).await?;
+        let _ = self.running.set(Running::new(&self.live));
         self.figures.started();
         // Named user actors are findable cluster-wide through their process group.
         if let Some(name) = myself.get_name() {

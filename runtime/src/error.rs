@@ -93,6 +93,14 @@ pub enum RuntimeError {
         /// The gossip address of the node that has it.
         gossip_addr: String,
     },
+    /// The node runs as many spawned actors as its `--max-actors` allows.
+    #[error("node '{node}' is at its actor limit (--max-actors {limit}): stop an actor first")]
+    ActorLimit {
+        /// The node.
+        node: String,
+        /// The limit.
+        limit: usize,
+    },
     /// A message to a remote actor is larger than one lane frame carries.
     #[error("message to '{name}' is larger than a lane frame ({limit} bytes)")]
     TooLarge {
@@ -122,6 +130,7 @@ impl RuntimeError {
             RuntimeError::Remote { status, .. } => *status,
             RuntimeError::SpawnFailed(_) => 422,
             RuntimeError::Unavailable(_)
+            | RuntimeError::ActorLimit { .. }
             | RuntimeError::RootGaveUp(_)
             | RuntimeError::Bind { .. } => 503,
         }

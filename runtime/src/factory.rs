@@ -1,7 +1,10 @@
 //! Named actor factories: how a node spawns an actor it is asked for by name (from the CLI, the
 //! admin API, or later from another node).
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{atomic::AtomicUsize, Arc, OnceLock},
+};
 
 use actors::{ChildSpec, Restart};
 use prometheus_client::metrics::counter::Counter;
@@ -17,6 +20,8 @@ type BuildFn = dyn Fn(&str, Value, &Counting) -> Result<ChildSpec, String> + Sen
 pub(crate) struct Counting {
     pub(crate) handled: Counter,
     pub(crate) registry: Arc<StatsRegistry>,
+    /// Actors spawned through the node that are running now.
+    pub(crate) live: Arc<AtomicUsize>,
 }
 
 /// A recipe that turns JSON arguments into a supervised actor.
@@ -112,6 +117,8 @@ where
         handled: counting.handled.clone(),
         figures: counting.registry.figures(name),
         registry: counting.registry.clone(),
+        live: counting.live.clone(),
+        running: OnceLock::new(),
     };
     ChildSpec::worker(name, Some(name.to_string()), counted, args).restart(Restart::Transient)
 }

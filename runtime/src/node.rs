@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) stats: Arc<SupervisorStats>,
     /// Live figures of named user actors.
     pub(crate) actor_stats: Arc<StatsRegistry>,
+    /// Actors spawned through the node that are running now (checked against `max_actors`).
+    pub(crate) live_actors: Arc<std::sync::atomic::AtomicUsize>,
     admin: Mutex<Option<AdminServer>>,
     cluster: OnceLock<Arc<Cluster>>,
     extra_routes: RwLock<Option<axum::Router>>,
@@ -226,6 +228,7 @@ impl Node {
                 metrics: Metrics::default(),
                 stats,
                 actor_stats,
+                live_actors: Arc::default(),
                 admin: Mutex::new(None),
                 cluster: OnceLock::new(),
                 extra_routes: RwLock::new(None),
@@ -550,6 +553,7 @@ impl Node {
         Counting {
             handled: self.inner.metrics.messages.clone(),
             registry: self.inner.actor_stats.clone(),
+            live: self.inner.live_actors.clone(),
         }
     }
 
@@ -581,6 +585,14 @@ impl Node {
         if ractor::registry::where_is(name).is_some() {
             return Err(RuntimeError::NameTaken(name.to_string()));
         }
+        if let Some(limit) = self.inner.config.max_actors {
+            if self.spawned_actors() >= limit {
+                return Err(RuntimeError::ActorLimit {
+                    node: self.name().to_string(),
+                    limit,
+                });
+            }
+        }
         let user = self.user_supervisor()?;
         match actors::start_child(&user, spec.clone()).await {
             Err(SupervisorError::AlreadyPresent(_)) => {
@@ -592,6 +604,24 @@ impl Node {
             }
             other => other.map_err(spawn_error),
         }
+    }
+
+    /// Actors spawned through this node ([`Node::spawn`], factories, other nodes' requests)
+    /// that are running now; what [`crate::NodeBuilder::max_actors`] limits.
+    ///
+    /// ```
+    /// # use runtime::Node;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = Node::builder().name("count-doc").without_admin().start().await.unwrap();
+    /// node.spawn("count-doc-echo", runtime::echo::Echo, ()).await.unwrap();
+    /// assert_eq!(node.spawned_actors(), 1);
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub fn spawned_actors(&self) -> usize {
+        self.inner
+            .live_actors
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Stop a spawned actor of this node (it will not be restarted) and forget it; an actor

@@ -562,3 +562,64 @@ async fn a_node_starting_its_services_answers_503_not_404_until_they_are_mounted
     assert_eq!(r.status(), 200);
     node.shutdown().await;
 }
+
+/// `--max-actors`: spawns beyond the limit are refused with a clear error (HTTP 503) and the
+/// node keeps serving; a crashed and restarted actor still counts once, a stopped one frees
+/// its place.
+#[tokio::test]
+async fn spawns_beyond_max_actors_are_refused_and_stopping_frees_a_place() {
+    let node = Node::builder()
+        .name("t-limit")
+        .without_admin()
+        .max_actors(2)
+        .start()
+        .await
+        .expect("node starts");
+    for name in ["t-limit-a", "t-limit-b"] {
+        node.spawn_factory("echo", name, Value::Null).await.unwrap();
+    }
+    assert_eq!(node.spawned_actors(), 2);
+    let err = node
+        .spawn_factory("echo", "t-limit-c", Value::Null)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::ActorLimit { limit: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(err.http_status(), 503);
+    assert!(err.to_string().contains("actor limit"), "{err}");
+
+    // a crash (no post_stop) and the restart: still two
+    node.tell_json("t-limit-a", json!({"crash": true}))
+        .await
+        .unwrap();
+    wait_until("a restarted", || async {
+        node.tree()
+            .await
+            .ok()
+            .and_then(|t| {
+                t.find("t-limit-a")
+                    .map(|e| e.restarts >= 1 && e.status == ChildStatus::Running)
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    assert_eq!(node.spawned_actors(), 2);
+    assert!(matches!(
+        node.spawn_factory("echo", "t-limit-c", Value::Null).await,
+        Err(RuntimeError::ActorLimit { .. })
+    ));
+
+    node.stop_actor("t-limit-b").await.unwrap();
+    wait_until("b's place freed", || async { node.spawned_actors() == 1 }).await;
+    node.spawn_factory("echo", "t-limit-c", Value::Null)
+        .await
+        .unwrap();
+    let reply = node
+        .call_json("t-limit-c", json!({"ok": 1}), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(reply, json!({"ok": 1}));
+    node.shutdown().await;
+}

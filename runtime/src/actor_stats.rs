@@ -438,7 +438,7 @@ pub(crate) fn start_sampler(registry: &Arc<StatsRegistry>) {
         loop {
             every.tick().await;
             let Some(reg) = weak.upgrade() else { return };
-            reg.tick(|name| ractor::registry::where_is(name.to_string()).is_some());
+            reg.tick(|name| ractor::registry::where_is(name).is_some());
         }
     });
 }

@@ -290,16 +290,7 @@ fn get(pairs: &[(String, f64)], key: &str) -> anyhow::Result<f64> {
 
 /// Our resident set size in bytes.
 fn rss_bytes() -> anyhow::Result<f64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").context("reading /proc/self/statm")?;
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .ok_or_else(|| anyhow!("unreadable /proc/self/statm: {statm}"))?
-        .parse()
-        .context("unreadable /proc/self/statm")?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Ok(pages * page.max(1) as f64)
+    crate::memory::rss_of(None)
 }
 
 /// Messaging figures of one run: one-way rate, call p50 and p99 (ns).

@@ -13,20 +13,26 @@
 //! * [`proxy`] — register -> first request routed by Envoy via another node, kill -> removed,
 //!   1 000-service snapshot build + ACK, with a real Envoy.
 //! * [`restart`] — supervisor restart latency (crash -> running again) versus Erlang/OTP.
+//! * [`memory`] — idle actors' memory on their node and on the other nodes, spawn rate as the
+//!   count grows, idle CPU.
 //! * [`erlang`] — local and cross-node messaging, memory per idle actor and spawn rate versus
 //!   Erlang/OTP (processes, distribution) in the same run.
+//!
+//! * [`all`] — every benchmark in turn, one markdown report of every target's verdict.
 //!
 //! Benchmarks return a report value (printable with `Display`, serialisable to JSON) rather than
 //! printing themselves, so tests can run them in a quick mode and inspect the results.
 
 #![warn(missing_docs)]
 
+pub mod all;
 pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod erlang;
 pub mod kv;
 pub mod local;
+pub mod memory;
 pub mod procs;
 pub mod proxy;
 pub mod rawtcp;

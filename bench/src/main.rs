@@ -96,6 +96,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every benchmark in turn (each in its own process), and one markdown report of every
+    /// target's verdict and each benchmark's table.
+    All {
+        /// Smoke runs of each.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the report.
+        #[arg(long, default_value = "bench-report.md")]
+        out: std::path::PathBuf,
+    },
+    /// Idle actors: RSS per actor on the spawning node and on the others, spawn rate as the
+    /// count grows, tree snapshot time, idle CPU per node.
+    Memory {
+        /// Small smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Idle actors to spawn (default 100 000; 1 000 000 checks the 2 GiB target).
+        #[arg(long)]
+        actors: Option<usize>,
+    },
     /// Ours vs Erlang/OTP in the same run: local and cross-node one-way rate and call latency,
     /// memory per idle actor and spawn rate.
     Erlang {
@@ -373,6 +396,40 @@ async fn main() -> anyhow::Result<()> {
                 bench::restart::RestartConfig::default()
             };
             let report = bench::restart::run_restart(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::All { quick, out } => {
+            let exe = std::env::current_exe()?;
+            let outcomes = bench::all::run_all(&exe, quick, &out)?;
+            let failed: Vec<&str> = outcomes
+                .iter()
+                .filter(|o| !o.ok)
+                .map(|o| o.name.as_str())
+                .collect();
+            println!("report written to {}", out.display());
+            if !failed.is_empty() {
+                anyhow::bail!("these benchmarks did not finish: {}", failed.join(", "));
+            }
+        }
+        Command::Memory {
+            quick,
+            json,
+            actors,
+        } => {
+            let mut config = if quick {
+                bench::memory::MemoryConfig::quick()
+            } else {
+                bench::memory::MemoryConfig::default()
+            };
+            if let Some(n) = actors {
+                config.actors = n;
+            }
+            config.progress = !json;
+            let report = bench::memory::run_memory(&config).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -1,5 +1,5 @@
-//! The admin HTTP server (axum): health, metrics, the tree as JSON and HTML, and a JSON API to
-//! spawn actors and message them. Bound to loopback by default.
+//! The admin HTTP server (axum): health, metrics, the tree as JSON, the dashboard page, and a
+//! JSON API to spawn, restart, kill and stop actors and message them. Bound to loopback by default.
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -8,7 +8,7 @@
 //! | GET | `/tree` | `{"node":NAME,"tree":{...}}` |
 //! | GET | `/tree/all` | `{"nodes":[{"node":NAME,"tree":{...}}, ...]}` (every live node) |
 //! | GET | `/cluster` | `{"nodes":[{"name","state","self","connected",...}]}` |
-//! | GET | `/` | the tree page (refreshes itself) |
+//! | GET | `/` | the dashboard: members, every node's tree with live figures, actor detail, KV / broker / registry / proxy panels, actions (one self-contained page; served without the token, which it asks for) |
 //! | GET | `/api/factories` | factory names |
 //! | POST | `/api/spawn` | `{"factory","name","args"?,"on"?}` → `{"name","actor_id","node"}` |
 //! | POST | `/api/actors/{name}/tell` | body: any JSON → 202 |
@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 
 use crate::{error::RuntimeError, node::Node};
 
-const PAGE: &str = include_str!("admin/tree.html");
+const PAGE: &str = include_str!("admin/dashboard.html");
 /// Largest accepted request body.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
 

@@ -19,7 +19,8 @@ need_apt() {
   fi
 }
 
-# Headless Chromium renders the tree page in dctl/tests/browser.rs.
+# Headless Chromium renders the dashboard in dctl/tests/browser.rs and drives it over the DevTools
+# protocol in dctl/tests/dashboard.rs.
 need_apt chromium chromium
 # The fault tests (chaos/tests/faults.rs) cut links with iptables; the clock nemesis uses
 # libfaketime.

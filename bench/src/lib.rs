@@ -32,4 +32,4 @@ pub mod restart;
 pub mod stats;
 
 pub use cluster::{run_cluster, ClusterConfig, ClusterReport, RawServerMode};
-pub use local::{run_local, LocalConfig, LocalReport};
+pub use local::{run_local, LocalConfig, LocalReport, StatsReport};

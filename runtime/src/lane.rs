@@ -28,6 +28,10 @@
 //! `CAST: u64 pid | u16 vlen | variant | args`,
 //! `CALL: u64 pid | u64 id | u32 timeout_ms | u16 vlen | variant | args`,
 //! `REPLY: u64 id | bytes`, `FAIL: u64 id` (no such actor, or it dropped the reply port).
+//! A message with metadata (the W3C `traceparent` of the request it belongs to, see
+//! `trace.rs`) travels as `CAST_M` / `CALL_M`: the same fields with `u16 mlen | metadata`
+//! right after the fixed header (after `pid`, resp. `timeout_ms`). Both ends run the same
+//! build, so a new kind is safe within this version.
 
 use std::{
     collections::HashMap,
@@ -67,6 +71,8 @@ const CAST: u8 = 1;
 const CALL: u8 = 2;
 const REPLY: u8 = 3;
 const FAIL: u8 = 4;
+const CAST_M: u8 = 5;
+const CALL_M: u8 = 6;
 
 /// Why a message could not be put on a lane.
 #[derive(Debug)]
@@ -505,25 +511,37 @@ impl Lane {
     /// Send a serialized message to the actor `pid` of the peer.
     pub(crate) fn send(&self, pid: u64, msg: SerializedMessage) -> Result<(), LaneError> {
         match msg {
-            SerializedMessage::Cast { variant, args, .. } => self.cast(pid, &variant, &args),
+            SerializedMessage::Cast {
+                variant,
+                args,
+                metadata,
+            } => self.cast(pid, &variant, &args, metadata.as_deref()),
             SerializedMessage::Call {
                 variant,
                 args,
                 reply,
-                ..
-            } => self.call(pid, &variant, &args, reply),
+                metadata,
+            } => self.call(pid, &variant, &args, reply, metadata.as_deref()),
             // Replies travel as REPLY frames, never as messages.
             SerializedMessage::CallReply(..) => Err(LaneError::NotSerializable),
         }
     }
 
-    fn cast(&self, pid: u64, variant: &str, args: &[u8]) -> Result<(), LaneError> {
+    fn cast(
+        &self,
+        pid: u64,
+        variant: &str,
+        args: &[u8],
+        meta: Option<&[u8]>,
+    ) -> Result<(), LaneError> {
         let vlen = u16::try_from(variant.len()).map_err(|_| LaneError::TooLarge)?;
-        let len = frame_len(1 + 8 + 2 + variant.len() + args.len())?;
+        let mlen = meta_len(meta)?;
+        let len = frame_len(1 + 8 + meta_room(meta) + 2 + variant.len() + args.len())?;
         self.push(false, |b| {
             b.extend_from_slice(&len.to_be_bytes());
-            b.push(CAST);
+            b.push(if meta.is_some() { CAST_M } else { CAST });
             b.extend_from_slice(&pid.to_be_bytes());
+            put_meta(b, mlen, meta);
             b.extend_from_slice(&vlen.to_be_bytes());
             b.extend_from_slice(variant.as_bytes());
             b.extend_from_slice(args);
@@ -536,9 +554,11 @@ impl Lane {
         variant: &str,
         args: &[u8],
         reply: RpcReplyPort<Vec<u8>>,
+        meta: Option<&[u8]>,
     ) -> Result<(), LaneError> {
         let vlen = u16::try_from(variant.len()).map_err(|_| LaneError::TooLarge)?;
-        let len = frame_len(1 + 8 + 8 + 4 + 2 + variant.len() + args.len())?;
+        let mlen = meta_len(meta)?;
+        let len = frame_len(1 + 8 + 8 + 4 + meta_room(meta) + 2 + variant.len() + args.len())?;
         let timeout_ms = reply
             .get_timeout()
             .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1))
@@ -553,10 +573,11 @@ impl Lane {
         }
         let sent = self.push(true, |b| {
             b.extend_from_slice(&len.to_be_bytes());
-            b.push(CALL);
+            b.push(if meta.is_some() { CALL_M } else { CALL });
             b.extend_from_slice(&pid.to_be_bytes());
             b.extend_from_slice(&id.to_be_bytes());
             b.extend_from_slice(&timeout_ms.to_be_bytes());
+            put_meta(b, mlen, meta);
             b.extend_from_slice(&vlen.to_be_bytes());
             b.extend_from_slice(variant.as_bytes());
             b.extend_from_slice(args);
@@ -689,6 +710,8 @@ impl Lane {
             let least = match kind {
                 CAST => 11,
                 CALL => 23,
+                CAST_M => 13,
+                CALL_M => 25,
                 _ => 9,
             };
             if len < least {
@@ -697,15 +720,22 @@ impl Lane {
                 )));
             }
             match kind {
-                CAST => {
+                CAST | CAST_M => {
                     let pid = r.read_u64().await?;
-                    let variant = read_variant(&mut r, len - 9).await?;
-                    let args = read_rest(&mut r, len - 11 - variant.len()).await?;
+                    let (metadata, room) = if kind == CAST_M {
+                        let m = read_meta(&mut r, len - 9).await?;
+                        let room = len - 9 - 2 - m.len();
+                        (Some(m), room)
+                    } else {
+                        (None, len - 9)
+                    };
+                    let variant = read_variant(&mut r, room).await?;
+                    let args = read_rest(&mut r, room - 2 - variant.len()).await?;
                     if let Some(cell) = published(&mut actors, pid) {
                         let msg = SerializedMessage::Cast {
                             variant,
                             args,
-                            metadata: None,
+                            metadata,
                         };
                         if cell.send_serialized(msg).is_err() {
                             actors.remove(&pid);
@@ -715,13 +745,28 @@ impl Lane {
                         tracing::debug!(peer = %self.peer, pid, "lane message for an unknown or unpublished actor dropped");
                     }
                 }
-                CALL => {
+                CALL | CALL_M => {
                     let pid = r.read_u64().await?;
                     let id = r.read_u64().await?;
                     let timeout_ms = r.read_u32().await?;
-                    let variant = read_variant(&mut r, len - 21).await?;
-                    let args = read_rest(&mut r, len - 23 - variant.len()).await?;
-                    self.serve_call(&mut actors, pid, id, timeout_ms, variant, args);
+                    let (metadata, room) = if kind == CALL_M {
+                        let m = read_meta(&mut r, len - 21).await?;
+                        let room = len - 21 - 2 - m.len();
+                        (Some(m), room)
+                    } else {
+                        (None, len - 21)
+                    };
+                    let variant = read_variant(&mut r, room).await?;
+                    let args = read_rest(&mut r, room - 2 - variant.len()).await?;
+                    let call = Call {
+                        pid,
+                        id,
+                        timeout_ms,
+                        variant,
+                        args,
+                        metadata,
+                    };
+                    self.serve_call(&mut actors, call);
                 }
                 REPLY => {
                     let id = r.read_u64().await?;
@@ -742,15 +787,15 @@ impl Lane {
         }
     }
 
-    fn serve_call(
-        self: &Arc<Self>,
-        actors: &mut HashMap<u64, ActorCell>,
-        pid: u64,
-        id: u64,
-        timeout_ms: u32,
-        variant: String,
-        args: Vec<u8>,
-    ) {
+    fn serve_call(self: &Arc<Self>, actors: &mut HashMap<u64, ActorCell>, call: Call) {
+        let Call {
+            pid,
+            id,
+            timeout_ms,
+            variant,
+            args,
+            metadata,
+        } = call;
         let Some(cell) = published(actors, pid) else {
             self.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(peer = %self.peer, pid, "lane call for an unknown or unpublished actor");
@@ -767,7 +812,7 @@ impl Lane {
             variant,
             args,
             reply,
-            metadata: None,
+            metadata,
         };
         if cell.send_serialized(msg).is_err() {
             actors.remove(&pid);
@@ -903,6 +948,43 @@ fn hs_err(e: HandshakeError) -> io::Error {
 }
 
 /// Read `u16 len | bytes`, which must fit in the `room` bytes left in the frame.
+/// A call read off the lane.
+struct Call {
+    pid: u64,
+    id: u64,
+    timeout_ms: u32,
+    variant: String,
+    args: Vec<u8>,
+    metadata: Option<Vec<u8>>,
+}
+
+fn meta_len(meta: Option<&[u8]>) -> Result<u16, LaneError> {
+    u16::try_from(meta.map_or(0, <[u8]>::len)).map_err(|_| LaneError::TooLarge)
+}
+
+/// Bytes the metadata takes in a frame (`u16 mlen | metadata`, or nothing).
+fn meta_room(meta: Option<&[u8]>) -> usize {
+    meta.map_or(0, |m| 2 + m.len())
+}
+
+fn put_meta(b: &mut Vec<u8>, mlen: u16, meta: Option<&[u8]>) {
+    if let Some(m) = meta {
+        b.extend_from_slice(&mlen.to_be_bytes());
+        b.extend_from_slice(m);
+    }
+}
+
+/// Read `u16 mlen | metadata`, leaving room for at least a `u16` variant length after it.
+async fn read_meta<R: AsyncRead + Unpin>(r: &mut R, room: usize) -> io::Result<Vec<u8>> {
+    let len = r.read_u16().await? as usize;
+    if len + 2 + 2 > room {
+        return Err(bad_data("metadata longer than its frame".into()));
+    }
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b).await?;
+    Ok(b)
+}
+
 async fn read_variant<R: AsyncRead + Unpin>(r: &mut R, room: usize) -> io::Result<String> {
     let len = r.read_u16().await? as usize;
     if len > room.saturating_sub(2) {

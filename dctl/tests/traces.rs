@@ -90,3 +90,60 @@ fn a_call_hopping_through_three_nodes_has_one_trace_id_in_all_their_logs() {
         "a hop has a span of its own: {f2}"
     );
 }
+
+#[test]
+fn an_event_produced_in_a_trace_carries_the_traceparent_extension() {
+    let n = NodeProc::start("tr-ce");
+    let (s, b) = http(
+        &n.admin,
+        "PUT",
+        "/broker/channels/tr-orders/durable",
+        &[],
+        b"",
+    );
+    assert_eq!(s, 200, "{b}");
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let parent = format!("00-{trace}-b7ad6b7169203331-01");
+    let event = br#"{"specversion":"1.0","id":"e1","source":"test","type":"order","data":{"n":1}}"#;
+    let (s, b) = http(
+        &n.admin,
+        "POST",
+        "/broker/channels/tr-orders/events",
+        &[
+            ("traceparent", &parent),
+            ("Content-Type", "application/cloudevents+json"),
+        ],
+        event,
+    );
+    assert_eq!(s, 200, "{b}");
+    // An event whose producer set its own traceparent keeps it.
+    let own = br#"{"specversion":"1.0","id":"e2","source":"test","type":"order","traceparent":"00-11111111111111111111111111111111-2222222222222222-01"}"#;
+    let (s, b) = http(
+        &n.admin,
+        "POST",
+        "/broker/channels/tr-orders/events",
+        &[
+            ("traceparent", &parent),
+            ("Content-Type", "application/cloudevents+json"),
+        ],
+        own,
+    );
+    assert_eq!(s, 200, "{b}");
+    let (s, body) = http(
+        &n.admin,
+        "GET",
+        "/broker/channels/tr-orders/events?from=beginning&count=2",
+        &[],
+        b"",
+    );
+    assert_eq!(s, 200, "{body}");
+    let re = Regex::new(r#""traceparent":"00-([0-9a-f]{32})-([0-9a-f]{16})-01""#).unwrap();
+    let found: Vec<(String, String)> = re
+        .captures_iter(&body)
+        .map(|c| (c[1].to_string(), c[2].to_string()))
+        .collect();
+    assert_eq!(found.len(), 2, "{body}");
+    assert_eq!(found[0].0, trace, "the request's trace: {body}");
+    assert_ne!(found[0].1, "b7ad6b7169203331", "a span of the broker's own");
+    assert_eq!(found[1].0, "11111111111111111111111111111111", "{body}");
+}

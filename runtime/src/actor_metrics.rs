@@ -18,6 +18,14 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A metric family: name, type, help, and the value of a row.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&MetricRow) -> String,
+);
+
 /// OpenMetrics text (without `# EOF`) for these rows.
 pub(crate) fn render(mut rows: Vec<MetricRow>) -> String {
     if rows.is_empty() {
@@ -60,7 +68,7 @@ pub(crate) fn render(mut rows: Vec<MetricRow>) -> String {
         }
         rows.push(other);
     }
-    let families: [(&str, &str, &str, fn(&MetricRow) -> String); 6] = [
+    let families: [Family; 6] = [
         (
             "draft_actor_mailbox",
             "gauge",

@@ -388,7 +388,7 @@ impl StatsRegistry {
         self.all()
             .into_iter()
             .map(|(name, f)| {
-                let mailbox = ractor::registry::where_is(name.clone())
+                let mailbox = ractor::registry::where_is(name.as_str())
                     .map(|c| c.mailbox_len() as u64)
                     .unwrap_or(0);
                 MetricRow {
@@ -438,7 +438,7 @@ pub(crate) fn start_sampler(registry: &Arc<StatsRegistry>) {
         loop {
             every.tick().await;
             let Some(reg) = weak.upgrade() else { return };
-            reg.tick(|name| ractor::registry::where_is(name.to_string()).is_some());
+            reg.tick(|name| ractor::registry::where_is(name).is_some());
         }
     });
 }

@@ -177,7 +177,9 @@ pub(crate) fn received(metadata: Option<&[u8]>) {
     RECEIVED.with(|r| r.set(ctx));
 }
 
-/// Take the context of the message about to be handled on this thread (clearing it).
+/// Take the context of the message about to be handled on this thread (clearing it). Every
+/// actor taking [`crate::JsonMsg`] must call this first (the node's actor wrapper does; so does
+/// the `gossip-keys` actor), or a stale context could be taken by the next handler.
 pub(crate) fn take_received() -> Option<TraceContext> {
     RECEIVED.with(Cell::take)
 }

@@ -21,7 +21,8 @@ need_apt() {
 # etcd-client (the etcd API tests' client and the KV benchmark's) compiles etcd's protos at
 # build time with protoc.
 need_apt protoc protobuf-compiler
-# Headless Chromium renders the tree page in dctl/tests/browser.rs.
+# Headless Chromium renders the dashboard in dctl/tests/browser.rs and drives it over the DevTools
+# protocol in dctl/tests/dashboard.rs.
 need_apt chromium chromium
 # The fault tests (chaos/tests/faults.rs) cut links with iptables; the clock nemesis uses
 # libfaketime.

@@ -41,4 +41,4 @@ pub mod restart;
 pub mod stats;
 
 pub use cluster::{run_cluster, ClusterConfig, ClusterReport, RawServerMode};
-pub use local::{run_local, LocalConfig, LocalReport};
+pub use local::{run_local, LocalConfig, LocalReport, StatsReport};

@@ -11,6 +11,8 @@
 //! * **throughput** — one task sends `messages` [`Msg::Inc`] with `send_message`, then one
 //!   [`Msg::Get`] call flushes the mailbox; messages/s is `messages / wall time` of the whole.
 //! * **call latency** — `calls` sequential [`Msg::Get`] round trips, each timed; p50, p99 and mean.
+//! * **live figures** — after those rounds, the runtime side's throughput again, with the node's
+//!   handler timing off and on ([`Node::set_actor_stats`]) in alternating order; on/off >= 0.95.
 //!
 //! Runs alternate bare, runtime, bare, runtime… for `rounds` rounds after a warm-up; the report
 //! gives the median of each metric over the rounds and the runtime/bare ratios of the medians.
@@ -27,6 +29,9 @@ use crate::stats::{LatencySummary, Rounds};
 
 /// Target for the throughput ratio runtime/bare (at least).
 pub const THROUGHPUT_RATIO_TARGET: f64 = 0.95;
+/// Target for the throughput ratio of the runtime side with its live figures on / off (at
+/// least): the figures must be cheap enough to leave on.
+pub const STATS_RATIO_TARGET: f64 = 0.95;
 /// Target for the call-latency ratios runtime/bare at p50 and p99 (at most).
 pub const LATENCY_RATIO_TARGET: f64 = 1.10;
 
@@ -190,8 +195,22 @@ pub struct LocalReport {
     /// Medians of the per-round ratios runtime/bare (each round's two runs are adjacent in time,
     /// so these cancel slow drift in machine load; informational, the checks use `ratios`).
     pub paired: Ratios,
-    /// The targeted ratios with their verdicts (throughput, p50, p99).
+    /// The runtime side's throughput with its live figures on and off.
+    pub stats: StatsReport,
+    /// The targeted ratios with their verdicts (throughput, p50, p99, stats on/off).
     pub checks: Vec<Check>,
+}
+
+/// The cost of the live figures (handler timing, [`Node::set_actor_stats`]): the runtime side's
+/// throughput in alternating rounds with them off and on (the order flips every round).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsReport {
+    /// Throughput with the figures off, messages per second.
+    pub off: Rounds,
+    /// Throughput with the figures on, messages per second.
+    pub on: Rounds,
+    /// on / off of the medians (1.0 = free).
+    pub ratio: f64,
 }
 
 impl LocalReport {
@@ -401,6 +420,8 @@ async fn measure(
         }
     }
 
+    let stats = stats_rounds(config, rt, &progress).await?;
+
     let bare = b.into_side(bare.label)?;
     let runtime = r.into_side(rt.label)?;
     let ratios = Ratios {
@@ -433,6 +454,11 @@ async fn measure(
         ),
         check("call p50", ratios.p50, Limit::AtMost(LATENCY_RATIO_TARGET)),
         check("call p99", ratios.p99, Limit::AtMost(LATENCY_RATIO_TARGET)),
+        check(
+            "stats on/off",
+            stats.ratio,
+            Limit::AtLeast(STATS_RATIO_TARGET),
+        ),
     ];
     Ok(LocalReport {
         config: config.clone(),
@@ -441,8 +467,46 @@ async fn measure(
         runtime,
         ratios,
         paired,
+        stats,
         checks,
     })
+}
+
+/// The runtime side's throughput with its node's live figures off and on, alternating (the
+/// order flips every round so drift in machine load falls on both); the figures are left on.
+async fn stats_rounds(
+    config: &LocalConfig,
+    rt: &mut Subject,
+    progress: &impl Fn(String),
+) -> anyhow::Result<StatsReport> {
+    let Via::Runtime(node) = &rt.via else {
+        bail!("the stats rounds need the runtime side");
+    };
+    let node = node.clone();
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for round in 1..=config.rounds {
+        let order = if round % 2 == 1 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for stats in order {
+            node.set_actor_stats(stats);
+            let t = rt.throughput(config.messages, config.call_timeout).await?;
+            if stats { &mut on } else { &mut off }.push(t);
+        }
+        progress(format!(
+            "stats round {round}/{}: throughput off {:.3} | on {:.3} M msg/s",
+            config.rounds,
+            off[off.len() - 1] / 1e6,
+            on[on.len() - 1] / 1e6,
+        ));
+    }
+    node.set_actor_stats(true);
+    let off = Rounds::new(off).ok_or_else(|| anyhow!("no stats rounds"))?;
+    let on = Rounds::new(on).ok_or_else(|| anyhow!("no stats rounds"))?;
+    let ratio = on.median / off.median;
+    Ok(StatsReport { off, on, ratio })
 }
 
 impl fmt::Display for LocalReport {
@@ -526,6 +590,27 @@ impl fmt::Display for LocalReport {
             &b.mean_ns,
             &r.mean_ns,
             q.mean,
+        )?;
+        let st = &self.stats;
+        let (target, verdict) = match target_of("stats on/off") {
+            Some(ch) => (ch.target.to_string(), if ch.pass { "PASS" } else { "MISS" }),
+            None => ("-".to_string(), "info"),
+        };
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<20} {:>14} {:>14} {:>13} {:>9} {:>8}",
+            "live figures", "off", "on", "on/off", "target", "verdict"
+        )?;
+        writeln!(
+            f,
+            "{:<20} {:>14.3} {:>14.3} {:>13.3} {:>9} {:>8}",
+            "throughput (M msg/s)",
+            st.off.median / 1e6,
+            st.on.median / 1e6,
+            st.ratio,
+            target,
+            verdict
         )?;
         writeln!(f)?;
         writeln!(f, "per round (bare / runtime):")?;

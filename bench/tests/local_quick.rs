@@ -39,6 +39,10 @@ async fn local_quick_produces_a_sane_report() {
             side.label
         );
     }
+    assert_eq!(report.stats.on.values.len(), config.rounds);
+    assert_eq!(report.stats.off.values.len(), config.rounds);
+    assert!(report.stats.ratio.is_finite() && report.stats.ratio > 0.0);
+    assert!(report.checks.iter().any(|c| c.metric == "stats on/off"));
     let q = report.ratios;
     for (what, ratio) in [
         ("throughput", q.throughput),
@@ -56,12 +60,14 @@ async fn local_quick_produces_a_sane_report() {
     ] {
         assert!(ratio.is_finite() && ratio > 0.0, "{what} ratio {ratio}");
     }
-    assert_eq!(report.checks.len(), 3);
+    assert_eq!(report.checks.len(), 4);
     assert!(report.checks.iter().all(|c| c.ratio.is_finite()));
 
     let text = report.to_string();
     assert!(
-        text.contains("throughput") && text.contains("runtime/bare"),
+        text.contains("throughput")
+            && text.contains("runtime/bare")
+            && text.contains("live figures"),
         "{text}"
     );
     // every target is a table row ending in its verdict

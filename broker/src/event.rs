@@ -129,6 +129,28 @@ impl CloudEvent {
         }
     }
 
+    /// This event with the extension `name` set to `value` when it has no such attribute yet
+    /// (e.g. the distributed-tracing extension `traceparent`); unchanged otherwise.
+    ///
+    /// ```
+    /// use broker::CloudEvent;
+    /// let e = CloudEvent::from_json(r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#).unwrap();
+    /// let e = e.with_extension_if_absent("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    /// assert_eq!(e.attr("traceparent").unwrap(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    /// let kept = e.with_extension_if_absent("traceparent", "other");
+    /// assert!(kept.attr("traceparent").unwrap().starts_with("00-4bf9"));
+    /// ```
+    pub fn with_extension_if_absent(self, name: &str, value: &str) -> CloudEvent {
+        let Value::Object(mut map) = self.to_value() else {
+            return self;
+        };
+        if map.contains_key(name) {
+            return self;
+        }
+        map.insert(name.to_string(), Value::String(value.to_string()));
+        CloudEvent::from_value(Value::Object(map)).unwrap_or(self)
+    }
+
     /// The `id` attribute.
     pub fn id(&self) -> String {
         self.attr("id").unwrap_or_default()

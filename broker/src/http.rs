@@ -87,13 +87,24 @@ async fn produce(
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_PRODUCE_TIMEOUT)
         .min(MAX_PRODUCE_TIMEOUT);
-    let events = match parse_events(&headers, &body) {
+    let mut events = match parse_events(&headers, &body) {
         Ok(evs) => evs,
         Err(e) => {
             broker.count_rejected();
             return error(400, e);
         }
     };
+    // A traced request (it came with a W3C `traceparent`): its events carry the trace in the
+    // CloudEvents distributed-tracing extension, unless their producer set one.
+    if headers.contains_key("traceparent") {
+        if let Some(ctx) = runtime::trace_context() {
+            let tp = ctx.to_string();
+            events = events
+                .into_iter()
+                .map(|e| e.with_extension_if_absent("traceparent", &tp))
+                .collect();
+        }
+    }
     match broker.produce_batch_within(&channel, events, timeout).await {
         Ok(offsets) => {
             Json(json!({ "accepted": offsets.len(), "offsets": offsets })).into_response()

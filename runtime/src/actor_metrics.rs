@@ -18,7 +18,7 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A metric family: name, type, help, and how a row's value is written.
+/// A metric family: name, type, help, and the value of a row.
 type Family = (
     &'static str,
     &'static str,

@@ -388,7 +388,7 @@ impl StatsRegistry {
         self.all()
             .into_iter()
             .map(|(name, f)| {
-                let mailbox = ractor::registry::where_is(name.clone())
+                let mailbox = ractor::registry::where_is(name.as_str())
                     .map(|c| c.mailbox_len() as u64)
                     .unwrap_or(0);
                 MetricRow {

@@ -1,5 +1,5 @@
-//! The admin HTTP server (axum): health, metrics, the tree as JSON and HTML, and a JSON API to
-//! spawn actors and message them. Bound to loopback by default.
+//! The admin HTTP server (axum): health, metrics, the tree as JSON, the dashboard page, and a
+//! JSON API to spawn, restart, kill and stop actors and message them. Bound to loopback by default.
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -8,7 +8,7 @@
 //! | GET | `/tree` | `{"node":NAME,"tree":{...}}` |
 //! | GET | `/tree/all` | `{"nodes":[{"node":NAME,"tree":{...}}, ...]}` (every live node) |
 //! | GET | `/cluster` | `{"nodes":[{"name","state","self","connected",...}]}` |
-//! | GET | `/` | the tree page (refreshes itself) |
+//! | GET | `/` | the dashboard: members, every node's tree with live figures, actor detail, KV / broker / registry / proxy panels, actions (one self-contained page; served without the token, which it asks for) |
 //! | GET | `/api/factories` | factory names |
 //! | POST | `/api/spawn` | `{"factory","name","args"?,"on"?}` → `{"name","actor_id","node"}` |
 //! | POST | `/api/actors/{name}/tell` | body: any JSON → 202 |
@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 
 use crate::{error::RuntimeError, node::Node};
 
-const PAGE: &str = include_str!("admin/tree.html");
+const PAGE: &str = include_str!("admin/dashboard.html");
 /// Largest accepted request body.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
@@ -57,6 +57,7 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/api/actors/{name}/restart", post(restart))
         .route("/api/actors/{name}/kill", post(kill))
         .fallback(extension)
+        .layer(axum::middleware::from_fn(traced))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
 }
@@ -107,6 +108,39 @@ async fn extension(State(node): State<Node>, req: Request) -> Response {
             })),
         )
             .into_response();
+    }
+    resp
+}
+
+/// Serve a request in its trace: the caller's `traceparent` (a child span of it) or a new
+/// trace; the context is current while the request is handled (messages it sends carry it) and
+/// goes back in the answer's `traceparent` header. Requests that act (anything but GET/HEAD) or
+/// that came with a `traceparent` are logged at info level, in their span.
+async fn traced(req: Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::TraceContext::parse);
+    let ctx = parent.map_or_else(crate::TraceContext::new_root, |p| p.child());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!(
+        "http",
+        trace_id = %ctx.trace_id_hex(),
+        span_id = %ctx.span_id_hex(),
+        parent_span_id = %parent.map(|p| p.span_id_hex()).unwrap_or_default(),
+        %method,
+        %path,
+    );
+    let acting = method != axum::http::Method::GET && method != axum::http::Method::HEAD;
+    if acting || parent.is_some() {
+        span.in_scope(|| tracing::info!("admin request"));
+    }
+    let mut resp = crate::trace::scope(ctx, next.run(req).instrument(span)).await;
+    if let Ok(v) = header::HeaderValue::from_str(&ctx.to_string()) {
+        resp.headers_mut().insert("traceparent", v);
     }
     resp
 }

@@ -10,7 +10,8 @@
 //! | percent-encoded path or query that is not UTF-8 once decoded | | 400 |
 //!
 //! When the node has an admin token (always, when bound off loopback), a request without
-//! `Authorization: Bearer TOKEN` is answered 401.
+//! `Authorization: Bearer TOKEN` is answered 401, except `GET /` (the dashboard page, which
+//! holds no data and asks for the token).
 //!
 //! Every error answer (these, 404, 405, and extractor rejections such as a bad query string) is
 //! `{"error": "..."}` JSON: a response with an error status and no JSON body is rewritten.
@@ -101,8 +102,14 @@ pub(crate) async fn serve(
 }
 
 /// Requests without the bearer token get 401 (compared as SHA-256 digests, so the time taken
-/// says nothing about the token).
+/// says nothing about the token). The one exception is `GET /`, the dashboard page itself: a
+/// static file with no data in it, which asks for the token and sends it with every request.
 async fn authorized(want: &[u8], req: Request, next: Next) -> Response {
+    if req.uri().path() == "/"
+        && (req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD)
+    {
+        return next.run(req).await;
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -14,6 +14,7 @@ use std::{
 use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::Instrument;
 
 use crate::actor_stats::{ActorFigures, StatsRegistry};
 
@@ -56,6 +57,36 @@ impl<A: Clone> Clone for Counted<A> {
             registry: self.registry.clone(),
             live: self.live.clone(),
             running: OnceLock::new(),
+        }
+    }
+}
+
+impl<A: Actor> Counted<A> {
+    /// The inner handler, timed for the live figures when they are on.
+    async fn timed(
+        &self,
+        myself: ActorRef<A::Msg>,
+        message: A::Msg,
+        state: &mut A::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if !self.registry.enabled() {
+            return self.inner.handle(myself, message, state).await;
+        }
+        let started = Instant::now();
+        let outcome = AssertUnwindSafe(self.inner.handle(myself, message, state))
+            .catch_unwind()
+            .await;
+        self.figures.record(started.elapsed());
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.figures.failed(e.to_string());
+                Err(e)
+            }
+            Err(panic) => {
+                self.figures.failed(panic_text(panic.as_ref()));
+                std::panic::resume_unwind(panic)
+            }
         }
     }
 }
@@ -117,25 +148,20 @@ impl<A: Actor> Actor for Counted<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         self.handled.inc();
-        if !self.registry.enabled() {
-            return self.inner.handle(myself, message, state).await;
-        }
-        let started = Instant::now();
-        let outcome = AssertUnwindSafe(self.inner.handle(myself, message, state))
-            .catch_unwind()
-            .await;
-        self.figures.record(started.elapsed());
-        match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                self.figures.failed(e.to_string());
-                Err(e)
-            }
-            Err(panic) => {
-                self.figures.failed(panic_text(panic.as_ref()));
-                std::panic::resume_unwind(panic)
-            }
-        }
+        // Taken before the first await: set by the message's decoding on this very thread.
+        let Some(parent) = crate::trace::take_received() else {
+            return self.timed(myself, message, state).await;
+        };
+        let ctx = parent.child();
+        let span = tracing::info_span!(
+            "message",
+            trace_id = %ctx.trace_id_hex(),
+            span_id = %ctx.span_id_hex(),
+            parent_span_id = %parent.span_id_hex(),
+            actor = %myself.get_name().unwrap_or_default(),
+        );
+        span.in_scope(|| tracing::info!("handling a traced message"));
+        crate::trace::scope(ctx, self.timed(myself, message, state).instrument(span)).await
     }
 
     async fn handle_supervisor_evt(

@@ -84,6 +84,9 @@ impl Actor for KeysActor {
         msg: JsonMsg,
         (node, seal): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Not wrapped by the node's actor wrapper: drop the decoded message's trace context
+        // here, so it is not taken for the next message handled on this thread.
+        let _ = crate::trace::take_received();
         if let JsonMsg::Call(body, reply) = msg {
             let answer = apply_local(node, seal, &body);
             let _ = reply.send(serde_json::to_vec(&answer).unwrap_or_default());

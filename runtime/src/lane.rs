@@ -28,7 +28,8 @@
 //! Frames (big-endian): `u32 len | u8 kind | body` where body is
 //! `CAST: u64 pid | u16 vlen | variant | args`,
 //! `CALL: u64 pid | u64 id | u32 timeout_ms | u16 vlen | variant | args`,
-//! `REPLY: u64 id | bytes`, `FAIL: u64 id` (no such actor, or it dropped the reply port).
+//! `REPLY: u64 id | bytes`, `FAIL: u64 id` (no such actor, or it dropped the reply port);
+//! `CAST_M` / `CALL_M` carry a message's metadata (its trace context) too: see `lane/frame.rs`.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -551,21 +552,31 @@ impl Lane {
     /// Send a serialized message to the actor `pid` of the peer.
     pub(crate) fn send(&self, pid: u64, msg: SerializedMessage) -> Result<(), LaneError> {
         match msg {
-            SerializedMessage::Cast { variant, args, .. } => self.cast(pid, &variant, &args),
+            SerializedMessage::Cast {
+                variant,
+                args,
+                metadata,
+            } => self.cast(pid, &variant, &args, metadata.as_deref()),
             SerializedMessage::Call {
                 variant,
                 args,
                 reply,
-                ..
-            } => self.call(pid, &variant, &args, reply),
+                metadata,
+            } => self.call(pid, &variant, &args, reply, metadata.as_deref()),
             // Replies travel as REPLY frames, never as messages.
             SerializedMessage::CallReply(..) => Err(LaneError::NotSerializable),
         }
     }
 
-    fn cast(&self, pid: u64, variant: &str, args: &[u8]) -> Result<(), LaneError> {
-        frame::cast_fits(variant, args).map_err(|_| LaneError::TooLarge)?;
-        self.push(false, |b| frame::put_cast(b, pid, variant, args))
+    fn cast(
+        &self,
+        pid: u64,
+        variant: &str,
+        args: &[u8],
+        meta: Option<&[u8]>,
+    ) -> Result<(), LaneError> {
+        frame::cast_fits(meta, variant, args).map_err(|_| LaneError::TooLarge)?;
+        self.push(false, |b| frame::put_cast(b, pid, meta, variant, args))
     }
 
     fn call(
@@ -574,8 +585,9 @@ impl Lane {
         variant: &str,
         args: &[u8],
         reply: RpcReplyPort<Vec<u8>>,
+        meta: Option<&[u8]>,
     ) -> Result<(), LaneError> {
-        frame::call_fits(variant, args).map_err(|_| LaneError::TooLarge)?;
+        frame::call_fits(meta, variant, args).map_err(|_| LaneError::TooLarge)?;
         let timeout_ms = reply
             .get_timeout()
             .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1))
@@ -589,7 +601,7 @@ impl Lane {
             p.insert(id, reply);
         }
         let sent = self.push(true, |b| {
-            frame::put_call(b, pid, id, timeout_ms, variant, args)
+            frame::put_call(b, pid, id, timeout_ms, meta, variant, args)
         });
         if sent.is_err() {
             if let Ok(mut p) = self.pending.lock() {
@@ -701,12 +713,17 @@ impl Lane {
                 .bytes_in
                 .fetch_add(size as u64, Ordering::Relaxed);
             match frame {
-                Frame::Cast { pid, variant, args } => {
+                Frame::Cast {
+                    pid,
+                    variant,
+                    args,
+                    metadata,
+                } => {
                     if let Some(cell) = published(&mut actors, pid) {
                         let msg = SerializedMessage::Cast {
                             variant,
                             args,
-                            metadata: None,
+                            metadata,
                         };
                         if cell.send_serialized(msg).is_err() {
                             actors.remove(&pid);
@@ -716,13 +733,7 @@ impl Lane {
                         tracing::debug!(peer = %self.peer, pid, "lane message for an unknown or unpublished actor dropped");
                     }
                 }
-                Frame::Call {
-                    pid,
-                    id,
-                    timeout_ms,
-                    variant,
-                    args,
-                } => self.serve_call(&mut actors, pid, id, timeout_ms, variant, args),
+                call @ Frame::Call { .. } => self.serve_call(&mut actors, call),
                 Frame::Reply { id, data } => {
                     let port = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
                     if let Some(port) = port {
@@ -737,15 +748,19 @@ impl Lane {
         }
     }
 
-    fn serve_call(
-        self: &Arc<Self>,
-        actors: &mut HashMap<u64, ActorCell>,
-        pid: u64,
-        id: u64,
-        timeout_ms: u32,
-        variant: String,
-        args: Vec<u8>,
-    ) {
+    /// Hand a CALL frame to its actor; the answer goes back as a REPLY or FAIL frame.
+    fn serve_call(self: &Arc<Self>, actors: &mut HashMap<u64, ActorCell>, call: Frame) {
+        let Frame::Call {
+            pid,
+            id,
+            timeout_ms,
+            variant,
+            args,
+            metadata,
+        } = call
+        else {
+            return;
+        };
         let Some(cell) = published(actors, pid) else {
             self.stats.undeliverable.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(peer = %self.peer, pid, "lane call for an unknown or unpublished actor");
@@ -762,7 +777,7 @@ impl Lane {
             variant,
             args,
             reply,
-            metadata: None,
+            metadata,
         };
         if cell.send_serialized(msg).is_err() {
             actors.remove(&pid);

@@ -1,7 +1,7 @@
 //! # runtime: a node of the actor system
 //!
 //! A [`Node`] owns a supervision tree (`root` → `system`, `user`), a registry of named actor
-//! [`Factory`]s (the built-in [`echo`], [`counter`], `watch` and `supervisor` among them; a
+//! [`Factory`]s (the built-in [`echo`], [`counter`], `watch`, `forward` and `supervisor` among them; a
 //! supervisor's children may run on other nodes: [`Node::remote_child`], [`Placement`]), an inspector that answers tree snapshots, and
 //! an admin HTTP server (health, Prometheus metrics, the tree as JSON and as a self-refreshing
 //! page, and a JSON API to spawn actors and send them messages).
@@ -39,6 +39,7 @@ mod diagnostics;
 pub mod echo;
 mod error;
 mod factory;
+mod forward;
 #[cfg(test)]
 mod fuzz_tests;
 mod health;
@@ -56,6 +57,7 @@ pub mod secret;
 pub mod spawner;
 mod supervisor_factory;
 mod tls;
+mod trace;
 mod transport_door;
 mod watch;
 
@@ -75,6 +77,7 @@ pub use remote_child::Placement;
 pub use sealed_transport::KeyOp;
 pub use spawner::SpawnerMsg;
 pub use tls::TlsFiles;
+pub use trace::{current as trace_context, TraceContext};
 
 /// Re-exported so users need not depend on `actors` directly for the common types.
 pub use actors::{

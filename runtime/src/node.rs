@@ -259,6 +259,20 @@ impl Node {
         );
         let weak = Arc::downgrade(&node.inner);
         node.register_factory(
+            "forward",
+            Factory::new(move |args: Value| {
+                let to = args
+                    .get("to")
+                    .and_then(Value::as_str)
+                    .ok_or("forward needs arguments {\"to\": NAME}")?;
+                Ok((
+                    crate::forward::Forward { node: weak.clone() },
+                    to.to_string(),
+                ))
+            }),
+        );
+        let weak = Arc::downgrade(&node.inner);
+        node.register_factory(
             "supervisor",
             Factory::from_spec(move |name, args| {
                 crate::supervisor_factory::build(&weak, name, args)
@@ -780,6 +794,24 @@ impl Node {
                 }),
             };
         }
+        if traced_local(actor) {
+            let (tx, rx) = ractor::concurrency::oneshot();
+            let msg = build((tx, timeout).into())
+                .serialize()
+                .map_err(|_| RuntimeError::WrongMessageType(name(), "network"))?;
+            actor
+                .get_cell()
+                .send_serialized(msg)
+                .map_err(|_| RuntimeError::NoReply(name()))?;
+            return match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(_)) => Err(RuntimeError::NoReply(name())),
+                Err(_) => Err(RuntimeError::Timeout {
+                    name: name(),
+                    timeout,
+                }),
+            };
+        }
         match actor.call(build, Some(timeout)).await {
             Ok(CallResult::Success(r)) => Ok(r),
             Ok(CallResult::Timeout) => Err(RuntimeError::Timeout {
@@ -916,6 +948,15 @@ impl Node {
             return lane
                 .send(pid, msg)
                 .map_err(|e| lane_error(&lane, &name(), e));
+        }
+        if traced_local(actor) {
+            let msg = msg
+                .serialize()
+                .map_err(|_| RuntimeError::WrongMessageType(name(), "network"))?;
+            return actor
+                .get_cell()
+                .send_serialized(msg)
+                .map_err(|_| RuntimeError::NoReply(name()));
         }
         actor
             .send_message(msg)
@@ -1248,6 +1289,13 @@ pub async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Whether a message to this local actor should go in its serialized form, so that the trace
+/// context of the request being handled reaches the actor as it would from another node (only
+/// while a trace is current; untraced messages stay on the typed path).
+fn traced_local<M: Message>(actor: &ActorRef<M>) -> bool {
+    actor.get_id().is_local() && M::serializable() && crate::trace::current().is_some()
 }
 
 fn validate_actor_name(name: &str) -> Result<(), RuntimeError> {

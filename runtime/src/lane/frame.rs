@@ -5,8 +5,11 @@
 //! [`MAX_FRAME`] bytes:
 //! `CAST: u64 pid | u16 vlen | variant | args`,
 //! `CALL: u64 pid | u64 id | u32 timeout_ms | u16 vlen | variant | args`,
-//! `REPLY: u64 id | bytes`, `FAIL: u64 id`. The encoding is canonical: a frame that decodes
-//! encodes back to the same bytes.
+//! `REPLY: u64 id | bytes`, `FAIL: u64 id`. A message with metadata (the W3C `traceparent` of
+//! the request it belongs to, see `trace.rs`) travels as `CAST_M` / `CALL_M`: the same fields
+//! with `u16 mlen | metadata` right after the fixed header (after `pid`, resp. `timeout_ms`).
+//! Both ends run the same build, so a new kind is safe within this version. The encoding is
+//! canonical: a frame that decodes encodes back to the same bytes.
 
 use std::io;
 
@@ -19,6 +22,8 @@ const CAST: u8 = 1;
 const CALL: u8 = 2;
 const REPLY: u8 = 3;
 const FAIL: u8 = 4;
+const CAST_M: u8 = 5;
+const CALL_M: u8 = 6;
 
 /// Bytes of a frame's kind and fixed fields, before its variant name.
 const CAST_HEAD: usize = 1 + 8 + 2;
@@ -33,6 +38,7 @@ pub(crate) enum Frame {
         pid: u64,
         variant: String,
         args: Vec<u8>,
+        metadata: Option<Vec<u8>>,
     },
     /// A call to the actor `pid`, answered with a `Reply` or `Fail` carrying `id`.
     Call {
@@ -42,6 +48,7 @@ pub(crate) enum Frame {
         timeout_ms: u32,
         variant: String,
         args: Vec<u8>,
+        metadata: Option<Vec<u8>>,
     },
     /// The answer to the call `id`.
     Reply { id: u64, data: Vec<u8> },
@@ -67,6 +74,9 @@ pub(crate) enum FrameError {
     /// The variant name is not UTF-8.
     #[error("variant is not UTF-8")]
     VariantNotUtf8,
+    /// The metadata runs past the end of the frame.
+    #[error("metadata longer than its frame")]
+    MetadataTooLong,
     /// Bytes after a frame that has no payload.
     #[error("frame of kind {kind} has {extra} bytes after its fields")]
     Trailing { kind: u8, extra: usize },
@@ -82,10 +92,24 @@ impl From<FrameError> for io::Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLarge;
 
-/// The length field of a frame of `head` fixed bytes and this variant and payload, if it fits.
-fn frame_len(head: usize, variant: &str, payload: &[u8]) -> Result<u32, TooLarge> {
+/// Bytes the metadata takes in a frame (`u16 mlen | metadata`, or nothing).
+fn meta_room(meta: Option<&[u8]>) -> usize {
+    meta.map_or(0, |m| 2 + m.len())
+}
+
+/// The length field of a frame of `head` fixed bytes and this metadata, variant and payload,
+/// if it fits.
+fn frame_len(
+    head: usize,
+    meta: Option<&[u8]>,
+    variant: &str,
+    payload: &[u8],
+) -> Result<u32, TooLarge> {
     u16::try_from(variant.len()).map_err(|_| TooLarge)?;
-    let len = head + variant.len() + payload.len();
+    if let Some(m) = meta {
+        u16::try_from(m.len()).map_err(|_| TooLarge)?;
+    }
+    let len = head + meta_room(meta) + variant.len() + payload.len();
     if len > MAX_FRAME {
         return Err(TooLarge);
     }
@@ -98,41 +122,57 @@ pub(crate) fn reply_fits(data: &[u8]) -> bool {
 }
 
 /// Check that a CAST frame fits, before [`put_cast`].
-pub(crate) fn cast_fits(variant: &str, args: &[u8]) -> Result<(), TooLarge> {
-    frame_len(CAST_HEAD, variant, args).map(|_| ())
+pub(crate) fn cast_fits(meta: Option<&[u8]>, variant: &str, args: &[u8]) -> Result<(), TooLarge> {
+    frame_len(CAST_HEAD, meta, variant, args).map(|_| ())
 }
 
 /// Check that a CALL frame fits, before [`put_call`].
-pub(crate) fn call_fits(variant: &str, args: &[u8]) -> Result<(), TooLarge> {
-    frame_len(CALL_HEAD, variant, args).map(|_| ())
+pub(crate) fn call_fits(meta: Option<&[u8]>, variant: &str, args: &[u8]) -> Result<(), TooLarge> {
+    frame_len(CALL_HEAD, meta, variant, args).map(|_| ())
 }
 
-/// Append a CAST frame; the caller checked [`cast_fits`].
-pub(crate) fn put_cast(b: &mut Vec<u8>, pid: u64, variant: &str, args: &[u8]) {
-    let len = (CAST_HEAD + variant.len() + args.len()) as u32;
+fn put_meta(b: &mut Vec<u8>, meta: Option<&[u8]>) {
+    if let Some(m) = meta {
+        b.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        b.extend_from_slice(m);
+    }
+}
+
+/// Append a CAST frame (a CAST_M one with metadata); the caller checked [`cast_fits`].
+pub(crate) fn put_cast(
+    b: &mut Vec<u8>,
+    pid: u64,
+    meta: Option<&[u8]>,
+    variant: &str,
+    args: &[u8],
+) {
+    let len = (CAST_HEAD + meta_room(meta) + variant.len() + args.len()) as u32;
     b.extend_from_slice(&len.to_be_bytes());
-    b.push(CAST);
+    b.push(if meta.is_some() { CAST_M } else { CAST });
     b.extend_from_slice(&pid.to_be_bytes());
+    put_meta(b, meta);
     b.extend_from_slice(&(variant.len() as u16).to_be_bytes());
     b.extend_from_slice(variant.as_bytes());
     b.extend_from_slice(args);
 }
 
-/// Append a CALL frame; the caller checked [`call_fits`].
+/// Append a CALL frame (a CALL_M one with metadata); the caller checked [`call_fits`].
 pub(crate) fn put_call(
     b: &mut Vec<u8>,
     pid: u64,
     id: u64,
     timeout_ms: u32,
+    meta: Option<&[u8]>,
     variant: &str,
     args: &[u8],
 ) {
-    let len = (CALL_HEAD + variant.len() + args.len()) as u32;
+    let len = (CALL_HEAD + meta_room(meta) + variant.len() + args.len()) as u32;
     b.extend_from_slice(&len.to_be_bytes());
-    b.push(CALL);
+    b.push(if meta.is_some() { CALL_M } else { CALL });
     b.extend_from_slice(&pid.to_be_bytes());
     b.extend_from_slice(&id.to_be_bytes());
     b.extend_from_slice(&timeout_ms.to_be_bytes());
+    put_meta(b, meta);
     b.extend_from_slice(&(variant.len() as u16).to_be_bytes());
     b.extend_from_slice(variant.as_bytes());
     b.extend_from_slice(args);
@@ -160,9 +200,14 @@ impl Frame {
     #[cfg(test)]
     pub(crate) fn encode(&self, b: &mut Vec<u8>) -> Result<(), TooLarge> {
         match self {
-            Frame::Cast { pid, variant, args } => {
-                cast_fits(variant, args)?;
-                put_cast(b, *pid, variant, args);
+            Frame::Cast {
+                pid,
+                variant,
+                args,
+                metadata,
+            } => {
+                cast_fits(metadata.as_deref(), variant, args)?;
+                put_cast(b, *pid, metadata.as_deref(), variant, args);
             }
             Frame::Call {
                 pid,
@@ -170,9 +215,18 @@ impl Frame {
                 timeout_ms,
                 variant,
                 args,
+                metadata,
             } => {
-                call_fits(variant, args)?;
-                put_call(b, *pid, *id, *timeout_ms, variant, args);
+                call_fits(metadata.as_deref(), variant, args)?;
+                put_call(
+                    b,
+                    *pid,
+                    *id,
+                    *timeout_ms,
+                    metadata.as_deref(),
+                    variant,
+                    args,
+                );
             }
             Frame::Reply { id, data } => {
                 if !reply_fits(data) {
@@ -196,6 +250,8 @@ impl Frame {
         let head = match kind {
             CAST => CAST_HEAD,
             CALL => CALL_HEAD,
+            CAST_M => CAST_HEAD + 2,
+            CALL_M => CALL_HEAD + 2,
             REPLY | FAIL => ID_HEAD,
             other => return Err(FrameError::UnknownKind(other)),
         };
@@ -214,22 +270,44 @@ impl Frame {
             let v = std::str::from_utf8(v).map_err(|_| FrameError::VariantNotUtf8)?;
             Ok((v.to_string(), end))
         };
+        // `u16 mlen | metadata` at `i`, leaving room for the variant's length after it.
+        let meta_at = |i: usize| -> Result<(Vec<u8>, usize), FrameError> {
+            let mlen = u16::from_be_bytes([b[i], b[i + 1]]) as usize;
+            let end = i + 2 + mlen;
+            if end + 2 > len {
+                return Err(FrameError::MetadataTooLong);
+            }
+            Ok((b[i + 2..end].to_vec(), end))
+        };
         match kind {
-            CAST => {
+            CAST | CAST_M => {
                 let pid = u64_at(1);
-                let (variant, end) = variant_at(9)?;
+                let (metadata, at) = if kind == CAST_M {
+                    let (m, at) = meta_at(9)?;
+                    (Some(m), at)
+                } else {
+                    (None, 9)
+                };
+                let (variant, end) = variant_at(at)?;
                 b.drain(..end);
                 Ok(Frame::Cast {
                     pid,
                     variant,
                     args: b,
+                    metadata,
                 })
             }
-            CALL => {
+            CALL | CALL_M => {
                 let pid = u64_at(1);
                 let id = u64_at(9);
                 let timeout_ms = u32::from_be_bytes([b[17], b[18], b[19], b[20]]);
-                let (variant, end) = variant_at(21)?;
+                let (metadata, at) = if kind == CALL_M {
+                    let (m, at) = meta_at(21)?;
+                    (Some(m), at)
+                } else {
+                    (None, 21)
+                };
+                let (variant, end) = variant_at(at)?;
                 b.drain(..end);
                 Ok(Frame::Call {
                     pid,
@@ -237,6 +315,7 @@ impl Frame {
                     timeout_ms,
                     variant,
                     args: b,
+                    metadata,
                 })
             }
             REPLY => {
@@ -291,6 +370,7 @@ mod tests {
                 pid: 7,
                 variant: "Tell".into(),
                 args: b"{\"x\":1}".to_vec(),
+                metadata: None,
             },
             Frame::Call {
                 pid: u64::MAX,
@@ -298,6 +378,21 @@ mod tests {
                 timeout_ms: 5000,
                 variant: "Call".into(),
                 args: vec![],
+                metadata: None,
+            },
+            Frame::Cast {
+                pid: 8,
+                variant: "Tell".into(),
+                args: b"{}".to_vec(),
+                metadata: Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec()),
+            },
+            Frame::Call {
+                pid: 9,
+                id: 4,
+                timeout_ms: 0,
+                variant: "Call".into(),
+                args: b"[1]".to_vec(),
+                metadata: Some(vec![]),
             },
             Frame::Reply {
                 id: 3,
@@ -328,6 +423,9 @@ mod tests {
         assert_eq!(d(&[]), FrameError::BadLength(0));
         assert_eq!(d(&[9, 0, 0]), FrameError::UnknownKind(9));
         assert_eq!(d(&[CAST, 0, 0]), FrameError::Short { kind: CAST, len: 3 });
+        // CAST_M whose metadata length runs past the frame
+        let cast_m = [CAST_M, 0, 0, 0, 0, 0, 0, 0, 1, 0, 9, 0, 0];
+        assert_eq!(d(&cast_m), FrameError::MetadataTooLong);
         let mut cast = vec![CAST, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5, b'a'];
         assert_eq!(d(&cast), FrameError::VariantTooLong);
         cast.splice(9..11, [0, 1]);
@@ -347,9 +445,18 @@ mod tests {
 
     #[test]
     fn a_message_too_large_for_a_frame_is_refused_when_sent() {
-        assert_eq!(cast_fits(&"v".repeat(70_000), b""), Err(TooLarge));
-        assert_eq!(call_fits("v", &vec![0; MAX_FRAME]), Err(TooLarge));
-        assert!(cast_fits("v", &vec![0; MAX_FRAME - CAST_HEAD - 1]).is_ok());
+        assert_eq!(cast_fits(None, &"v".repeat(70_000), b""), Err(TooLarge));
+        assert_eq!(call_fits(None, "v", &vec![0; MAX_FRAME]), Err(TooLarge));
+        assert!(cast_fits(None, "v", &vec![0; MAX_FRAME - CAST_HEAD - 1]).is_ok());
+        assert_eq!(
+            cast_fits(Some(&[0; 70_000]), "v", b""),
+            Err(TooLarge),
+            "metadata over u16"
+        );
+        assert_eq!(
+            cast_fits(Some(b"m"), "v", &vec![0; MAX_FRAME - CAST_HEAD - 1]),
+            Err(TooLarge)
+        );
         assert!(!reply_fits(&vec![0; MAX_FRAME]));
     }
 }

@@ -17,11 +17,13 @@ fn frames() -> Vec<Frame> {
             pid: 7,
             variant: "Tell".into(),
             args: br#"{"x":1}"#.to_vec(),
+            metadata: None,
         },
         Frame::Cast {
             pid: 1 << 40,
             variant: "ractor::Ping".into(),
             args: vec![],
+            metadata: Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec()),
         },
         Frame::Call {
             pid: 12,
@@ -29,6 +31,7 @@ fn frames() -> Vec<Frame> {
             timeout_ms: 5000,
             variant: "Call".into(),
             args: br#"{"op":"get"}"#.to_vec(),
+            metadata: None,
         },
         Frame::Call {
             pid: u64::MAX,
@@ -36,6 +39,7 @@ fn frames() -> Vec<Frame> {
             timeout_ms: 0,
             variant: String::new(),
             args: vec![0xff; 3],
+            metadata: Some(vec![1, 2]),
         },
         Frame::Reply {
             id: 3,

@@ -43,7 +43,17 @@ fn fuzz_json_messages() {
     .collect();
     fuzz::Target::new("json_messages")
         .seeds(seeds)
-        .dict(["Tell\0", "Call\0", "\"factory\"", "\"name\"", "\"args\"", "\"restart\"", "\"transient\"", "\"tree\"", "\"node\""])
+        .dict([
+            "Tell\0",
+            "Call\0",
+            "\"factory\"",
+            "\"name\"",
+            "\"args\"",
+            "\"restart\"",
+            "\"transient\"",
+            "\"tree\"",
+            "\"node\"",
+        ])
         .run(|b| {
             let (variant, args) = match b.iter().position(|c| *c == 0) {
                 Some(i) => (&b[..i], &b[i + 1..]),
@@ -95,7 +105,15 @@ fn fuzz_keys_request() {
     .map(|v| v.to_string().into_bytes());
     fuzz::Target::new("keys_request")
         .seeds(seeds)
-        .dict(["\"op\"", "\"key\"", "\"install\"", "\"use\"", "\"remove\"", &k1, &first])
+        .dict([
+            "\"op\"",
+            "\"key\"",
+            "\"install\"",
+            "\"use\"",
+            "\"remove\"",
+            &k1,
+            &first,
+        ])
         .run(|b| {
             let before = seal.list();
             let answer = apply_local("n1", &seal, b);
@@ -131,4 +149,3 @@ fn fuzz_keyring_file() {
             }
         });
 }
-

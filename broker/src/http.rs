@@ -151,7 +151,9 @@ pub fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<CloudEvent>,
         let value = value
             .to_str()
             .map_err(|_| format!("header ce-{attr} is not text"))?;
-        map.insert(attr.to_string(), Value::String(percent_decode(value)));
+        let value = percent_decode(value)
+            .ok_or_else(|| format!("header ce-{attr} does not percent-decode to UTF-8"))?;
+        map.insert(attr.to_string(), Value::String(value));
     }
     if map.is_empty() {
         return Err("no CloudEvent: binary mode needs ce-specversion, ce-id, ce-source and ce-type headers; structured mode needs Content-Type: application/cloudevents+json".into());
@@ -192,10 +194,13 @@ pub fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<CloudEvent>,
 
 /// A binary-mode `ce-` header value, percent-decoded (CloudEvents HTTP binding, 3.1.3.2);
 /// a `%` not followed by two hex digits is kept as it is.
-fn percent_decode(s: &str) -> String {
+/// A binary-mode attribute header's value (percent-encoded UTF-8); `None` when the decoded
+/// bytes are not UTF-8 (never replaced by U+FFFD).
+fn percent_decode(s: &str) -> Option<String> {
     percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// A binary-mode body that is not JSON or text, for `data_base64`.
@@ -359,7 +364,9 @@ mod tests {
         assert_eq!(base64(b"hello"), "aGVsbG8=");
         assert_eq!(base64(b"hi"), "aGk=");
         assert_eq!(base64(b"abc"), "YWJj");
-        assert_eq!(percent_decode("a%20b%"), "a b%");
+        assert_eq!(percent_decode("a%20b%").as_deref(), Some("a b%"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        assert_eq!(percent_decode("a%FFb"), None);
     }
 
     #[test]
@@ -376,6 +383,13 @@ mod tests {
         assert_eq!(evs[0].attr("traceparent").as_deref(), Some("x"));
         let err = parse_events(&h, b"not json").unwrap_err();
         assert!(err.contains("not valid JSON"), "{err}");
+        h.insert("ce-subject", "caf%E9".parse().unwrap());
+        let err = parse_events(&h, b"{}").unwrap_err();
+        assert!(
+            err.contains("ce-subject does not percent-decode to UTF-8"),
+            "{err}"
+        );
+        h.remove("ce-subject");
         h.remove("ce-id");
         let err = parse_events(&h, b"{}").unwrap_err();
         assert!(err.contains("'id' is missing"), "{err}");

@@ -88,23 +88,44 @@ pub(crate) enum Tail {
     Corrupt(String),
 }
 
-/// Whether a valid record starts at `pos` of `bytes`.
-fn valid_at(bytes: &[u8], pos: usize) -> bool {
+/// Whether a valid record starts at `pos` of `bytes`; `None` when checking it would hash more
+/// than the `budget` of bytes left (which it spends).
+fn valid_at(bytes: &[u8], pos: usize, budget: &mut usize) -> Option<bool> {
     let Some(head) = bytes.get(pos..pos + 8) else {
-        return false;
+        return Some(false);
     };
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
     let sum = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    len > 0
-        && bytes
-            .get(pos + 8..pos + 8 + len)
-            .is_some_and(|p| fnv(p) == sum)
+    let Some(p) = bytes.get(pos + 8..pos + 8 + len).filter(|_| len > 0) else {
+        return Some(false);
+    };
+    *budget = budget.checked_sub(len)?;
+    Some(fnv(p) == sum)
 }
+
+/// Bytes that looking for a valid record after a damaged one may hash, per byte of the tail
+/// (plus [`SCAN_SLACK`]). Every position of the tail is a candidate record whose length field
+/// says how much to hash, so damage that reads as many plausible lengths would otherwise cost
+/// time quadratic in the tail; a torn append (record headers, then JSON text, whose bytes never
+/// read as a length that fits) hashes far less than this.
+const SCAN_PER_BYTE: usize = 16;
+const SCAN_SLACK: usize = 1 << 20;
 
 /// Classify the bytes from the first record that does not check out to the end of the file.
 pub(crate) fn classify_tail(tail: &[u8]) -> Tail {
-    if let Some(at) = (1..tail.len()).find(|p| valid_at(tail, *p)) {
-        return Tail::Corrupt(format!("a valid record follows {at} bytes later"));
+    let mut budget = tail.len().saturating_mul(SCAN_PER_BYTE) + SCAN_SLACK;
+    for at in 1..tail.len() {
+        match valid_at(tail, at, &mut budget) {
+            Some(false) => {}
+            Some(true) => {
+                return Tail::Corrupt(format!("a valid record follows {at} bytes later"));
+            }
+            None => {
+                return Tail::Corrupt(
+                    "damaged beyond telling an interrupted append from lost records".into(),
+                );
+            }
+        }
     }
     if tail.len() < 8 {
         return Tail::Torn; // an incomplete header
@@ -422,6 +443,27 @@ mod tests {
             opened > 0 && refused > 0,
             "{opened} opened, {refused} refused"
         );
+    }
+
+    /// Garbage in which a record length that fits starts at every few bytes: telling whether a
+    /// valid record follows the damage must not hash each candidate (quadratic in the tail:
+    /// some 10^11 bytes for these 2 MiB); it stops at a budget and refuses the log.
+    #[test]
+    fn a_tail_of_plausible_lengths_is_judged_within_a_bounded_scan() {
+        let mut tail = Vec::with_capacity(2 << 20);
+        while tail.len() < 2 << 20 {
+            // Read at offsets 0, 1, 2 (mod 4): lengths 1 MiB, 4 KiB and 16 bytes.
+            tail.extend_from_slice(&[0, 0, 0x10, 0]);
+        }
+        assert_eq!(
+            classify_tail(&tail),
+            Tail::Corrupt("damaged beyond telling an interrupted append from lost records".into())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path());
+        append_raw(dir.path(), &tail);
+        let err = Log::open(dir.path(), "c").err().expect("refused");
+        assert!(matches!(err, LogError::Corrupt { offset: 3, .. }), "{err}");
     }
 
     #[test]

@@ -624,6 +624,9 @@ pub async fn flush(actor: &ActorRef<Envelope>, timeout: Duration) -> bool {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -43,7 +43,10 @@ pub fn verdict_rows(text: &str) -> Vec<(String, &'static str)> {
             } else {
                 return None;
             };
-            let row = t[..t.len() - 4].split_whitespace().collect::<Vec<_>>().join(" ");
+            let row = t[..t.len() - 4]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             Some((row, verdict))
         })
         .collect()
@@ -60,11 +63,22 @@ pub fn markdown(outcomes: &[Outcome], command: &str) -> String {
             continue;
         }
         for (row, verdict) in verdict_rows(&o.text) {
-            let _ = writeln!(md, "| {} | `{}` | {verdict} |", o.name, row.replace('|', "/"));
+            let _ = writeln!(
+                md,
+                "| {} | `{}` | {verdict} |",
+                o.name,
+                row.replace('|', "/")
+            );
         }
     }
     for o in outcomes {
-        let _ = writeln!(md, "\n## {} ({:.0} s)\n\n```text\n{}\n```", o.name, o.secs, o.text.trim_end());
+        let _ = writeln!(
+            md,
+            "\n## {} ({:.0} s)\n\n```text\n{}\n```",
+            o.name,
+            o.secs,
+            o.text.trim_end()
+        );
     }
     md
 }

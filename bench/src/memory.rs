@@ -166,7 +166,11 @@ impl fmt::Display for MemoryReport {
             self.spawn_secs, self.spawn_rate_first, self.spawn_rate_last, self.tree_snapshot_secs
         )?;
         writeln!(f)?;
-        writeln!(f, "{:<52} {:>14} {:>12} {:>8}", "target", "value", "limit", "verdict")?;
+        writeln!(
+            f,
+            "{:<52} {:>14} {:>12} {:>8}",
+            "target", "value", "limit", "verdict"
+        )?;
         for c in &self.checks {
             writeln!(
                 f,
@@ -327,7 +331,10 @@ async fn with_node(
             first = start.elapsed();
         }
         if cfg.progress && i > 0 && i % 50_000 == 0 {
-            progress(format!("  {i} spawned, {:.1} s", start.elapsed().as_secs_f64()));
+            progress(format!(
+                "  {i} spawned, {:.1} s",
+                start.elapsed().as_secs_f64()
+            ));
         }
     }
     let spawn_secs = start.elapsed().as_secs_f64();

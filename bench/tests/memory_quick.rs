@@ -12,11 +12,18 @@ async fn memory_quick_report_is_complete() {
     assert!(report.nodes[1..].iter().all(|n| !n.spawning));
     for n in &report.nodes {
         assert!(n.rss_before > 0.0 && n.rss_after > 0.0, "{n:?}");
-        assert!(n.idle_cpu_percent.is_finite() && n.idle_cpu_percent >= 0.0, "{n:?}");
+        assert!(
+            n.idle_cpu_percent.is_finite() && n.idle_cpu_percent >= 0.0,
+            "{n:?}"
+        );
         assert!(n.bytes_per_actor.is_finite(), "{n:?}");
     }
     // the spawning node grew with the actors
-    assert!(report.nodes[0].bytes_per_actor > 0.0, "{:?}", report.nodes[0]);
+    assert!(
+        report.nodes[0].bytes_per_actor > 0.0,
+        "{:?}",
+        report.nodes[0]
+    );
     for x in [
         report.spawn_rate_first,
         report.spawn_rate_last,

@@ -139,13 +139,7 @@ fn put_meta(b: &mut Vec<u8>, meta: Option<&[u8]>) {
 }
 
 /// Append a CAST frame (a CAST_M one with metadata); the caller checked [`cast_fits`].
-pub(crate) fn put_cast(
-    b: &mut Vec<u8>,
-    pid: u64,
-    meta: Option<&[u8]>,
-    variant: &str,
-    args: &[u8],
-) {
+pub(crate) fn put_cast(b: &mut Vec<u8>, pid: u64, meta: Option<&[u8]>, variant: &str, args: &[u8]) {
     let len = (CAST_HEAD + meta_room(meta) + variant.len() + args.len()) as u32;
     b.extend_from_slice(&len.to_be_bytes());
     b.push(if meta.is_some() { CAST_M } else { CAST });

@@ -26,7 +26,8 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The files of a new service crate (pure).
+/// The files of a new service crate (pure). `vendor` is the Draft repository's `vendor/`
+/// directory (the patched chitchat and ractor).
 pub fn files(name: &str, chassis: &Path, vendor: &Path) -> Vec<(&'static str, String)> {
     let main = MAIN
         .replace(
@@ -52,9 +53,11 @@ serde = {{ version = "1", features = ["derive"] }}
 axum = "0.8"
 
 # The runtime seals gossip with chitchat's envelope encoding, which the published crate keeps
-# private (see the Draft repository's vendor/chitchat/PATCHED.md).
+# private, and reads ractor's mailbox lengths, which the published crate does not count (see
+# the Draft repository's vendor/*/PATCHED.md).
 [patch.crates-io]
-chitchat = {{ path = "{vendor}" }}
+chitchat = {{ path = "{vendor}/chitchat" }}
+ractor = {{ path = "{vendor}/ractor" }}
 
 [profile.dev]
 debug = "line-tables-only"
@@ -88,9 +91,14 @@ pub fn run(name: &str, parent: Option<&Path>) -> Result<PathBuf> {
         .canonicalize()
         .with_context(|| format!("the chassis crate is not at {} (dctl new needs the Draft repository dctl was built from)", repo.join("chassis").display()))?;
     let vendor = repo
-        .join("vendor/chitchat")
+        .join("vendor")
         .canonicalize()
-        .context("vendor/chitchat is missing")?;
+        .context("the vendor directory (patched chitchat and ractor) is missing")?;
+    for patched in ["chitchat", "ractor"] {
+        if !vendor.join(patched).join("Cargo.toml").exists() {
+            bail!("vendor/{patched} is missing from {}", vendor.display());
+        }
+    }
     std::fs::create_dir_all(dir.join("src"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     for (file, text) in files(name, &chassis, &vendor) {
@@ -117,6 +125,14 @@ mod tests {
         assert!(!main.contains("hello\")"));
         let cargo = &f[0].1;
         assert!(cargo.contains("name = \"demo\"") && cargo.contains("chassis = { path = \"/c\" }"));
+        assert!(
+            cargo.contains("chitchat = { path = \"/v/chitchat\" }"),
+            "{cargo}"
+        );
+        assert!(
+            cargo.contains("ractor = { path = \"/v/ractor\" }"),
+            "{cargo}"
+        );
     }
 
     #[test]

@@ -193,20 +193,18 @@ fn fuzz_kv_messages() {
             let again: Request = codec::decode(&once).expect("re-encoded request decodes");
             assert_eq!(enc(&again), once, "{r:?}");
             match &r {
-                Request::Write { cmd, .. } => {
-                    if validate(cmd).is_ok() {
-                        if let Command::Txn(t) = cmd {
-                            if validate_txn(t).is_ok() {
-                                check_ops(&t.success);
-                                check_ops(&t.failure);
-                            }
-                        }
-                    }
+                Request::Write {
+                    cmd: cmd @ Command::Txn(t),
+                    ..
+                } if validate(cmd).is_ok() && validate_txn(t).is_ok() => {
+                    check_ops(&t.success);
+                    check_ops(&t.failure);
                 }
-                Request::Query { query, .. } => {
-                    if validate_range(&query.range).is_ok() {
-                        check_query(query);
-                    }
+                Request::Write { cmd, .. } => {
+                    let _ = validate(cmd);
+                }
+                Request::Query { query, .. } if validate_range(&query.range).is_ok() => {
+                    check_query(query);
                 }
                 _ => {}
             }

@@ -200,6 +200,9 @@ fn fuzz_kv_messages() {
                     check_ops(&t.success);
                     check_ops(&t.failure);
                 }
+                Request::Write { cmd, .. } => {
+                    let _ = validate(cmd);
+                }
                 Request::Query { query, .. } if validate_range(&query.range).is_ok() => {
                     check_query(query);
                 }

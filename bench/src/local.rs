@@ -8,8 +8,9 @@
 //!
 //! Two measurements are taken per side and round:
 //!
-//! * **throughput** — one task sends `messages` [`Msg::Inc`] with `send_message`, then one
-//!   [`Msg::Get`] call flushes the mailbox; messages/s is `messages / wall time` of the whole.
+//! * **throughput** — one task sends `messages` [`Msg::Inc`] (bare: `send_message`; runtime:
+//!   [`Node::tell`], the API users call), then one [`Msg::Get`] call flushes the mailbox;
+//!   messages/s is `messages / wall time` of the whole.
 //! * **call latency** — `calls` sequential [`Msg::Get`] round trips, each timed; p50, p99 and mean.
 //! * **live figures** — after those rounds, the runtime side's throughput again, with the node's
 //!   handler timing off and on ([`Node::set_actor_stats`]) in alternating order; on/off >= 0.95.
@@ -254,10 +255,22 @@ impl Subject {
     /// Send `n` one-way messages then flush with a call; messages per second.
     async fn throughput(&mut self, n: u64, timeout: Duration) -> anyhow::Result<f64> {
         let start = Instant::now();
-        for _ in 0..n {
-            self.actor
-                .send_message(Msg::Inc)
-                .map_err(|e| anyhow!("{}: send failed: {e}", self.label))?;
+        // Each side through its own API: the bare actor's `send_message`, the runtime's
+        // `Node::tell` (which checks for a lane to a remote node before it sends).
+        match &self.via {
+            Via::Bare => {
+                for _ in 0..n {
+                    self.actor
+                        .send_message(Msg::Inc)
+                        .map_err(|e| anyhow!("{}: send failed: {e}", self.label))?;
+                }
+            }
+            Via::Runtime(node) => {
+                for _ in 0..n {
+                    node.tell(&self.actor, Msg::Inc)
+                        .map_err(|e| anyhow!("{}: tell failed: {e}", self.label))?;
+                }
+            }
         }
         let count = self.get(timeout).await?;
         let elapsed = start.elapsed();

@@ -29,13 +29,14 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorRef;
 use runtime::{JsonMsg, MemberState, Node};
 use serde::Serialize;
 
 use crate::{
     cluster::{json_payload, runtime_latency, runtime_stream, wait_for},
-    procs::{free_tcp_port, free_udp_port, locate_dctl, NodeSet},
+    memory::{rss_of, start_node_a, Idle},
+    procs::{free_tcp_port, locate_dctl, NodeSet},
     restart::ensure_escript,
     stats::{LatencySummary, Limit, Rounds},
 };
@@ -177,19 +178,6 @@ impl fmt::Display for ErlangReport {
     }
 }
 
-/// An actor that does nothing until stopped: the idle actor of the memory row.
-#[derive(Debug, Clone, Copy)]
-struct Idle;
-
-impl Actor for Idle {
-    type Msg = ();
-    type State = ();
-    type Arguments = ();
-    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-}
-
 /// The escript and epmd of the Erlang side.
 struct Erlang {
     escript: PathBuf,
@@ -288,11 +276,6 @@ fn get(pairs: &[(String, f64)], key: &str) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow!("the Erlang side printed no {key}"))
 }
 
-/// Our resident set size in bytes.
-fn rss_bytes() -> anyhow::Result<f64> {
-    crate::memory::rss_of(None)
-}
-
 /// Messaging figures of one run: one-way rate, call p50 and p99 (ns).
 struct Messaging {
     oneway: f64,
@@ -355,16 +338,7 @@ async fn run_task(cfg: ErlangConfig) -> anyhow::Result<ErlangReport> {
     let erl = Erlang::start()?;
     let otp_release = erl.otp_release();
     let mut set = NodeSet::new(&dctl, &cfg.cookie)?;
-    let node = Node::builder()
-        .name("bench-erl-a")
-        .without_admin()
-        .cookie(&cfg.cookie)
-        .listen_addr(&format!("127.0.0.1:{}", free_tcp_port()?))
-        .gossip_addr(&format!("127.0.0.1:{}", free_udp_port()?))
-        .data_dir(set.dir().join("bench-erl-a"))
-        .start()
-        .await
-        .context("starting node A in this process")?;
+    let node = start_node_a("bench-erl-a", &cfg.cookie, set.dir()).await?;
     let result = with_node(&cfg, &node, &mut set, &erl, otp_release, &progress).await;
     node.shutdown().await;
     drop(set);
@@ -381,7 +355,7 @@ async fn with_node(
 ) -> anyhow::Result<ErlangReport> {
     // Memory first, alone on a fresh node (no peer yet to replicate names to).
     progress(format!("memory: {} idle actors each side", cfg.idle_actors));
-    let before = rss_bytes()?;
+    let before = rss_of(None)?;
     let start = Instant::now();
     let mut names = Vec::with_capacity(cfg.idle_actors);
     for i in 0..cfg.idle_actors {
@@ -392,7 +366,7 @@ async fn with_node(
         names.push(name);
     }
     let spawn_rate = cfg.idle_actors as f64 / start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
-    let ours_memory = (rss_bytes()? - before) / cfg.idle_actors as f64;
+    let ours_memory = (rss_of(None)? - before) / cfg.idle_actors as f64;
     for name in &names {
         node.stop_actor(name)
             .await

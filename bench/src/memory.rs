@@ -185,9 +185,9 @@ impl fmt::Display for MemoryReport {
     }
 }
 
-/// An actor that waits for messages and does nothing with them.
+/// An actor that waits for messages and does nothing with them (also `bench erlang`'s).
 #[derive(Debug, Clone, Copy)]
-struct Idle;
+pub(crate) struct Idle;
 
 impl Actor for Idle {
     type Msg = ();
@@ -196,6 +196,25 @@ impl Actor for Idle {
     async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
+}
+
+/// Node A of a benchmark, in this process: clustered on free loopback ports, no admin API, its
+/// data under `dir` (the node set's directory), so child nodes can join it.
+pub(crate) async fn start_node_a(
+    name: &str,
+    cookie: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<Node> {
+    Node::builder()
+        .name(name)
+        .without_admin()
+        .cookie(cookie)
+        .listen_addr(&format!("127.0.0.1:{}", free_tcp_port()?))
+        .gossip_addr(&format!("127.0.0.1:{}", free_udp_port()?))
+        .data_dir(dir.join(name))
+        .start()
+        .await
+        .context("starting node A in this process")
 }
 
 /// RSS of a process (`self` or a pid), bytes.
@@ -262,16 +281,7 @@ async fn run_task(cfg: MemoryConfig) -> anyhow::Result<MemoryReport> {
         anyhow!("dctl binary not found: build it (cargo build -p dctl) or set DCTL_BIN")
     })?;
     let mut set = NodeSet::new(&dctl, &cfg.cookie)?;
-    let node = Node::builder()
-        .name("bench-mem-a")
-        .without_admin()
-        .cookie(&cfg.cookie)
-        .listen_addr(&format!("127.0.0.1:{}", free_tcp_port()?))
-        .gossip_addr(&format!("127.0.0.1:{}", free_udp_port()?))
-        .data_dir(set.dir().join("bench-mem-a"))
-        .start()
-        .await
-        .context("starting node A in this process")?;
+    let node = start_node_a("bench-mem-a", &cfg.cookie, set.dir()).await?;
     let result = with_node(&cfg, &node, &mut set).await;
     node.shutdown().await;
     drop(set);

@@ -136,6 +136,76 @@ fn a_gracefully_stopping_node_deregisters_first() {
     });
 }
 
+/// The fast path: a registration and a deregistration reach the other node as hints over the
+/// lane (counted on both sides), and gossip then agrees with them.
+#[test]
+fn changes_are_pushed_to_the_other_nodes_ahead_of_gossip() {
+    let n1 = NodeProc::start("rh-n1");
+    let n2 = start_seeded("rh-n2", &n1);
+    wait_converged(&[&n1, &n2], &["rh-n1", "rh-n2"]);
+    let hints = |n: &NodeProc, which: &str| {
+        metric(
+            &http_get(&n.admin, "/metrics"),
+            &format!("draft_registry_hints_{which}_total"),
+        )
+    };
+    // The other node's registry door is known once its process group reached us: register
+    // until a hint is sent (bounded), each attempt a new instance.
+    let mut registered = Vec::new();
+    for k in 0..20 {
+        let id = format!("fast-{k}");
+        let addr = format!("127.0.0.1:{}", 18100 + k);
+        let out = n2.dctl(&["svc", "register", "fast", "--addr", &addr, "--id", &id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        registered.push(id);
+        if hints(&n2, "sent") > 0 {
+            break;
+        }
+        wait_until(
+            "the registration listed on node 1",
+            Duration::from_secs(10),
+            || instances(&n1, "fast").len() == registered.len(),
+        );
+    }
+    assert!(
+        hints(&n2, "sent") > 0,
+        "no hint was sent in 20 registrations"
+    );
+    wait_until("node 1 received a hint", Duration::from_secs(10), || {
+        hints(&n1, "received") > 0
+    });
+    wait_until(
+        "every registration listed on node 1",
+        Duration::from_secs(10),
+        || instances(&n1, "fast").len() == registered.len(),
+    );
+
+    let received = hints(&n1, "received");
+    let last = registered.last().expect("one registration at least");
+    let out = n2.dctl(&["svc", "deregister", "fast", "--id", last]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until(
+        "the deregistration received as a hint",
+        Duration::from_secs(10),
+        || hints(&n1, "received") > received,
+    );
+    wait_until(
+        "the instance gone from node 1",
+        Duration::from_secs(10),
+        || {
+            instances(&n1, "fast")
+                .iter()
+                .all(|i| i["id"].as_str() != Some(last.as_str()))
+        },
+    );
+    assert_eq!(hints(&n1, "refused"), 0);
+    assert_eq!(
+        hints(&n2, "received"),
+        0,
+        "node 2 changed nothing of node 1's"
+    );
+}
+
 #[test]
 fn bad_registry_requests_get_clear_errors() {
     let n1 = NodeProc::start("rb-n1");

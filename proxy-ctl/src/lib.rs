@@ -13,6 +13,7 @@
 //! * [`xds`]: the ADS gRPC server (state-of-the-world and delta): per-stream state machines,
 //!   the tonic layer, and the status of every connected Envoy.
 //! * [`files`]: files mode (the snapshot as `path_config_source` files, atomic renames).
+//! * [`validate`]: a snapshot as one static bootstrap, checked by `envoy --mode validate`.
 //! * [`http`]: admin routes under `/proxy/` backing `dctl routes ...` and `dctl proxy status`.
 //!
 //! ```
@@ -30,6 +31,7 @@ pub mod http;
 pub mod route;
 pub mod snapshot;
 pub mod table;
+pub mod validate;
 pub mod xds;
 
 pub use error::ProxyError;

@@ -1,12 +1,20 @@
 //! The registry actor: one per node, keeps the view and serves requests.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use runtime::Node;
 use tokio::sync::mpsc;
 
-use super::model::{key, Instance, RegistryError, WatchEvent, WatchKind, KEY_PREFIX};
+use super::{
+    hints::{Hint, Hints},
+    model::{key, Instance, RegistryError, WatchEvent, WatchKind, KEY_PREFIX},
+    peer,
+};
 
 pub enum RegistryMsg {
     Register(Instance, RpcReplyPort<Result<Instance, RegistryError>>),
@@ -15,6 +23,8 @@ pub enum RegistryMsg {
     List(Option<String>, RpcReplyPort<Vec<Instance>>),
     Watch(Option<String>, mpsc::Sender<WatchEvent>, RpcReplyPort<()>),
     Refresh,
+    /// A change pushed by the node an instance is registered on (the fast path).
+    Hint(Hint),
 }
 
 impl ractor::Message for RegistryMsg {}
@@ -22,6 +32,7 @@ impl ractor::Message for RegistryMsg {}
 #[derive(Clone)]
 pub(crate) struct RegistryActor {
     pub(crate) node: Node,
+    pub(crate) counters: std::sync::Arc<peer::HintCounters>,
 }
 
 type Key = (String, String);
@@ -29,6 +40,7 @@ type Key = (String, String);
 pub(crate) struct State {
     view: BTreeMap<Key, Instance>,
     watchers: Vec<(Option<String>, mpsc::Sender<WatchEvent>)>,
+    hints: Hints,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -52,7 +64,20 @@ impl RegistryActor {
     }
 
     async fn refresh(&self, state: &mut State) {
-        let new = self.scan().await;
+        let mut new = self.scan().await;
+        if !state.hints.is_empty() {
+            let live: HashSet<String> = self
+                .node
+                .members()
+                .await
+                .into_iter()
+                .filter(|m| m.state == runtime::MemberState::Alive)
+                .map(|m| m.name)
+                .collect();
+            state
+                .hints
+                .overlay(&mut new, |n| live.contains(n), Instant::now());
+        }
         let mut events = Vec::new();
         for (k, old) in &state.view {
             match new.get(k) {
@@ -93,6 +118,17 @@ impl RegistryActor {
         });
     }
 
+    /// Send a change of one of this node's instances to the other nodes ahead of gossip.
+    fn push(&self, service: &str, id: &str, instance: Option<String>) {
+        let hint = Hint {
+            origin: self.node.name().to_string(),
+            service: service.to_string(),
+            id: id.to_string(),
+            instance,
+        };
+        peer::push(&self.node, &hint, &self.counters);
+    }
+
     fn own(&self, state: &State) -> Vec<Instance> {
         state
             .view
@@ -128,6 +164,7 @@ impl Actor for RegistryActor {
         let mut state = State {
             view: BTreeMap::new(),
             watchers: Vec::new(),
+            hints: Hints::default(),
             tasks,
         };
         self.refresh(&mut state).await;
@@ -157,6 +194,7 @@ impl Actor for RegistryActor {
                     self.node
                         .gossip_set(&key(&instance.service, &instance.id), &value)
                         .await;
+                    self.push(&instance.service, &instance.id, Some(value));
                     self.refresh(state).await;
                     tracing::info!(service = %instance.service, id = %instance.id, address = %instance.address, "registered");
                     let _ = reply.send(Ok(instance));
@@ -170,6 +208,7 @@ impl Actor for RegistryActor {
                 let result = match state.view.get(&k) {
                     Some(i) if i.node == self.node.name() => {
                         self.node.gossip_delete(&key(&service, &id)).await;
+                        self.push(&service, &id, None);
                         self.refresh(state).await;
                         tracing::info!(%service, %id, "deregistered");
                         Ok(())
@@ -194,6 +233,7 @@ impl Actor for RegistryActor {
                 let own = self.own(state);
                 for i in &own {
                     self.node.gossip_delete(&key(&i.service, &i.id)).await;
+                    self.push(&i.service, &i.id, None);
                 }
                 self.refresh(state).await;
                 let _ = reply.send(own.len());
@@ -230,6 +270,17 @@ impl Actor for RegistryActor {
                 let _ = reply.send(());
             }
             RegistryMsg::Refresh => self.refresh(state).await,
+            RegistryMsg::Hint(hint) => {
+                if hint.origin == self.node.name() {
+                    tracing::warn!(origin = %hint.origin, "ignoring a registry hint claiming to come from this node");
+                } else if let Err(e) = state.hints.record(hint, Instant::now()) {
+                    self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "ignoring a registry hint");
+                } else {
+                    self.counters.received.fetch_add(1, Ordering::Relaxed);
+                    self.refresh(state).await;
+                }
+            }
         }
         Ok(())
     }

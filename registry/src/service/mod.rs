@@ -7,6 +7,10 @@
 //!   its instances first (a shutdown hook) and waits [`DRAIN`] for the deletions to spread.
 //! * A registry actor on every node keeps the view, turns gossip changes into
 //!   added/removed/changed events for watchers, and serves register/deregister/resolve.
+//! * Fast path: the node where an instance changes also pushes the change over the message lane
+//!   to every other node's `registry-peer` actor, so other nodes see it in about a lane
+//!   round-trip instead of one or two gossip rounds; gossip stays the truth and repairs what a
+//!   push missed (see `hints.rs`).
 //! * Admin HTTP routes under `/registry` (see [`routes`]) back `dctl svc ...`.
 //!
 //! ```no_run
@@ -22,8 +26,10 @@
 //! ```
 
 mod actor;
+mod hints;
 mod http;
 mod model;
+mod peer;
 
 use std::time::Duration;
 
@@ -54,15 +60,32 @@ impl Registry {
         let sup = node
             .system_supervisor()
             .map_err(|e| RegistryError::Unavailable(e.to_string()))?;
+        let counters = std::sync::Arc::new(peer::HintCounters::default());
         let spec = actors::ChildSpec::worker(
             "registry",
-            Some(format!("{}/registry", node.name())),
-            RegistryActor { node: node.clone() },
+            Some(peer::registry_name(node.name())),
+            RegistryActor {
+                node: node.clone(),
+                counters: counters.clone(),
+            },
             (),
         );
         let cell = actors::start_child(&sup, spec)
             .await
             .map_err(|e| RegistryError::Unavailable(e.to_string()))?;
+        let door = actors::ChildSpec::worker(
+            "registry-peer",
+            Some(format!("{}/registry-peer", node.name())),
+            peer::RegistryPeer {
+                node: node.clone(),
+                counters: counters.clone(),
+            },
+            (),
+        );
+        actors::start_child(&sup, door)
+            .await
+            .map_err(|e| RegistryError::Unavailable(e.to_string()))?;
+        node.metrics().add_source(move || counters.text());
         let registry = Registry {
             node: node.clone(),
             actor: cell.into(),
@@ -87,7 +110,7 @@ impl Registry {
         if self.actor.get_status() == ractor::ActorStatus::Running {
             return Ok(self.actor.clone());
         }
-        ractor::registry::where_is(format!("{}/registry", self.node.name()))
+        ractor::registry::where_is(peer::registry_name(self.node.name()))
             .map(ActorRef::from)
             .ok_or_else(|| RegistryError::Unavailable("registry actor is not running".into()))
     }

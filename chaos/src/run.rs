@@ -24,7 +24,7 @@ use crate::{
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "chaos", about = "Jepsen-style fault tests of a dctl cluster")]
 pub struct Options {
-    /// `kv-register`, `kv-set`, `broker` or `registry`.
+    /// `kv-register`, `kv-set`, `kv-lock`, `broker` or `registry`.
     #[arg(long)]
     pub workload: String,
     /// Faults, comma-separated (`partition-halves`, `partition-random-node`,
@@ -148,9 +148,12 @@ pub fn check(workload: &str, ops: &[crate::history::Op]) -> anyhow::Result<Repor
     Ok(match workload {
         "kv-register" => checker::register::check(ops),
         "kv-set" => checker::set::check(ops),
+        "kv-lock" => checker::lock::check(ops),
         "broker" => checker::broker::check(ops),
         "registry" => checker::registry::check(ops),
-        w => anyhow::bail!("unknown workload '{w}' (kv-register, kv-set, broker, registry)"),
+        w => {
+            anyhow::bail!("unknown workload '{w}' (kv-register, kv-set, kv-lock, broker, registry)")
+        }
     })
 }
 
@@ -223,6 +226,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
         match opts.workload.as_str() {
             "kv-register" => workload::kv_register::run(&ctx, until, nem).await,
             "kv-set" => workload::kv_set::run(&ctx, until, nem).await,
+            "kv-lock" => workload::kv_lock::run(&ctx, until, nem).await,
             "broker" => workload::broker::run(&ctx, until, nem).await,
             _ => workload::registry::run(&ctx, until, nem).await,
         }

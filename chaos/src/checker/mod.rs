@@ -5,9 +5,11 @@
 //! | [`register`] | `kv-register` | every key's history is linearizable (Wing-Gong-Lowe search) |
 //! | [`set`] | `kv-set` | every acknowledged add is in every final read; nothing failed or never added is |
 //! | [`broker`] | `broker` | durable: no acknowledged event lost, no duplicate, per-producer order, equal final logs; plain: no duplicate, order kept, loss only around faults (counted) |
+//! | [`lock`] | `kv-lock` | no two holders' safe intervals (acquire until release or last confirmed renewal + TTL) overlap |
 //! | [`registry`] | `registry` | every node's final view is the same set, the one the acknowledged operations imply |
 
 pub mod broker;
+pub mod lock;
 pub mod register;
 pub mod registry;
 pub mod set;

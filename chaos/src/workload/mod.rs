@@ -6,9 +6,11 @@
 //! | `kv-register` | read / write / cas on a few keys | [`crate::checker::register`] |
 //! | `kv-set` | unique adds (a put per element), a final range read on every node | [`crate::checker::set`] |
 //! | `broker` | produce on a plain and a durable channel; broadcast, queue-group and replaying consumers on several nodes | [`crate::checker::broker`] |
+//! | `kv-lock` | take one lock (lease + create-if-absent), renew while holding, revoke | [`crate::checker::lock`] |
 //! | `registry` | register / deregister instances on several nodes, final views | [`crate::checker::registry`] |
 
 pub mod broker;
+pub mod kv_lock;
 pub mod kv_register;
 pub mod kv_set;
 pub mod registry;

@@ -90,6 +90,11 @@ impl Kv {
         if self.inner.raft.current_leader().await != Some(self.inner.id) {
             return Err(self.not_member());
         }
+        // A leader cut off from the others believes it leads until it hears of a newer term;
+        // the majority's new leader re-armed every lease with one TTL from its election, so a
+        // renewal acknowledged on that belief alone would promise more time than the store
+        // keeps (found by the kv-lock fault workload). Confirm with a majority first.
+        self.linearize().await?;
         self.sync_lease_clock().await?;
         let lease = self.inner.sm.lease(id).await.map_err(KvError::Storage)?;
         let Some(lease) = lease else {

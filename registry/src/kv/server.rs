@@ -155,7 +155,7 @@ impl Kv {
     /// Confirm leadership with a majority before a linearizable read. A round that a majority
     /// did not answer in time (heartbeats late on a loaded machine) is tried again until 5 s
     /// have passed, rather than failing the read at once.
-    async fn linearize(&self) -> Result<(), KvError> {
+    pub(super) async fn linearize(&self) -> Result<(), KvError> {
         let raft = &self.inner.raft;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {

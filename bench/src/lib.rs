@@ -4,7 +4,8 @@
 //! (`cargo run --release -p bench -- <name>`):
 //!
 //! * [`local`] — one-way throughput and call latency of an actor spawned through
-//!   [`runtime::Node`] versus the same actor spawned with bare [`ractor::Actor::spawn`].
+//!   [`runtime::Node`] versus the same actor spawned with bare [`ractor::Actor::spawn`];
+//!   [`local_api`] adds `Node::send`, calls by name and spawn rate.
 //! * [`cluster`] — cross-node call latency and one-way throughput versus raw TCP, failure
 //!   detection after `kill -9`, and convergence of a multi-node cluster, with `dctl node start`
 //!   child processes as the other nodes (one OS process is one node).
@@ -32,6 +33,7 @@ pub mod config;
 pub mod erlang;
 pub mod kv;
 pub mod local;
+pub mod local_api;
 pub mod memory;
 pub mod procs;
 pub mod proxy;

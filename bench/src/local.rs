@@ -200,6 +200,8 @@ pub struct LocalReport {
     pub stats: StatsReport,
     /// The targeted ratios with their verdicts (throughput, p50, p99, stats on/off).
     pub checks: Vec<Check>,
+    /// The rest of the API (information rows): `Node::send`, calls by name, spawn rate.
+    pub api: crate::local_api::ApiReport,
 }
 
 /// The cost of the live figures (handler timing, [`Node::set_actor_stats`]): the runtime side's
@@ -355,9 +357,8 @@ async fn run_with_node(config: &LocalConfig, node: &Node) -> anyhow::Result<Loca
     let (bare_ref, bare_handle) = Actor::spawn(None, Counter, ())
         .await
         .context("spawning the bare actor")?;
-    let runtime_ref = node
-        .spawn(&format!("{}-counter", config.node_name), Counter, ())
-        .await;
+    let named = format!("{}-counter", config.node_name);
+    let runtime_ref = node.spawn(&named, Counter, ()).await;
     let runtime_ref = match runtime_ref {
         Ok(r) => r,
         Err(e) => {
@@ -378,7 +379,13 @@ async fn run_with_node(config: &LocalConfig, node: &Node) -> anyhow::Result<Loca
         via: Via::Runtime(node.clone()),
         expected: 0,
     };
-    let result = measure(config, &mut bare, &mut rt).await;
+    let mut result = measure(config, &mut bare, &mut rt).await;
+    if let Ok(report) = &mut result {
+        match crate::local_api::measure(config, node, &bare_ref, &named).await {
+            Ok(api) => report.api = api,
+            Err(e) => result = Err(e.context("the API rows")),
+        }
+    }
     bare_ref.stop(None);
     let _ = bare_handle.await;
     result
@@ -482,6 +489,10 @@ async fn measure(
         paired,
         stats,
         checks,
+        api: crate::local_api::ApiReport {
+            spawns: 0,
+            rows: Vec::new(),
+        },
     })
 }
 
@@ -625,6 +636,19 @@ impl fmt::Display for LocalReport {
             target,
             verdict
         )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<22} {:>12} {:>14} {:>13}   (the rest of the API, {} spawns per run; information)",
+            "api", "bare ractor", "runtime::Node", "runtime/bare", self.api.spawns
+        )?;
+        for row in &self.api.rows {
+            writeln!(
+                f,
+                "{:<22} {:>12.3} {:>14.3} {:>13.3}",
+                row.metric, row.bare.median, row.runtime.median, row.ratio
+            )?;
+        }
         writeln!(f)?;
         writeln!(f, "per round (bare / runtime):")?;
         writeln!(

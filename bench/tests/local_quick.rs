@@ -63,6 +63,25 @@ async fn local_quick_produces_a_sane_report() {
     assert_eq!(report.checks.len(), 4);
     assert!(report.checks.iter().all(|c| c.ratio.is_finite()));
 
+    let metrics: Vec<&str> = report.api.rows.iter().map(|r| r.metric.as_str()).collect();
+    assert_eq!(
+        metrics,
+        [
+            "Node::send (M msg/s)",
+            "call by name p50 (us)",
+            "call by name p99 (us)",
+            "spawn (actors/s)"
+        ]
+    );
+    for row in &report.api.rows {
+        assert_eq!(row.bare.values.len(), config.rounds, "{}", row.metric);
+        assert!(
+            row.ratio.is_finite() && row.ratio > 0.0 && row.bare.min > 0.0 && row.runtime.min > 0.0,
+            "{}: {row:?}",
+            row.metric
+        );
+    }
+
     let text = report.to_string();
     assert!(
         text.contains("throughput")

@@ -26,6 +26,8 @@ pub(crate) struct Counted<A> {
     pub(crate) registry: Arc<StatsRegistry>,
     /// The node's count of running spawned actors (for `--max-actors`).
     pub(crate) live: Arc<AtomicUsize>,
+    /// The node's OTLP exporter, if on: traced messages' spans go there.
+    pub(crate) spans: Option<Arc<crate::otlp::SpanExport>>,
     /// Set once this incarnation started; dropped with the actor however it ends (ractor
     /// skips `post_stop` after a panic or a kill, but always drops the actor's handler).
     pub(crate) running: OnceLock<Running>,
@@ -56,6 +58,7 @@ impl<A: Clone> Clone for Counted<A> {
             figures: self.figures.clone(),
             registry: self.registry.clone(),
             live: self.live.clone(),
+            spans: self.spans.clone(),
             running: OnceLock::new(),
         }
     }
@@ -153,15 +156,30 @@ impl<A: Actor> Actor for Counted<A> {
             return self.timed(myself, message, state).await;
         };
         let ctx = parent.child();
+        let actor = myself.get_name().unwrap_or_default();
         let span = tracing::info_span!(
             "message",
             trace_id = %ctx.trace_id_hex(),
             span_id = %ctx.span_id_hex(),
             parent_span_id = %parent.span_id_hex(),
-            actor = %myself.get_name().unwrap_or_default(),
+            actor = %actor,
         );
         span.in_scope(|| tracing::info!("handling a traced message"));
-        crate::trace::scope(ctx, self.timed(myself, message, state).instrument(span)).await
+        let started = std::time::SystemTime::now();
+        let outcome =
+            crate::trace::scope(ctx, self.timed(myself, message, state).instrument(span)).await;
+        if let Some(spans) = &self.spans {
+            spans.export(crate::otlp::Finished {
+                name: "message",
+                kind: opentelemetry::trace::SpanKind::Server,
+                ctx,
+                parent: Some(parent),
+                start: started,
+                attributes: vec![opentelemetry::KeyValue::new("actor", actor)],
+                error: outcome.as_ref().err().map(|e| e.to_string()),
+            });
+        }
+        outcome
     }
 
     async fn handle_supervisor_evt(

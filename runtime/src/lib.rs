@@ -50,6 +50,7 @@ mod keys;
 mod lane;
 mod metrics;
 mod node;
+pub mod otlp;
 mod remote_child;
 mod seal;
 mod sealed_transport;

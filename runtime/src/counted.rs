@@ -14,7 +14,6 @@ use std::{
 use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tracing::Instrument;
 
 use crate::actor_stats::{ActorFigures, StatsRegistry};
 
@@ -151,35 +150,15 @@ impl<A: Actor> Actor for Counted<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         self.handled.inc();
-        // Taken before the first await: set by the message's decoding on this very thread.
-        let Some(parent) = crate::trace::take_received() else {
-            return self.timed(myself, message, state).await;
-        };
-        let ctx = parent.child();
+        // The received context is taken before the first await: set by the message's
+        // decoding on this very thread.
         let actor = myself.get_name().unwrap_or_default();
-        let span = tracing::info_span!(
-            "message",
-            trace_id = %ctx.trace_id_hex(),
-            span_id = %ctx.span_id_hex(),
-            parent_span_id = %parent.span_id_hex(),
-            actor = %actor,
-        );
-        span.in_scope(|| tracing::info!("handling a traced message"));
-        let started = std::time::SystemTime::now();
-        let outcome =
-            crate::trace::scope(ctx, self.timed(myself, message, state).instrument(span)).await;
-        if let Some(spans) = &self.spans {
-            spans.export(crate::otlp::Finished {
-                name: "message",
-                kind: opentelemetry::trace::SpanKind::Server,
-                ctx,
-                parent: Some(parent),
-                start: started,
-                attributes: vec![opentelemetry::KeyValue::new("actor", actor)],
-                error: outcome.as_ref().err().map(|e| e.to_string()),
-            });
-        }
-        outcome
+        crate::trace::handle_received(
+            self.spans.as_deref(),
+            &actor,
+            self.timed(myself, message, state),
+        )
+        .await
     }
 
     async fn handle_supervisor_evt(

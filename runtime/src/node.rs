@@ -1261,6 +1261,29 @@ impl Node {
         out
     }
 
+    /// Handle a message in its trace, for actors that are not spawned through the node (e.g. a
+    /// worker put in a supervision spec by hand, whose handler the node does not wrap): when
+    /// the message just decoded carried a trace context ([`crate::trace_received`]), `work` runs
+    /// as a child span of it named `message` with `actor` (logged, current while it runs,
+    /// exported when OTLP export is on). Call it before the handler's first await. For an actor
+    /// spawned through the node the node has done this already, and `work` just runs.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("handle-traced-doc").without_admin().start().await.unwrap();
+    /// let r: Result<u8, String> = node.handle_traced("me", async { Ok(7) }).await;
+    /// assert_eq!(r, Ok(7));
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn handle_traced<T, E: std::fmt::Display>(
+        &self,
+        actor: &str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        crate::trace::handle_received(self.inner.spans.as_deref(), actor, work).await
+    }
+
     /// Stop the node: the admin server first, then the tree in reverse start order.
     pub async fn shutdown(&self) {
         self.inner

@@ -105,7 +105,32 @@ impl Broker {
     }
 
     /// Publish events in order (one append and fsync for a durable channel).
+    ///
+    /// Inside a trace (a traced admin request or message), the produce is a span `produce` of
+    /// it, exported when the node exports spans (`--otlp-endpoint`).
     pub async fn produce_batch(
+        &self,
+        channel: &str,
+        events: Vec<CloudEvent>,
+    ) -> Result<Vec<Option<u64>>, BrokerError> {
+        let n = events.len();
+        let attributes = || {
+            vec![
+                ("messaging.destination.name", channel.to_string()),
+                ("messaging.batch.message_count", n.to_string()),
+            ]
+        };
+        self.inner
+            .node
+            .in_span(
+                "produce",
+                attributes,
+                self.produce_untraced(channel, events),
+            )
+            .await
+    }
+
+    async fn produce_untraced(
         &self,
         channel: &str,
         events: Vec<CloudEvent>,

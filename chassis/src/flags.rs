@@ -79,6 +79,11 @@ pub struct NodeFlags {
     /// the node run on it; no limit by default.
     #[arg(long, value_name = "N")]
     pub max_actors: Option<usize>,
+    /// Export this node's spans (traced admin requests and messages, broker produces in a
+    /// trace) to an OpenTelemetry collector over OTLP/gRPC, e.g. `http://127.0.0.1:4317`;
+    /// the resource's service.name and service.instance.id are the node name. Off by default.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Serve Envoy's ADS (xDS over gRPC) on this address; the default is a free port on the
     /// --listen IP when it is loopback, else on 127.0.0.1 (see `dctl cluster status --json`).
     #[arg(long)]
@@ -228,6 +233,9 @@ impl NodeFlags {
         }
         if let Some(limit) = self.max_actors {
             builder = builder.max_actors(limit);
+        }
+        if let Some(url) = &self.otlp_endpoint {
+            builder = builder.otlp_endpoint(url.clone());
         }
         if let Some(cookie) = &self.cookie {
             builder = builder.cookie(cookie.clone());

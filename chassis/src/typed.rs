@@ -67,7 +67,9 @@ pub enum Envelope {
 const TELL: &str = "chassis.tell";
 const CALL: &str = "chassis.call";
 
-/// Hand-written, as `runtime::JsonMsg`: the payload and reply are already bytes.
+/// Hand-written, as `runtime::JsonMsg`: the payload and reply are already bytes. The sender's
+/// trace context travels as the message's metadata (the lane's `CAST_M` / `CALL_M` frames), so
+/// a typed call continues its caller's trace on the receiving node.
 impl ractor::Message for Envelope {
     fn serializable() -> bool {
         true
@@ -78,13 +80,13 @@ impl ractor::Message for Envelope {
             Envelope::Tell(args) => Ok(SerializedMessage::Cast {
                 variant: TELL.to_string(),
                 args,
-                metadata: None,
+                metadata: runtime::trace_metadata(),
             }),
             Envelope::Call(args, reply) => Ok(SerializedMessage::Call {
                 variant: CALL.to_string(),
                 args,
                 reply,
-                metadata: None,
+                metadata: runtime::trace_metadata(),
             }),
             Envelope::Flush(_) => Err(BoxedDowncastErr),
         }
@@ -92,15 +94,23 @@ impl ractor::Message for Envelope {
 
     fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
         match msg {
-            SerializedMessage::Cast { variant, args, .. } if variant == TELL => {
+            SerializedMessage::Cast {
+                variant,
+                args,
+                metadata,
+            } if variant == TELL => {
+                runtime::trace_received(metadata.as_deref());
                 Ok(Envelope::Tell(args))
             }
             SerializedMessage::Call {
                 variant,
                 args,
                 reply,
-                ..
-            } if variant == CALL => Ok(Envelope::Call(args, reply)),
+                metadata,
+            } if variant == CALL => {
+                runtime::trace_received(metadata.as_deref());
+                Ok(Envelope::Call(args, reply))
+            }
             _ => Err(BoxedDowncastErr),
         }
     }
@@ -477,35 +487,12 @@ pub struct TypedState<S> {
     ctx: Ctx,
 }
 
-impl<A: TypedActor> Actor for Typed<A> {
-    type Msg = Envelope;
-    type State = TypedState<A::State>;
-    type Arguments = A::Args;
-
-    async fn pre_start(
+impl<A: TypedActor> Typed<A> {
+    /// Handle one envelope: decode it, run the actor's handler, answer a call.
+    async fn handle_envelope(
         &self,
-        myself: ActorRef<Envelope>,
-        args: A::Args,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let ctx = Ctx {
-            node: self.node.clone(),
-            myself: myself.clone(),
-            watched: Default::default(),
-        };
-        let inner = self.actor.init(&ctx, args).await?;
-        // Named actors are found cluster-wide through their process group (the runtime's
-        // `actor:<name>` convention, which `Node::resolve` and the gossiped actor list use).
-        if let Some(name) = myself.get_name() {
-            ractor::pg::join(format!("actor:{name}"), vec![myself.get_cell()]);
-        }
-        Ok(TypedState { inner, ctx })
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Envelope>,
         msg: Envelope,
-        state: &mut Self::State,
+        state: &mut TypedState<A::State>,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Envelope::Flush(reply) => {
@@ -538,6 +525,45 @@ impl<A: TypedActor> Actor for Typed<A> {
             }
         }
         Ok(())
+    }
+}
+
+impl<A: TypedActor> Actor for Typed<A> {
+    type Msg = Envelope;
+    type State = TypedState<A::State>;
+    type Arguments = A::Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Envelope>,
+        args: A::Args,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let ctx = Ctx {
+            node: self.node.clone(),
+            myself: myself.clone(),
+            watched: Default::default(),
+        };
+        let inner = self.actor.init(&ctx, args).await?;
+        // Named actors are found cluster-wide through their process group (the runtime's
+        // `actor:<name>` convention, which `Node::resolve` and the gossiped actor list use).
+        if let Some(name) = myself.get_name() {
+            ractor::pg::join(format!("actor:{name}"), vec![myself.get_cell()]);
+        }
+        Ok(TypedState { inner, ctx })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Envelope>,
+        msg: Envelope,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // A worker of a hand-made spec is not wrapped by the node: continue the message's
+        // trace here (a no-op when the node's wrapper already did).
+        let name = myself.get_name().unwrap_or_default();
+        self.node
+            .handle_traced(&name, self.handle_envelope(msg, state))
+            .await
     }
 
     async fn post_stop(

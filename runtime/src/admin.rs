@@ -57,7 +57,7 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/api/actors/{name}/restart", post(restart))
         .route("/api/actors/{name}/kill", post(kill))
         .fallback(extension)
-        .layer(axum::middleware::from_fn(traced))
+        .layer(axum::middleware::from_fn_with_state(node.clone(), traced))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
 }
@@ -116,7 +116,8 @@ async fn extension(State(node): State<Node>, req: Request) -> Response {
 /// trace; the context is current while the request is handled (messages it sends carry it) and
 /// goes back in the answer's `traceparent` header. Requests that act (anything but GET/HEAD) or
 /// that came with a `traceparent` are logged at info level, in their span.
-async fn traced(req: Request, next: axum::middleware::Next) -> Response {
+/// Those logged requests are the ones exported as spans when OTLP export is on.
+async fn traced(State(node): State<Node>, req: Request, next: axum::middleware::Next) -> Response {
     use tracing::Instrument;
     let parent = req
         .headers()
@@ -135,10 +136,31 @@ async fn traced(req: Request, next: axum::middleware::Next) -> Response {
         %path,
     );
     let acting = method != axum::http::Method::GET && method != axum::http::Method::HEAD;
-    if acting || parent.is_some() {
+    let logged = acting || parent.is_some();
+    if logged {
         span.in_scope(|| tracing::info!("admin request"));
     }
+    let started = std::time::SystemTime::now();
     let mut resp = crate::trace::scope(ctx, next.run(req).instrument(span)).await;
+    if let (true, Some(spans)) = (logged, &node.inner.spans) {
+        use opentelemetry::KeyValue;
+        let status = resp.status();
+        spans.export(crate::otlp::Finished {
+            name: "http",
+            kind: opentelemetry::trace::SpanKind::Server,
+            ctx,
+            parent,
+            start: started,
+            attributes: vec![
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("url.path", path),
+                KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+            ],
+            error: status
+                .is_server_error()
+                .then(|| format!("HTTP {}", status.as_u16())),
+        });
+    }
     if let Ok(v) = header::HeaderValue::from_str(&ctx.to_string()) {
         resp.headers_mut().insert("traceparent", v);
     }

@@ -54,6 +54,10 @@ pub struct NodeConfig {
     /// run at once; a spawn beyond it is refused with [`crate::RuntimeError::ActorLimit`]
     /// (HTTP 503). `None`: no limit.
     pub max_actors: Option<usize>,
+    /// Export the node's spans (traced admin requests, traced messages, broker produces in a
+    /// trace) over OTLP/gRPC to this collector URL, e.g. `http://127.0.0.1:4317` (see
+    /// [`crate::otlp`]). `None` (the default): no export.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -76,6 +80,7 @@ impl Default for NodeConfig {
             roles: Vec::new(),
             actor_stats: true,
             max_actors: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -164,6 +169,19 @@ impl NodeBuilder {
     /// ```
     pub fn max_actors(mut self, limit: usize) -> Self {
         self.config.max_actors = Some(limit);
+        self
+    }
+
+    /// Export the node's spans over OTLP/gRPC to the collector at `url` (see
+    /// [`NodeConfig::otlp_endpoint`]); a URL that is not `http(s)://HOST[:PORT]` fails
+    /// [`NodeBuilder::start`] with [`crate::RuntimeError::Config`].
+    ///
+    /// ```
+    /// let b = runtime::Node::builder().otlp_endpoint("http://127.0.0.1:4317");
+    /// # let _ = b;
+    /// ```
+    pub fn otlp_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.config.otlp_endpoint = Some(url.into());
         self
     }
 

@@ -14,7 +14,6 @@ use std::{
 use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tracing::Instrument;
 
 use crate::actor_stats::{ActorFigures, StatsRegistry};
 
@@ -26,6 +25,8 @@ pub(crate) struct Counted<A> {
     pub(crate) registry: Arc<StatsRegistry>,
     /// The node's count of running spawned actors (for `--max-actors`).
     pub(crate) live: Arc<AtomicUsize>,
+    /// The node's OTLP exporter, if on: traced messages' spans go there.
+    pub(crate) spans: Option<Arc<crate::otlp::SpanExport>>,
     /// Set once this incarnation started; dropped with the actor however it ends (ractor
     /// skips `post_stop` after a panic or a kill, but always drops the actor's handler).
     pub(crate) running: OnceLock<Running>,
@@ -56,6 +57,7 @@ impl<A: Clone> Clone for Counted<A> {
             figures: self.figures.clone(),
             registry: self.registry.clone(),
             live: self.live.clone(),
+            spans: self.spans.clone(),
             running: OnceLock::new(),
         }
     }
@@ -148,20 +150,15 @@ impl<A: Actor> Actor for Counted<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         self.handled.inc();
-        // Taken before the first await: set by the message's decoding on this very thread.
-        let Some(parent) = crate::trace::take_received() else {
-            return self.timed(myself, message, state).await;
-        };
-        let ctx = parent.child();
-        let span = tracing::info_span!(
-            "message",
-            trace_id = %ctx.trace_id_hex(),
-            span_id = %ctx.span_id_hex(),
-            parent_span_id = %parent.span_id_hex(),
-            actor = %myself.get_name().unwrap_or_default(),
-        );
-        span.in_scope(|| tracing::info!("handling a traced message"));
-        crate::trace::scope(ctx, self.timed(myself, message, state).instrument(span)).await
+        // The received context is taken before the first await: set by the message's
+        // decoding on this very thread.
+        let actor = myself.get_name().unwrap_or_default();
+        crate::trace::handle_received(
+            self.spans.as_deref(),
+            &actor,
+            self.timed(myself, message, state),
+        )
+        .await
     }
 
     async fn handle_supervisor_evt(

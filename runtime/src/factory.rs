@@ -22,6 +22,8 @@ pub(crate) struct Counting {
     pub(crate) registry: Arc<StatsRegistry>,
     /// Actors spawned through the node that are running now.
     pub(crate) live: Arc<AtomicUsize>,
+    /// The node's OTLP exporter, if on.
+    pub(crate) spans: Option<Arc<crate::otlp::SpanExport>>,
 }
 
 /// A recipe that turns JSON arguments into a supervised actor.
@@ -118,6 +120,7 @@ where
         figures: counting.registry.figures(name),
         registry: counting.registry.clone(),
         live: counting.live.clone(),
+        spans: counting.spans.clone(),
         running: OnceLock::new(),
     };
     ChildSpec::worker(name, Some(name.to_string()), counted, args).restart(Restart::Transient)

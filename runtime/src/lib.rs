@@ -50,6 +50,7 @@ mod keys;
 mod lane;
 mod metrics;
 mod node;
+pub mod otlp;
 mod remote_child;
 mod seal;
 mod sealed_transport;
@@ -77,7 +78,10 @@ pub use remote_child::Placement;
 pub use sealed_transport::KeyOp;
 pub use spawner::SpawnerMsg;
 pub use tls::TlsFiles;
-pub use trace::{current as trace_context, TraceContext};
+pub use trace::{
+    current as trace_context, in_trace, outgoing as trace_metadata, received as trace_received,
+    TraceContext,
+};
 
 /// Re-exported so users need not depend on `actors` directly for the common types.
 pub use actors::{

@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) actor_stats: Arc<StatsRegistry>,
     /// Actors spawned through the node that are running now (checked against `max_actors`).
     pub(crate) live_actors: Arc<std::sync::atomic::AtomicUsize>,
+    /// The OTLP span exporter, when `otlp_endpoint` is set.
+    pub(crate) spans: Option<Arc<crate::otlp::SpanExport>>,
     admin: Mutex<Option<AdminServer>>,
     cluster: OnceLock<Arc<Cluster>>,
     extra_routes: RwLock<Option<axum::Router>>,
@@ -145,6 +147,13 @@ impl Node {
                 "a node named '{name}' already runs in this process"
             )));
         }
+        let spans = match &config.otlp_endpoint {
+            Some(url) => Some(Arc::new(
+                crate::otlp::SpanExport::otlp(url, &name)
+                    .map_err(|e| RuntimeError::Config(e.to_string()))?,
+            )),
+            None => None,
+        };
         let stats = Arc::new(SupervisorStats::default());
         let actor_stats = StatsRegistry::new(config.actor_stats);
         crate::actor_stats::start_sampler(&actor_stats);
@@ -229,6 +238,7 @@ impl Node {
                 stats,
                 actor_stats,
                 live_actors: Arc::default(),
+                spans,
                 admin: Mutex::new(None),
                 cluster: OnceLock::new(),
                 extra_routes: RwLock::new(None),
@@ -568,6 +578,7 @@ impl Node {
             handled: self.inner.metrics.messages.clone(),
             registry: self.inner.actor_stats.clone(),
             live: self.inner.live_actors.clone(),
+            spans: self.inner.spans.clone(),
         }
     }
 
@@ -1209,6 +1220,70 @@ impl Node {
         *self.inner.root_down.borrow() == RootState::GaveUp
     }
 
+    /// Run `work` as a span named `name` of the current trace: a child of the request or message
+    /// being handled ([`crate::trace_context`]), current while `work` runs (messages it sends
+    /// carry it) and exported when OTLP export is on ([`crate::NodeBuilder::otlp_endpoint`]).
+    /// Outside a trace, or with export off, `work` just runs (and `attributes`, the span's
+    /// attributes, is not called). The broker's produce is one.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("in-span-doc").without_admin().start().await.unwrap();
+    /// let n = node.in_span("produce", || vec![("channel", "orders".to_string())], async { 1 + 1 }).await;
+    /// assert_eq!(n, 2);
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn in_span<F: std::future::Future>(
+        &self,
+        name: &'static str,
+        attributes: impl FnOnce() -> Vec<(&'static str, String)>,
+        work: F,
+    ) -> F::Output {
+        let (Some(spans), Some(parent)) = (&self.inner.spans, crate::trace::current()) else {
+            return work.await;
+        };
+        let ctx = parent.child();
+        let started = std::time::SystemTime::now();
+        let out = crate::trace::scope(ctx, work).await;
+        spans.export(crate::otlp::Finished {
+            name,
+            kind: opentelemetry::trace::SpanKind::Internal,
+            ctx,
+            parent: Some(parent),
+            start: started,
+            attributes: attributes()
+                .into_iter()
+                .map(|(k, v)| opentelemetry::KeyValue::new(k, v))
+                .collect(),
+            error: None,
+        });
+        out
+    }
+
+    /// Handle a message in its trace, for actors that are not spawned through the node (e.g. a
+    /// worker put in a supervision spec by hand, whose handler the node does not wrap): when
+    /// the message just decoded carried a trace context ([`crate::trace_received`]), `work` runs
+    /// as a child span of it named `message` with `actor` (logged, current while it runs,
+    /// exported when OTLP export is on). Call it before the handler's first await. For an actor
+    /// spawned through the node the node has done this already, and `work` just runs.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("handle-traced-doc").without_admin().start().await.unwrap();
+    /// let r: Result<u8, String> = node.handle_traced("me", async { Ok(7) }).await;
+    /// assert_eq!(r, Ok(7));
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn handle_traced<T, E: std::fmt::Display>(
+        &self,
+        actor: &str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        crate::trace::handle_received(self.inner.spans.as_deref(), actor, work).await
+    }
+
     /// Stop the node: the admin server first, then the tree in reverse start order.
     pub async fn shutdown(&self) {
         self.inner
@@ -1242,6 +1317,10 @@ impl Node {
             .root
             .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(60)))
             .await;
+        if let Some(spans) = self.inner.spans.clone() {
+            // The last spans go out (blocking, bounded by the export timeout).
+            let _ = tokio::task::spawn_blocking(move || spans.shutdown()).await;
+        }
         tracing::info!(node = %self.name(), "node stopped");
     }
 

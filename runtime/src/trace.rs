@@ -159,18 +159,47 @@ pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(|c| *c).ok()
 }
 
+/// Run `fut` in the trace `ctx` (its [`current`] context): messages it sends through the node
+/// carry `ctx`, so their handlers, on any node, continue that trace. For a request that came
+/// with a `traceparent` over a protocol of the user's own; the admin API does this itself.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let t = runtime::TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+/// let seen = runtime::in_trace(t, async { runtime::trace_context() }).await;
+/// assert_eq!(seen, Some(t));
+/// # });
+/// ```
+pub async fn in_trace<F: std::future::Future>(ctx: TraceContext, fut: F) -> F::Output {
+    scope(ctx, fut).await
+}
+
 /// Run `fut` with `ctx` as its [`current`] context.
 pub(crate) async fn scope<F: std::future::Future>(ctx: TraceContext, fut: F) -> F::Output {
     CURRENT.scope(ctx, fut).await
 }
 
-/// The message metadata to send now: the current context as `traceparent` bytes.
-pub(crate) fn outgoing() -> Option<Vec<u8>> {
+/// The message metadata to send now: the current context as `traceparent` bytes, `None`
+/// outside a trace. A hand-written [`ractor::Message::serialize`] puts it in the
+/// `SerializedMessage`'s `metadata` (as [`crate::JsonMsg`] and chassis' typed envelopes do), and
+/// its `deserialize` hands it to [`received`].
+///
+/// ```
+/// assert_eq!(runtime::trace_metadata(), None);
+/// ```
+pub fn outgoing() -> Option<Vec<u8>> {
     current().map(|c| c.to_string().into_bytes())
 }
 
-/// A message was decoded with this metadata: remember its context for the handler.
-pub(crate) fn received(metadata: Option<&[u8]>) {
+/// A message was decoded with this metadata: remember its context for the handler that runs
+/// next on this thread (the node's actor wrapper, or [`crate::Node::handle_traced`]). Call it
+/// in every hand-written `deserialize` of a message type that carries [`outgoing`]'s metadata,
+/// with `None` too (so a stale context is never taken).
+///
+/// ```
+/// runtime::trace_received(Some(b"not a traceparent"));
+/// ```
+pub fn received(metadata: Option<&[u8]>) {
     let ctx = metadata
         .and_then(|m| std::str::from_utf8(m).ok())
         .and_then(TraceContext::parse);
@@ -182,6 +211,44 @@ pub(crate) fn received(metadata: Option<&[u8]>) {
 /// the `gossip-keys` actor), or a stale context could be taken by the next handler.
 pub(crate) fn take_received() -> Option<TraceContext> {
     RECEIVED.with(Cell::take)
+}
+
+/// Handle a message in its trace: when the message just decoded on this thread carried a
+/// context, run `work` as a child span of it (`message{trace_id, span_id, parent_span_id,
+/// actor}`, one log line, current while `work` runs, exported to `spans` if on); otherwise just
+/// run `work`. Call before the handler's first await.
+pub(crate) async fn handle_received<T, E: fmt::Display>(
+    spans: Option<&crate::otlp::SpanExport>,
+    actor: &str,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    use tracing::Instrument;
+    let Some(parent) = take_received() else {
+        return work.await;
+    };
+    let ctx = parent.child();
+    let span = tracing::info_span!(
+        "message",
+        trace_id = %ctx.trace_id_hex(),
+        span_id = %ctx.span_id_hex(),
+        parent_span_id = %parent.span_id_hex(),
+        actor = %actor,
+    );
+    span.in_scope(|| tracing::info!("handling a traced message"));
+    let started = std::time::SystemTime::now();
+    let outcome = scope(ctx, work.instrument(span)).await;
+    if let Some(spans) = spans {
+        spans.export(crate::otlp::Finished {
+            name: "message",
+            kind: opentelemetry::trace::SpanKind::Server,
+            ctx,
+            parent: Some(parent),
+            start: started,
+            attributes: vec![opentelemetry::KeyValue::new("actor", actor.to_string())],
+            error: outcome.as_ref().err().map(|e| e.to_string()),
+        });
+    }
+    outcome
 }
 
 #[cfg(test)]

@@ -77,6 +77,26 @@ impl NodeProc {
         Self::spawn_cookie(name, data, extra, Some(TEST_COOKIE))
     }
 
+    /// Spawn the process (with the test cookie) without waiting for it: many nodes can start
+    /// at once, then [`NodeProc::wait_started`] each.
+    pub fn launch_with(name: &str, extra: &[&str]) -> NodeProc {
+        Self::launch(name, None, extra, Some(TEST_COOKIE))
+    }
+
+    /// Wait until a launched node serves with its services started.
+    pub fn wait_started(&self, limit: Duration) {
+        wait_until(
+            &format!("node {} started its services", self.name),
+            limit,
+            || {
+                self.dctl(&["tree", "--json"]).status.success()
+                    && !http(&self.admin, "GET", "/health", &[], b"")
+                        .1
+                        .contains("services (starting)")
+            },
+        );
+    }
+
     /// Start in `data` with `cookie` (`None`: no cookie at all, the data directory's is used)
     /// and wait until the node serves with its services started, or exits (a refused start).
     pub fn try_start_in(

@@ -13,7 +13,12 @@
 //! [`LogError::Corrupt`], which names the file, the offset and the byte position, and leaves
 //! the file as it is.
 //!
-//! Committed consumer-group offsets live in `<channel>.groups.json` ([`crate::metafile`]).
+//! Committed consumer-group offsets live in `<channel>.groups.json` ([`crate::metafile`]). They
+//! also bound the log from below: a log holding fewer whole records than a group has taken was
+//! cut short (emptied, or cut inside or between records) and refuses to open, before any torn
+//! tail is truncated. A cut past every group's offset, at or inside the last records, reads as
+//! records that were never written (or as a torn append): events no group has taken yet are
+//! lost then, as nothing outside the file records how many were acknowledged.
 
 use std::{
     collections::BTreeMap,
@@ -196,15 +201,16 @@ impl Log {
             pos += 8 + len;
         }
         drop(reader);
-        if pos < size {
+        let corrupt = |reason: String| LogError::Corrupt {
+            file: path.clone(),
+            offset: index.len() as u64,
+            byte: pos,
+            after: size - pos,
+            reason,
+        };
+        // What follows the last whole record: nothing, a torn append, or damage.
+        let torn = if pos < size {
             let after = size - pos;
-            let corrupt = |reason: String| LogError::Corrupt {
-                file: path.clone(),
-                offset: index.len() as u64,
-                byte: pos,
-                after,
-                reason,
-            };
             if after > MAX_TORN_TAIL {
                 return Err(corrupt("far more than one append".into()));
             }
@@ -212,23 +218,39 @@ impl Log {
             file.read_exact_at(&mut tail, pos).map_err(io)?;
             match classify_tail(&tail) {
                 Tail::Corrupt(reason) => return Err(corrupt(reason)),
-                Tail::Torn => {
-                    tracing::warn!(
-                        "durable log {}: truncating {after} bytes of torn tail (an append \
-                         interrupted by a crash, never acknowledged)",
-                        path.display()
-                    );
-                    file.set_len(pos).map_err(io)?;
-                    file.sync_all().map_err(io)?;
-                }
+                Tail::Torn => true,
             }
-        }
+        } else {
+            false
+        };
+        // The queue groups' committed offsets say how many events were acknowledged at least:
+        // a log holding fewer was cut short (emptied, or cut inside or between records), which
+        // no torn append explains. Checked before a torn tail is truncated.
         let groups_path = dir.join(format!("{channel}.groups.json"));
         let recovery = format!(
             "move it away to start the queue groups of channel '{channel}' from the beginning \
              of its log (they then get events again)"
         );
-        let groups = metafile::read(&groups_path, &recovery)?.unwrap_or_default();
+        let groups: BTreeMap<String, u64> =
+            metafile::read(&groups_path, &recovery)?.unwrap_or_default();
+        if let Some((group, &taken)) = groups.iter().max_by_key(|(_, o)| **o) {
+            if taken > index.len() as u64 {
+                return Err(corrupt(format!(
+                    "queue group '{group}' has taken {taken} events but only {} whole records are left: acknowledged events are missing, the file was cut short",
+                    index.len()
+                )));
+            }
+        }
+        if torn {
+            tracing::warn!(
+                "durable log {}: truncating {} bytes of torn tail (an append interrupted by a \
+                 crash, never acknowledged)",
+                path.display(),
+                size - pos
+            );
+            file.set_len(pos).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
         Ok(Log {
             file,
             path,
@@ -362,6 +384,33 @@ mod tests {
         assert!(err.contains("offset 1 (byte 9)"), "{err}");
         assert!(err.contains("truncate -s 9"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "left as it is");
+    }
+
+    #[test]
+    fn a_log_cut_short_of_what_a_group_took_refuses_to_open_and_keeps_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        three_records(dir.path()); // group g took 2 of the 3 records
+        let path = dir.path().join("c.log");
+        let whole = std::fs::read(&path).unwrap();
+        // emptied; cut inside record 1 (which would read as a torn append); cut after record 0
+        for cut in [0, 9 + 8 + 1, 9] {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            let err = Log::open(dir.path(), "c")
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(err.contains("c.log is corrupt"), "{err}");
+            assert!(err.contains("queue group 'g' has taken 2 events"), "{err}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                &whole[..cut],
+                "left as it is"
+            );
+        }
+        // cut after record 1: every event the group took is there (the third was never taken,
+        // and a cut there reads as a torn append: see the module doc)
+        std::fs::write(&path, &whole[..9 + 10 + 2]).unwrap();
+        assert_eq!(Log::open(dir.path(), "c").unwrap().len(), 2);
     }
 
     #[test]

@@ -37,6 +37,9 @@ use serde_json::{json, Value};
 
 use crate::{error::RuntimeError, node::Node};
 
+#[cfg(test)]
+mod fuzz_tests;
+
 const PAGE: &str = include_str!("admin/dashboard.html");
 /// Largest accepted request body.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;

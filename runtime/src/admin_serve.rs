@@ -44,15 +44,11 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({ "error": msg.into() }))).into_response()
 }
 
-/// Serve `app` on `listener` until `stop` fires, then let open connections finish.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    app: Router,
-    stop: oneshot::Receiver<()>,
-    token: Option<String>,
-) {
+/// `app` with the bounds, the JSON error shape and (given a token) the bearer check around it:
+/// the service every admin connection is served by.
+pub(crate) fn bounded(app: Router, token: Option<&str>) -> Router {
     let app = app.layer(axum::middleware::from_fn(bounds));
-    let app = match token {
+    match token {
         Some(t) => {
             let want = Arc::new(Sha256::digest(format!("Bearer {t}").as_bytes()));
             app.layer(axum::middleware::from_fn(
@@ -63,7 +59,17 @@ pub(crate) async fn serve(
             ))
         }
         None => app,
-    };
+    }
+}
+
+/// Serve `app` on `listener` until `stop` fires, then let open connections finish.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: oneshot::Receiver<()>,
+    token: Option<String>,
+) {
+    let app = bounded(app, token.as_deref());
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(stop);

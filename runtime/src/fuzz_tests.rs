@@ -132,9 +132,16 @@ fn fuzz_keyring_file() {
     let k1 = generate_key().expect("key");
     let k2 = generate_key().expect("key");
     let path = Path::new("/data/gossip.keys");
+    let mut two = Keyring::new(&k1).expect("key");
+    two.install(&k2).expect("install");
+    let one = Keyring::new(&k2).expect("key");
     fuzz::Target::new("keyring_file")
-        .seeds([format!("{k1}\n{k2}"), k1.clone(), format!("{k1}\n")])
-        .dict([k1.as_str(), "\n", "=", "\r\n"])
+        .seeds([
+            two.to_text(),
+            format!("{}\n", one.to_text()),
+            format!("{k1}\n{k2}"),
+        ])
+        .dict([k1.as_str(), "\n", "=", "\r\n", "sha256:"])
         .run(|b| {
             let Ok(text) = std::str::from_utf8(b) else {
                 return;

@@ -4,7 +4,8 @@
 //!
 //! * Keys are 32 random bytes (AES-256), written as standard base64 (`dctl keys generate`).
 //! * A node starts with the keyring in `<data-dir>/gossip.keyring` when there is one (written,
-//!   mode 0600, on every change, one key per line, the primary first); otherwise with the key
+//!   mode 0600, on every change, one key per line, the primary first, then a `sha256:` line
+//!   checking them: a damaged file is refused, naming it); otherwise with the key
 //!   given (`--gossip-key`, `DCTL_GOSSIP_KEY`) or, without one, a key derived from the cookie,
 //!   so nodes that share a cookie share a key with no more configuration.
 //!
@@ -29,6 +30,15 @@ use crate::seal::RawKey;
 pub const KEYRING_FILE: &str = "gossip.keyring";
 /// Most keys a keyring holds (each datagram may be tried against every one).
 pub const MAX_KEYS: usize = 8;
+/// The start of the keyring file's last line, the check of the lines before it.
+const CHECK_PREFIX: &str = "sha256:";
+
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// Why a keyring operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,8 +166,11 @@ impl Keyring {
     }
 
     /// The file's text: one base64 key per line, the primary first.
+    /// The file's text: one key per line, the primary first, then `sha256:` and the hex SHA-256
+    /// of the key lines (joined by newlines), so that a changed or missing line is noticed.
     pub(crate) fn to_text(&self) -> String {
-        self.list().join("\n")
+        let keys = self.list().join("\n");
+        format!("{keys}\n{CHECK_PREFIX}{}", hex_sha256(&keys))
     }
 
     pub(crate) fn from_text(path: &Path, text: &str) -> Result<Keyring, KeyringError> {
@@ -165,7 +178,23 @@ impl Keyring {
             path: path.to_path_buf(),
             why,
         };
-        let keys = text
+        let restore = "restore it from another node's copy, or delete it to start from \
+                       --gossip-key / the cookie's key";
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        let (keys_text, check) = text
+            .rsplit_once('\n')
+            .and_then(|(k, c)| Some((k, c.strip_prefix(CHECK_PREFIX)?)))
+            .ok_or_else(|| {
+                file_err(format!(
+                    "it is corrupt: no '{CHECK_PREFIX}' line after the keys; {restore}"
+                ))
+            })?;
+        if check != hex_sha256(keys_text) {
+            return Err(file_err(format!(
+                "it is corrupt: its keys do not match its '{CHECK_PREFIX}' line; {restore}"
+            )));
+        }
+        let keys = keys_text
             .lines()
             .map(|l| parse_key(l).map_err(|e| file_err(format!("{e} (line '{l}')"))))
             .collect::<Result<Vec<_>, _>>()?;
@@ -236,8 +265,24 @@ mod tests {
         r.install(&generate_key().unwrap()).unwrap();
         r.save(dir.path()).unwrap();
         assert_eq!(Keyring::load(dir.path()), Ok(Some(r.clone())));
-        std::fs::write(dir.path().join(KEYRING_FILE), "not base64 at all!\n").unwrap();
-        let e = Keyring::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains(KEYRING_FILE), "{e}");
+        let path = dir.path().join(KEYRING_FILE);
+        let good = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = good.lines().collect();
+        assert_eq!(lines.len(), 3, "{good}");
+        // garbage, a key changed, a key line lost, the check line lost: each refused by name
+        let one_key_changed = good.replacen(&lines[1][..4], "AAAA", 1);
+        let second_key_lost = format!("{}\n{}\n", lines[0], lines[2]);
+        let unchecked = format!("{}\n{}\n", lines[0], lines[1]);
+        for bad in [
+            "not base64 at all!\n",
+            one_key_changed.as_str(),
+            second_key_lost.as_str(),
+            unchecked.as_str(),
+            "",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = Keyring::load(dir.path()).unwrap_err().to_string();
+            assert!(e.contains(&path.display().to_string()), "{e}");
+        }
     }
 }

@@ -1,10 +1,14 @@
 //! The cluster secret (the cookie) when none is given: generated on a node's first start and kept
 //! in its data directory, like Erlang's `.erlang.cookie`.
 //!
-//! * `<data-dir>/cookie` holds one line: 43 characters of URL-safe base64 (32 random bytes).
+//! * `<data-dir>/cookie` holds one line: 48 characters of URL-safe base64, 32 random bytes and
+//!   the first 4 bytes of their SHA-256, so that a changed character is noticed (a node that
+//!   started with a damaged cookie would be cut off its cluster without a word). A 43-character
+//!   line (32 bytes, no check: files from before the check) is still read.
 //! * The file is created with mode 0600 and never replaced. A file that others can read, that is
-//!   empty or that holds more than one line is refused with an error naming it (the node does not
-//!   start), never silently regenerated: a new cookie would cut the node off its cluster.
+//!   empty, that holds more than one line, or a secret of the generated length whose check does
+//!   not match is refused with an error naming it (the node does not start), never silently
+//!   regenerated: a new cookie would cut the node off its cluster.
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
@@ -38,12 +42,59 @@ pub struct StoredCookie {
     pub created: bool,
 }
 
-/// A fresh random secret: 32 random bytes as URL-safe base64 without padding.
+/// Random bytes in a generated secret.
+const SECRET_BYTES: usize = 32;
+/// Check bytes after them (a prefix of their SHA-256).
+const CHECK_BYTES: usize = 4;
+/// Length of a generated secret's text.
+const SECRET_LEN: usize = (SECRET_BYTES + CHECK_BYTES) * 4 / 3;
+/// Length of a secret generated before the check was added.
+const UNCHECKED_LEN: usize = 43;
+
+fn check_of(random: &[u8]) -> [u8; CHECK_BYTES] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(random);
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// A fresh random secret: 32 random bytes and a 4-byte check (see the module doc) as URL-safe
+/// base64 without padding.
+///
+/// ```
+/// let s = runtime::secret::random_secret().unwrap();
+/// assert_eq!(s.len(), 48);
+/// assert!(runtime::secret::secret_is_intact(&s));
+/// ```
 pub fn random_secret() -> Result<String, RuntimeError> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b)
+    let mut b = [0u8; SECRET_BYTES + CHECK_BYTES];
+    getrandom::fill(&mut b[..SECRET_BYTES])
         .map_err(|e| RuntimeError::Config(format!("no randomness for a secret: {e}")))?;
+    let check = check_of(&b[..SECRET_BYTES]);
+    b[SECRET_BYTES..].copy_from_slice(&check);
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// Whether a secret as read from its file is one [`random_secret`] made, unchanged (or one made
+/// before the check was added, which cannot be checked).
+///
+/// ```
+/// let s = runtime::secret::random_secret().unwrap();
+/// let mut damaged = s.clone().into_bytes();
+/// damaged[10] = if damaged[10] == b'A' { b'B' } else { b'A' };
+/// assert!(!runtime::secret::secret_is_intact(std::str::from_utf8(&damaged).unwrap()));
+/// ```
+pub fn secret_is_intact(secret: &str) -> bool {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    match secret.len() {
+        SECRET_LEN => match b64.decode(secret) {
+            Ok(b) if b.len() == SECRET_BYTES + CHECK_BYTES => {
+                b[SECRET_BYTES..] == check_of(&b[..SECRET_BYTES])
+            }
+            _ => false,
+        },
+        UNCHECKED_LEN => b64.decode(secret).is_ok_and(|b| b.len() == SECRET_BYTES),
+        _ => false,
+    }
 }
 
 /// The name of the admin API's bearer-token file in a node's data directory.
@@ -102,6 +153,14 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<Option<String>, RuntimeErr
              cuts this node off the nodes that know the old one)"
                 .into(),
         ));
+    }
+    if !secret_is_intact(secret) {
+        return Err(bad(format!(
+            "it is corrupt (not a secret this node generated: {SECRET_LEN} characters of \
+             base64 whose last 4 bytes check the first 32); restore it from a copy (another \
+             node of the cluster holds the same cookie) or delete it to generate a new one, \
+             which cuts this node off the nodes that know the old one"
+        )));
     }
     Ok(Some(secret.to_string()))
 }
@@ -170,7 +229,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = load_or_create_cookie(dir.path()).unwrap();
         assert!(a.created);
-        assert_eq!(a.cookie.len(), 43);
+        assert_eq!(a.cookie.len(), 48);
+        assert!(secret_is_intact(&a.cookie));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -190,7 +250,25 @@ mod tests {
     fn a_corrupt_or_shared_cookie_file_is_refused_not_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(COOKIE_FILE);
-        write_secret_file(&path, "x").unwrap();
+        let good = random_secret().unwrap();
+        write_secret_file(&path, &good).unwrap();
+        // every character changed in turn, and a cut: refused as corrupt, the file kept
+        for i in 0..good.len() {
+            let mut b = good.clone().into_bytes();
+            b[i] = if b[i] == b'x' { b'y' } else { b'x' };
+            let bad = String::from_utf8(b).unwrap();
+            std::fs::write(&path, format!("{bad}\n")).unwrap();
+            let e = load_or_create_cookie(dir.path()).unwrap_err().to_string();
+            assert!(
+                e.contains("is corrupt") && e.contains(&path.display().to_string()),
+                "{e}"
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{bad}\n"));
+        }
+        std::fs::write(&path, &good[..24]).unwrap();
+        assert!(load_or_create_cookie(dir.path()).is_err());
+        std::fs::write(&path, format!("{good}\n")).unwrap();
+        assert_eq!(load_or_create_cookie(dir.path()).unwrap().cookie, good);
         std::fs::write(&path, "").unwrap();
         let e = load_or_create_cookie(dir.path()).unwrap_err().to_string();
         assert!(e.contains("must hold one line"), "{e}");
@@ -200,7 +278,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::write(&path, "good\n").unwrap();
+            std::fs::write(&path, format!("{good}\n")).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             let e = load_or_create_cookie(dir.path()).unwrap_err().to_string();
             assert!(e.contains("readable by other users"), "{e}");

@@ -32,6 +32,17 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// How [`NodeProc::try_start_in`] ended.
+pub enum Started {
+    /// The node serves.
+    Running(NodeProc),
+    /// The process exited first: its status and what it logged.
+    Exited {
+        status: std::process::ExitStatus,
+        log: String,
+    },
+}
+
 /// A `dctl node start` process, killed on drop if still running.
 pub struct NodeProc {
     pub name: String,
@@ -66,7 +77,84 @@ impl NodeProc {
         Self::spawn_cookie(name, data, extra, Some(TEST_COOKIE))
     }
 
+    /// Spawn the process (with the test cookie) without waiting for it: many nodes can start
+    /// at once, then [`NodeProc::wait_started`] each.
+    pub fn launch_with(name: &str, extra: &[&str]) -> NodeProc {
+        Self::launch(name, None, extra, Some(TEST_COOKIE))
+    }
+
+    /// Wait until a launched node serves with its services started.
+    pub fn wait_started(&self, limit: Duration) {
+        wait_until(
+            &format!("node {} started its services", self.name),
+            limit,
+            || {
+                self.dctl(&["tree", "--json"]).status.success()
+                    && !http(&self.admin, "GET", "/health", &[], b"")
+                        .1
+                        .contains("services (starting)")
+            },
+        );
+    }
+
+    /// Start in `data` with `cookie` (`None`: no cookie at all, the data directory's is used)
+    /// and wait until the node serves with its services started, or exits (a refused start).
+    pub fn try_start_in(
+        name: &str,
+        data: &std::path::Path,
+        extra: &[&str],
+        cookie: Option<&str>,
+    ) -> Started {
+        let mut node = Self::launch(name, Some(data), extra, cookie);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                node.child = None;
+                let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+                return Started::Exited { status, log };
+            }
+            // (the node may exit between two probes: a refused connection is "not yet"; a node
+            // whose services failed to start answers as it shuts down, unhealthy)
+            if node.dctl(&["tree", "--json"]).status.success()
+                && TcpStream::connect(&node.admin).is_ok()
+                && http(&node.admin, "GET", "/health", &[], b"").0 == 200
+            {
+                return Started::Running(node);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {name} neither served nor exited"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn spawn_cookie(
+        name: &str,
+        data: Option<&std::path::Path>,
+        extra: &[&str],
+        cookie: Option<&str>,
+    ) -> NodeProc {
+        let node = Self::launch(name, data, extra, cookie);
+        wait_until(
+            &format!("node {name} started its services"),
+            Duration::from_secs(20),
+            || {
+                node.dctl(&["tree", "--json"]).status.success()
+                    && !http(&node.admin, "GET", "/health", &[], b"")
+                        .1
+                        .contains("services (starting)")
+            },
+        );
+        node
+    }
+
+    /// Spawn the process, without waiting for it to serve.
+    fn launch(
         name: &str,
         data: Option<&std::path::Path>,
         extra: &[&str],
@@ -99,25 +187,14 @@ impl NodeProc {
             cmd.env("DCTL_COOKIE", c);
         }
         let child = cmd.spawn().expect("dctl node start");
-        let node = NodeProc {
+        NodeProc {
             name: name.into(),
             admin,
             listen,
             gossip,
             child: Some(child),
             dir,
-        };
-        wait_until(
-            &format!("node {name} started its services"),
-            Duration::from_secs(20),
-            || {
-                node.dctl(&["tree", "--json"]).status.success()
-                    && !http(&node.admin, "GET", "/health", &[], b"")
-                        .1
-                        .contains("services (starting)")
-            },
-        );
-        node
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {

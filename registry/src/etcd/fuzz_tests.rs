@@ -126,3 +126,91 @@ fn fuzz_etcd_kv() {
         }
     });
 }
+
+fn create(c: rpc::WatchCreateRequest) -> Vec<u8> {
+    rpc::WatchRequest {
+        request_union: Some(rpc::watch_request::RequestUnion::CreateRequest(c)),
+    }
+    .encode_to_vec()
+}
+
+fn watch_seeds() -> Vec<Vec<u8>> {
+    let prefix = rpc::WatchCreateRequest {
+        key: b"svc/".to_vec(),
+        range_end: b"svc0".to_vec(),
+        start_revision: 3,
+        progress_notify: true,
+        filters: vec![1],
+        prev_kv: true,
+        watch_id: 7,
+        fragment: false,
+    };
+    let everything = rpc::WatchCreateRequest {
+        key: b"a".to_vec(),
+        range_end: vec![0],
+        filters: vec![0, 1],
+        ..Default::default()
+    };
+    let single = rpc::WatchCreateRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    };
+    vec![
+        create(prefix),
+        create(everything),
+        create(single),
+        rpc::WatchRequest {
+            request_union: Some(rpc::watch_request::RequestUnion::CancelRequest(
+                rpc::WatchCancelRequest { watch_id: 7 },
+            )),
+        }
+        .encode_to_vec(),
+    ]
+}
+
+/// A watch create request from a client, decoded as tonic would: whatever the bytes, the
+/// conversion answers a watch over a non-empty UTF-8 key with the filters and start asked for,
+/// or refuses with `InvalidArgument`, exactly when the request is one of the invalid kinds.
+#[test]
+fn fuzz_etcd_watch_create() {
+    use rpc::watch_request::RequestUnion;
+    fuzz::Target::new("etcd_watch")
+        .seeds(watch_seeds())
+        .run(|b| {
+            let Ok(req) = rpc::WatchRequest::decode(b) else {
+                return;
+            };
+            let Some(RequestUnion::CreateRequest(c)) = req.request_union else {
+                return;
+            };
+            let invalid = c.key.is_empty()
+                || std::str::from_utf8(&c.key).is_err()
+                || c.start_revision < 0
+                || c.watch_id < 0
+                || c.filters.iter().any(|f| !(0..=1).contains(f));
+            match super::watch::watch_spec(c.clone()) {
+                Ok(w) => {
+                    assert!(!invalid, "accepted an invalid create request: {c:?}");
+                    assert_eq!(w.range.key.as_bytes(), c.key.as_slice());
+                    match &w.range.end {
+                        RangeEnd::Single => assert!(c.range_end.is_empty()),
+                        RangeEnd::ToEnd => assert_eq!(c.range_end, [0]),
+                        RangeEnd::Before(e) => assert_eq!(e, &c.range_end),
+                    }
+                    assert_eq!(w.id, c.watch_id);
+                    assert_eq!(
+                        w.from.map(|f| f as i64),
+                        (c.start_revision > 0).then_some(c.start_revision)
+                    );
+                    assert_eq!(w.no_put, c.filters.contains(&0));
+                    assert_eq!(w.no_delete, c.filters.contains(&1));
+                    assert_eq!((w.prev_kv, w.progress), (c.prev_kv, c.progress_notify));
+                }
+                Err(s) => {
+                    assert!(invalid, "refused a valid create request {c:?}: {s}");
+                    assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s}");
+                    assert!(!s.message().is_empty());
+                }
+            }
+        });
+}

@@ -49,14 +49,56 @@ impl Drop for Watches {
     }
 }
 
-struct WatchSpec {
-    id: i64,
-    range: KeyRange,
-    from: u64,
-    no_put: bool,
-    no_delete: bool,
-    prev_kv: bool,
-    progress: bool,
+/// One watch, as a create request asks for it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct WatchSpec {
+    /// The watch id the client chose; 0: the stream picks one.
+    pub(super) id: i64,
+    pub(super) range: KeyRange,
+    /// The first revision to send; `None`: from the next one.
+    pub(super) from: Option<u64>,
+    pub(super) no_put: bool,
+    pub(super) no_delete: bool,
+    pub(super) prev_kv: bool,
+    pub(super) progress: bool,
+}
+
+/// The watch a create request asks for, or the status refusing it: an empty or non-UTF-8 key
+/// or range end, a negative start revision or watch id, a filter that is neither `NOPUT` nor
+/// `NODELETE` are `InvalidArgument`.
+pub(super) fn watch_spec(c: rpc::WatchCreateRequest) -> Result<WatchSpec, Status> {
+    use rpc::watch_create_request::FilterType;
+    if c.start_revision < 0 {
+        return Err(Status::invalid_argument(
+            "etcdserver: watch start revision is negative",
+        ));
+    }
+    if c.watch_id < 0 {
+        return Err(Status::invalid_argument("etcdserver: watch id is negative"));
+    }
+    let mut no_put = false;
+    let mut no_delete = false;
+    for f in &c.filters {
+        match FilterType::try_from(*f) {
+            Ok(FilterType::Noput) => no_put = true,
+            Ok(FilterType::Nodelete) => no_delete = true,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "etcdserver: unknown watch filter {f}"
+                )))
+            }
+        }
+    }
+    let range = key_range(c.key, c.range_end)?;
+    Ok(WatchSpec {
+        id: c.watch_id,
+        range,
+        from: (c.start_revision > 0).then_some(c.start_revision as u64),
+        no_put,
+        no_delete,
+        prev_kv: c.prev_kv,
+        progress: c.progress_notify,
+    })
 }
 
 fn response(kv: &Kv, id: i64, rev: u64) -> rpc::WatchResponse {
@@ -68,8 +110,13 @@ fn response(kv: &Kv, id: i64, rev: u64) -> rpc::WatchResponse {
 }
 
 /// Follow one watch until the stream closes or it is cancelled.
-async fn run_watch(kv: Kv, w: WatchSpec, out: Out, next: Arc<Mutex<HashMap<i64, u64>>>) {
-    let mut from = w.from;
+async fn run_watch(
+    kv: Kv,
+    w: WatchSpec,
+    mut from: u64,
+    out: Out,
+    next: Arc<Mutex<HashMap<i64, u64>>>,
+) {
     let mut last_sent = tokio::time::Instant::now();
     loop {
         let page = match kv.changes(w.range.clone(), from, PAGE).await {
@@ -149,21 +196,20 @@ async fn serve_stream(kv: Kv, mut input: Streaming<rpc::WatchRequest>, out: Out)
         };
         match req.request_union {
             Some(RequestUnion::CreateRequest(c)) => {
-                let range = match key_range(c.key, c.range_end) {
-                    Ok(r) => r,
+                let mut spec = match watch_spec(c) {
+                    Ok(w) => w,
                     Err(s) => {
                         let _ = out.send(Err(s)).await;
                         return;
                     }
                 };
-                let id = if c.watch_id != 0 {
-                    c.watch_id
-                } else {
+                if spec.id == 0 {
                     while watches.tasks.contains_key(&auto_id) {
                         auto_id += 1;
                     }
-                    auto_id
-                };
+                    spec.id = auto_id;
+                }
+                let id = spec.id;
                 if watches.tasks.contains_key(&id) {
                     let mut r = response(&kv, id, 0);
                     r.created = true;
@@ -173,33 +219,19 @@ async fn serve_stream(kv: Kv, mut input: Streaming<rpc::WatchRequest>, out: Out)
                     continue;
                 }
                 let current = kv.header_info().revision;
-                let from = if c.start_revision > 0 {
-                    c.start_revision as u64
-                } else {
-                    current + 1
-                };
+                let from = spec.from.unwrap_or(current + 1);
                 let mut created = response(&kv, id, current);
                 created.created = true;
                 if out.send(Ok(created)).await.is_err() {
                     return;
                 }
-                let filter =
-                    |f: rpc::watch_create_request::FilterType| c.filters.contains(&(f as i32));
-                let spec = WatchSpec {
-                    id,
-                    range,
-                    from,
-                    no_put: filter(rpc::watch_create_request::FilterType::Noput),
-                    no_delete: filter(rpc::watch_create_request::FilterType::Nodelete),
-                    prev_kv: c.prev_kv,
-                    progress: c.progress_notify,
-                };
                 if let Ok(mut n) = watches.next.lock() {
                     n.insert(id, from);
                 }
                 let task = tokio::spawn(run_watch(
                     kv.clone(),
                     spec,
+                    from,
                     out.clone(),
                     watches.next.clone(),
                 ));

@@ -43,6 +43,7 @@
 
 mod batcher;
 mod client;
+mod db_file;
 mod etcd_ops;
 mod http;
 mod lease_clock;
@@ -299,6 +300,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
         }
     }
     let sm = StateMachine::new(dbs.sm.clone(), dir.clone()).map_err(KvError::Storage)?;
+    store::check_snapshot_file(&sm).map_err(KvError::Storage)?;
     let (store_tx, store_rx) = tokio::sync::watch::channel(store_id.clone());
     let rc = openraft::Config {
         cluster_name: "draft-kv".into(),

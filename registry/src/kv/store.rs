@@ -38,6 +38,7 @@ use redb::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::db_file::{open_checked, DbOpenError};
 use super::txn::{KeyRange, RangeEnd, Txn, TxnOp, TxnOpResult, TxnResult};
 use super::types::{
     CmdResult, Command, EventKind, Expect, KvEntry, KvNode, Lease, NodeId, Proposal, TypeConfig,
@@ -117,14 +118,37 @@ pub(crate) struct Dbs {
 
 /// Open (or create) the databases and their tables. A data directory from before the split
 /// (log and state machine both in `kv.redb`) has its log and vote moved to `log.redb`.
+///
+/// Both files are verified as they open (see [`super::db_file`]). A damaged log (`log.redb`)
+/// is refused: it holds the node's vote and log entries it acknowledged, which only the other
+/// voters can give back. A damaged state machine (`kv.redb`) is moved aside to
+/// `kv.redb.corrupt` and rebuilt from the latest snapshot (`snapshot.bin`) and the log after it
+/// (re-applied by Raft on start), or from the whole log when none of it was compacted; when
+/// neither is possible it is refused.
 pub(crate) fn open(dir: &Path) -> Result<Dbs, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let sm_path = dir.join("kv.redb");
-    let sm = Database::create(&sm_path)
-        .map_err(|e| format!("cannot open {}: {e}", sm_path.display()))?;
     let log_path = dir.join("log.redb");
-    let log = Database::create(&log_path)
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    let log = match open_checked(&log_path) {
+        Ok(db) => db,
+        Err(DbOpenError::Corrupt(why)) => {
+            return Err(format!(
+                "{} is corrupt ({why}). It holds this node's Raft log and vote, which cannot be rebuilt here (the other KV voters hold every acknowledged entry). To recover: on a live node run `dctl kv members remove <this node>`, move {} away, and start this node again: it joins as a new member",
+                log_path.display(),
+                dir.display()
+            ))
+        }
+        Err(DbOpenError::Other(why)) => {
+            return Err(format!("cannot open {}: {why}", log_path.display()))
+        }
+    };
+    let sm = match open_checked(&sm_path) {
+        Ok(db) => db,
+        Err(DbOpenError::Corrupt(why)) => rebuild_sm(dir, &log, &why)?,
+        Err(DbOpenError::Other(why)) => {
+            return Err(format!("cannot open {}: {why}", sm_path.display()))
+        }
+    };
     let txn = sm.begin_write().map_err(s)?;
     {
         txn.open_table(DATA).map_err(s)?;
@@ -199,6 +223,56 @@ pub(crate) fn open(dir: &Path) -> Result<Dbs, String> {
         log: Arc::new(log),
         sm: Arc::new(sm),
     })
+}
+
+/// A fresh state machine in place of the damaged `kv.redb` (moved to `kv.redb.corrupt`): the
+/// latest snapshot installed, or nothing when the log was never compacted; Raft re-applies the
+/// log after it on start.
+fn rebuild_sm(dir: &Path, log: &Database, why: &str) -> Result<Database, String> {
+    let sm_path = dir.join("kv.redb");
+    let snapshot = read_snapshot_file(dir).map_err(|e| {
+        format!(
+            "{} is corrupt ({why}), and it cannot be rebuilt: {e}",
+            sm_path.display()
+        )
+    })?;
+    let purged: Option<LogId<NodeId>> = {
+        let txn = log.begin_read().map_err(s)?;
+        match txn.open_table(RAFT_META) {
+            Ok(t) => match t.get("last_purged").map_err(s)? {
+                Some(v) => dec::<Option<LogId<NodeId>>>(v.value())?,
+                None => None,
+            },
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(s(e)),
+        }
+    };
+    if snapshot.is_none() && purged.is_some() {
+        return Err(format!(
+            "{} is corrupt ({why}), and it cannot be rebuilt here: the log was compacted and {} is missing. To recover: on a live node run `dctl kv members remove <this node>`, move {} away, and start this node again: it joins as a new member",
+            sm_path.display(),
+            dir.join("snapshot.bin").display(),
+            dir.display()
+        ));
+    }
+    let aside = dir.join("kv.redb.corrupt");
+    std::fs::rename(&sm_path, &aside)
+        .map_err(|e| format!("cannot move {} aside: {e}", sm_path.display()))?;
+    let db = open_checked(&sm_path)
+        .map_err(|e| format!("cannot create {}: {e:?}", sm_path.display()))?;
+    match &snapshot {
+        Some(f) => {
+            StateMachine::install_sync(&db, dir, &f.meta, &f.body)?;
+        }
+        None => {}
+    }
+    tracing::warn!(
+        file = %sm_path.display(),
+        moved_to = %aside.display(),
+        from_snapshot = ?snapshot.as_ref().map(|f| f.meta.snapshot_id.clone()),
+        "kv: the state machine was corrupt ({why}); rebuilt from the snapshot and the log"
+    );
+    Ok(db)
 }
 
 /// Make every state-machine commit so far durable.
@@ -860,10 +934,10 @@ fn write_snapshot_file(
     meta: &SnapshotMeta<NodeId, KvNode>,
     body: &[u8],
 ) -> Result<(), String> {
-    let bytes = enc(&SnapshotFile {
+    let bytes = seal_snapshot(&enc(&SnapshotFile {
         meta: meta.clone(),
         body: body.to_vec(),
-    })?;
+    })?);
     let tmp = dir.join("snapshot.bin.tmp");
     let dst = dir.join("snapshot.bin");
     let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
@@ -876,13 +950,66 @@ fn write_snapshot_file(
     Ok(())
 }
 
+/// The first bytes of a snapshot file; a SHA-256 of the rest follows.
+const SNAPSHOT_MAGIC: &[u8] = b"draft-kv-snapshot 1\n";
+
+/// The snapshot file's bytes: [`SNAPSHOT_MAGIC`], the SHA-256 of `payload`, `payload`.
+fn seal_snapshot(payload: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut out = SNAPSHOT_MAGIC.to_vec();
+    out.extend_from_slice(&sha2::Sha256::digest(payload));
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of a snapshot file's bytes, if they are whole.
+fn open_snapshot(b: &[u8]) -> Result<&[u8], &'static str> {
+    use sha2::Digest;
+    let rest = b
+        .strip_prefix(SNAPSHOT_MAGIC)
+        .ok_or("not a KV snapshot file (no header)")?;
+    if rest.len() < 32 {
+        return Err("truncated");
+    }
+    let (sum, payload) = rest.split_at(32);
+    if sha2::Sha256::digest(payload).as_slice() != sum {
+        return Err("checksum mismatch");
+    }
+    Ok(payload)
+}
+
+/// The latest snapshot (`None`: none was taken). A damaged file is an error naming it.
 fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, String> {
     let path = dir.join("snapshot.bin");
-    match std::fs::read(&path) {
-        Ok(b) => Ok(Some(dec(&b)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let payload =
+        open_snapshot(&b).map_err(|why| format!("{} is corrupt ({why})", path.display()))?;
+    dec(payload)
+        .map(Some)
+        .map_err(|e| format!("{} is corrupt ({e})", path.display()))
+}
+
+/// Check `snapshot.bin` on start. It is a copy of the state machine at one log index, kept to
+/// send to members that lag behind the compacted log: when it is damaged (and the state machine
+/// is whole), it is moved to `snapshot.bin.corrupt` and written again from the state machine.
+pub(crate) fn check_snapshot_file(sm: &StateMachine) -> Result<(), String> {
+    let dir = &sm.dir;
+    let path = dir.join("snapshot.bin");
+    let Err(why) = read_snapshot_file(dir) else {
+        return Ok(());
+    };
+    if !path.exists() {
+        return Err(why);
     }
+    let aside = dir.join("snapshot.bin.corrupt");
+    std::fs::rename(&path, &aside).map_err(|e| format!("{why}; cannot move it aside: {e}"))?;
+    let (meta, _) = StateMachine::build_snapshot_sync(&sm.db, dir)?;
+    tracing::warn!(file = %path.display(), moved_to = %aside.display(), snapshot = %meta.snapshot_id, "kv: {why}; written again from the state machine");
+    Ok(())
 }
 
 fn get_entry(

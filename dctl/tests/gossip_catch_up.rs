@@ -1,0 +1,157 @@
+//! A new node's full-state catch-up from a 30-node cluster, with sealed gossip (the default: a
+//! key derived from the shared cookie), as real `dctl node start` processes on loopback. Each
+//! member holds registry instances worth about 10 KB of gossip state, 300 KB in all: the
+//! newcomer's catch-up takes many datagrams. The 31st node must see every member alive and every instance, and no
+//! node may have rejected a single datagram.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+const MEMBERS: usize = 30;
+const PER_NODE: usize = 10;
+const BLOB: usize = 1000;
+
+fn counter(n: &NodeProc, name: &str) -> u64 {
+    metric(&http_get(&n.admin, "/metrics"), name)
+}
+
+/// `BLOB` letters and digits that do not compress (chitchat compresses its deltas: repeated
+/// text would fit the whole state in one datagram), the same for the same instance.
+fn blob(i: usize, j: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut x = 0x2545_f491_4f6c_dd1d_u64 ^ ((i as u64) << 32 | j as u64);
+    (0..BLOB)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
+fn register(n: &NodeProc, i: usize, j: usize) {
+    let body = serde_json::json!({
+        "service": "bulk",
+        "address": format!("127.0.0.1:{}", 20000 + i * 100 + j),
+        "id": format!("m{i}-{j}"),
+        "metadata": {"blob": blob(i, j)},
+    })
+    .to_string();
+    let (status, out) = http(
+        &n.admin,
+        "POST",
+        "/registry/services",
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 201, "register on {}: {out}", n.name);
+}
+
+/// The instance ids of service `bulk` as `n` lists them, each with its metadata intact (an
+/// instance not listed yet, or with other metadata, is missing).
+fn instances(n: &NodeProc) -> BTreeSet<String> {
+    let out = n.dctl(&["svc", "ls", "bulk", "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
+    v["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|inst| {
+            let id = inst["id"].as_str()?;
+            let (i, j) = id.strip_prefix('m')?.split_once('-')?;
+            let want = blob(i.parse().ok()?, j.parse().ok()?);
+            (inst["metadata"]["blob"].as_str() == Some(want.as_str())).then(|| id.to_string())
+        })
+        .collect()
+}
+
+fn alive(n: &NodeProc) -> usize {
+    members(n).iter().filter(|(_, s, _)| s == "alive").count()
+}
+
+#[test]
+fn a_new_node_catches_up_with_thirty_members_over_sealed_gossip() {
+    let t0 = Instant::now();
+    let first = NodeProc::start("m0");
+    wait_until("the registry answers", Duration::from_secs(10), || {
+        http_get(&first.admin, "/registry/services").contains("instances")
+    });
+    let mut nodes = vec![first];
+    let launched: Vec<NodeProc> = (1..MEMBERS)
+        .map(|i| NodeProc::launch_with(&format!("m{i}"), &["--seed", &nodes[0].gossip]))
+        .collect();
+    for n in &launched {
+        n.wait_started(Duration::from_secs(120));
+    }
+    nodes.extend(launched);
+    eprintln!(
+        "{MEMBERS} members started in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    for (i, n) in nodes.iter().enumerate() {
+        wait_until("the registry answers", Duration::from_secs(20), || {
+            http_get(&n.admin, "/registry/services").contains("instances")
+        });
+        for j in 0..PER_NODE {
+            register(n, i, j);
+        }
+    }
+    let want: BTreeSet<String> = (0..MEMBERS)
+        .flat_map(|i| (0..PER_NODE).map(move |j| format!("m{i}-{j}")))
+        .collect();
+    wait_until(
+        "the first member sees every member and instance",
+        Duration::from_secs(120),
+        || alive(&nodes[0]) == MEMBERS && instances(&nodes[0]) == want,
+    );
+
+    eprintln!(
+        "instances registered and seen by m0 after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let newcomer = NodeProc::start_with("m-new", &["--seed", &nodes[MEMBERS / 2].gossip]);
+    let deadline = Duration::from_secs(60);
+    wait_until(
+        "the newcomer sees 31 members alive and all 300 instances",
+        deadline,
+        || alive(&newcomer) == MEMBERS + 1 && instances(&newcomer) == want,
+    );
+    let caught_up = started.elapsed();
+
+    nodes.push(newcomer);
+    let mut split = 0;
+    for n in &nodes {
+        assert_eq!(
+            counter(n, "draft_gossip_datagrams_rejected_total"),
+            0,
+            "{} rejected datagrams",
+            n.name
+        );
+        assert_eq!(
+            counter(n, "draft_gossip_datagrams_replayed_total"),
+            0,
+            "{} took datagrams for replays",
+            n.name
+        );
+        split += counter(n, "draft_gossip_messages_split_total");
+    }
+    // (whether a message needed splitting is reported, not asserted: chitchat bounds its
+    // deltas below the UDP limit by more than the seal's overhead in this run; the split path is
+    // covered by sealed_transport's unit test)
+    eprintln!(
+        "catch-up of a new node from {MEMBERS} members ({} instances, ~{} KB of state): {:.1} s \
+         (start to all seen), {split} messages split",
+        want.len(),
+        want.len() * BLOB / 1000,
+        caught_up.as_secs_f64()
+    );
+}

@@ -81,11 +81,6 @@ fn kv_set_under_faults() {
 }
 
 #[test]
-fn kv_lock_under_faults() {
-    nemeses("kv-lock");
-}
-
-#[test]
 fn broker_under_faults() {
     nemeses("broker");
 }

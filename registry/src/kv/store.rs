@@ -260,11 +260,8 @@ fn rebuild_sm(dir: &Path, log: &Database, why: &str) -> Result<Database, String>
         .map_err(|e| format!("cannot move {} aside: {e}", sm_path.display()))?;
     let db = open_checked(&sm_path)
         .map_err(|e| format!("cannot create {}: {e:?}", sm_path.display()))?;
-    match &snapshot {
-        Some(f) => {
-            StateMachine::install_sync(&db, dir, &f.meta, &f.body)?;
-        }
-        None => {}
+    if let Some(f) = &snapshot {
+        StateMachine::install_sync(&db, dir, &f.meta, &f.body)?;
     }
     tracing::warn!(
         file = %sm_path.display(),

@@ -59,6 +59,15 @@ impl BrokerActor {
                 .committed(&channel, &group)
                 .await
                 .map(Response::Committed),
+            Request::Groups { channel } => {
+                durable
+                    .groups_local(&channel)
+                    .await
+                    .map(|(head, committed)| Response::Groups {
+                        head,
+                        committed: committed.into_iter().collect(),
+                    })
+            }
             other => Ok(Response::Failed(format!(
                 "{} is not a call: it takes no answer",
                 other.kind()

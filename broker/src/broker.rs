@@ -276,6 +276,40 @@ impl Broker {
         serde_json::json!({ "node": self.inner.name, "channels": out })
     }
 
+    /// Every durable channel this node knows of, with its consumer groups' committed offsets
+    /// and lag (asked of each channel's home): `{"node", "channels": [{"channel", "home",
+    /// "head", "groups": [{"group", "committed", "lag"}]}]}`, or `"error"` in place of `head`
+    /// and `groups` for a channel whose home did not answer.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("groups-doc").without_admin()
+    ///     .data_dir(tempfile::tempdir().unwrap().keep()).start().await.unwrap();
+    /// let broker = broker::Broker::start(&node).await.unwrap();
+    /// assert_eq!(broker.durable_groups().await["channels"], serde_json::json!([]));
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn durable_groups(&self) -> serde_json::Value {
+        let mut homes: Vec<(String, String)> = self.inner.durable.homes.all().into_iter().collect();
+        homes.sort();
+        let mut out = Vec::with_capacity(homes.len());
+        for (channel, home) in homes {
+            let entry = match self.inner.durable.groups(&channel).await {
+                Ok(Some((head, committed))) => serde_json::json!({
+                    "channel": channel, "home": home, "head": head,
+                    "groups": crate::lag::lags(head, &committed),
+                }),
+                Ok(None) => continue, // forgotten meanwhile
+                Err(e) => serde_json::json!({
+                    "channel": channel, "home": home, "error": e.to_string(),
+                }),
+            };
+            out.push(entry);
+        }
+        serde_json::json!({ "node": self.inner.name, "channels": out })
+    }
+
     /// Count an event refused at the HTTP binding.
     pub(crate) fn count_rejected(&self) {
         add(&self.inner.metrics.rejected, 1);

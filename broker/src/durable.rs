@@ -247,6 +247,39 @@ impl Durable {
         }
     }
 
+    /// A durable channel's head and its groups' committed offsets, from its home (`None`: not
+    /// a durable channel this node knows of).
+    pub async fn groups(
+        &self,
+        channel: &str,
+    ) -> Result<Option<(u64, BTreeMap<String, u64>)>, BrokerError> {
+        let Some(home) = self.homes.get(channel) else {
+            return Ok(None);
+        };
+        if home == self.me {
+            return self.groups_local(channel).await.map(Some);
+        }
+        let req = Request::Groups {
+            channel: channel.to_string(),
+        };
+        match remote::ask(&self.node, channel, &home, req).await? {
+            Response::Groups { head, committed } => {
+                Ok(Some((head, committed.into_iter().collect())))
+            }
+            other => Err(remote::unexpected(channel, "groups", other)),
+        }
+    }
+
+    /// [`Durable::groups`] of a log homed here.
+    pub(crate) async fn groups_local(
+        &self,
+        channel: &str,
+    ) -> Result<(u64, BTreeMap<String, u64>), BrokerError> {
+        let log = self.local(channel)?;
+        let log = log.lock().await;
+        Ok((log.len(), log.groups.clone()))
+    }
+
     /// Record a group's next offset (best effort, asynchronous).
     pub fn commit(&self, channel: &str, group: &str, next: u64) {
         let Some(home) = self.homes.get(channel) else {

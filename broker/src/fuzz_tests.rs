@@ -207,12 +207,19 @@ fn fuzz_broker_messages() {
             channel: "c".into(),
             group: "g".into(),
         },
+        Request::Groups {
+            channel: "c".into(),
+        },
     ];
     let responses = [
         Response::Appended(7),
         Response::Records(vec![(0, "{}".into()), (1 << 33, "x".into())]),
         Response::Committed(None),
         Response::Committed(Some(3)),
+        Response::Groups {
+            head: 1 << 40,
+            committed: vec![("g".into(), 3)],
+        },
         Response::Failed("no".into()),
     ];
     let mut seeds: Vec<Vec<u8>> = requests

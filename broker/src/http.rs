@@ -17,6 +17,9 @@
 //! - `GET /broker/channels`: interest and durable homes as this node sees them; for durable
 //!   channels homed here, `log_length` and the groups' `committed` offsets (or `refused` with
 //!   the reason when the log is damaged).
+//! - `GET /broker/groups`: every durable channel this node knows of, its head (log length) and
+//!   its consumer groups' committed offsets and lag (`head - committed`), asked of each
+//!   channel's home ([`Broker::durable_groups`]).
 //! - `GET /broker/metrics`: Prometheus text.
 
 use std::convert::Infallible;
@@ -56,6 +59,7 @@ pub(crate) fn routes(broker: Broker) -> Router {
         )
         .route("/broker/channels/{channel}/durable", put(declare))
         .route("/broker/channels", get(channels))
+        .route("/broker/groups", get(groups))
         .route("/broker/metrics", get(metrics))
         .with_state(broker)
 }
@@ -345,6 +349,10 @@ async fn declare(State(broker): State<Broker>, Path(channel): Path<String>) -> R
 
 async fn channels(State(broker): State<Broker>) -> Response {
     Json(broker.channels().await).into_response()
+}
+
+async fn groups(State(broker): State<Broker>) -> Response {
+    Json(broker.durable_groups().await).into_response()
 }
 
 async fn metrics(State(broker): State<Broker>) -> Response {

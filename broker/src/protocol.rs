@@ -82,6 +82,12 @@ pub enum Request {
         /// Queue group.
         group: String,
     },
+    /// A durable log's head and every group's committed offset; answered with
+    /// [`Response::Groups`].
+    Groups {
+        /// Durable channel.
+        channel: String,
+    },
 }
 
 /// A broker's answer to a call.
@@ -93,6 +99,13 @@ pub enum Response {
     Records(Vec<(u64, String)>),
     /// The group's committed next offset, if any.
     Committed(Option<u64>),
+    /// A log's head (its length) and its groups' committed next offsets.
+    Groups {
+        /// The next offset to be written.
+        head: u64,
+        /// `(group, committed next offset)`, by group name.
+        committed: Vec<(String, u64)>,
+    },
     /// The request failed; why.
     Failed(String),
 }
@@ -128,6 +141,7 @@ impl Request {
             Request::Read { .. } => "read",
             Request::Commit { .. } => "commit",
             Request::Committed { .. } => "committed",
+            Request::Groups { .. } => "groups",
         }
     }
 }
@@ -259,6 +273,9 @@ mod tests {
                 channel: "c".into(),
                 group: "g".into(),
             },
+            Request::Groups {
+                channel: "c".into(),
+            },
         ];
         for req in all {
             let bytes = codec::encode(&req).unwrap();
@@ -272,6 +289,10 @@ mod tests {
             Response::Appended(7),
             Response::Records(vec![(0, "{}".into())]),
             Response::Committed(None),
+            Response::Groups {
+                head: 9,
+                committed: vec![("g".into(), 4)],
+            },
             Response::Failed("no".into()),
         ] {
             assert_eq!(Response::decode(&codec::encode(&r).unwrap()).unwrap(), r);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
 
-use super::{complete, think, write_kind, Ctx, Proc, MAX_OPS_PER_CLIENT};
+use super::{complete, run_clients, think, write_kind, Ctx, Proc, MAX_OPS_PER_CLIENT};
 use crate::history::OpType;
 
 /// The lock's key.
@@ -169,12 +169,5 @@ pub async fn run(
     until: Instant,
     nemesis: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    let clients: Vec<_> = (0..ctx.concurrency)
-        .map(|i| tokio::spawn(client(ctx.clone(), i, until)))
-        .collect();
-    let nem = nemesis.await;
-    for c in clients {
-        c.await?;
-    }
-    nem
+    run_clients(ctx, nemesis, |ctx, i| client(ctx, i, until)).await
 }

@@ -13,7 +13,7 @@ use std::{
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use super::{complete, read_kind, think, write_kind, Ctx, Proc, MAX_OPS_PER_CLIENT};
+use super::{complete, read_kind, run_clients, think, write_kind, Ctx, Proc, MAX_OPS_PER_CLIENT};
 use crate::{checker::register::kv, history::OpType};
 
 /// Number of keys.
@@ -124,12 +124,5 @@ pub async fn run(
     nemesis: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let next = Arc::new(AtomicI64::new(1));
-    let clients: Vec<_> = (0..ctx.concurrency)
-        .map(|i| tokio::spawn(client(ctx.clone(), i, until, next.clone())))
-        .collect();
-    let nem = nemesis.await;
-    for c in clients {
-        c.await?;
-    }
-    nem
+    run_clients(ctx, nemesis, |ctx, i| client(ctx, i, until, next.clone())).await
 }

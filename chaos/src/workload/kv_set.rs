@@ -12,7 +12,7 @@ use std::{
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use super::{complete, retry, think, write_kind, Ctx, Proc, MAX_OPS_PER_CLIENT};
+use super::{complete, retry, run_clients, think, write_kind, Ctx, Proc, MAX_OPS_PER_CLIENT};
 use crate::history::{OpType, Process};
 
 const PREFIX: &str = "chaos/set/";
@@ -50,14 +50,7 @@ pub async fn run(
     nemesis: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let next = Arc::new(AtomicI64::new(0));
-    let clients: Vec<_> = (0..ctx.concurrency)
-        .map(|i| tokio::spawn(client(ctx.clone(), i, until, next.clone())))
-        .collect();
-    let nem = nemesis.await;
-    for c in clients {
-        c.await?;
-    }
-    nem?;
+    run_clients(ctx, nemesis, |ctx, i| client(ctx, i, until, next.clone())).await?;
     let h = &ctx.history;
     for (n, i) in ctx.live().into_iter().enumerate() {
         let (node, admin) = &ctx.nodes[i];

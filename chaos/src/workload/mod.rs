@@ -121,6 +121,27 @@ pub async fn think(rng: &mut impl rand::Rng) {
     tokio::time::sleep(Duration::from_millis(rng.random_range(5..30))).await;
 }
 
+/// Run `ctx.concurrency` clients (`client(ctx, i)`) alongside `nemesis`; the nemesis's result
+/// once every client has finished.
+pub async fn run_clients<F, Fut>(
+    ctx: &Ctx,
+    nemesis: impl std::future::Future<Output = anyhow::Result<()>>,
+    client: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Ctx, usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let clients: Vec<_> = (0..ctx.concurrency)
+        .map(|i| tokio::spawn(client(ctx.clone(), i)))
+        .collect();
+    let nem = nemesis.await;
+    for c in clients {
+        c.await?;
+    }
+    nem
+}
+
 /// Upper bound on operations per client (the time bound usually ends a run first).
 pub const MAX_OPS_PER_CLIENT: usize = 100_000;
 

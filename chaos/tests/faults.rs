@@ -1,7 +1,7 @@
-//! The CI fault tests: every workload against `partition-halves`, `pause` (of the KV leader)
-//! and `kill`, on 3 real `dctl` nodes, short runs, zero anomalies. Needs iptables (installed by
-//! ./scripts/test.sh) and target/debug/dctl (built by `cargo build --workspace`): it fails,
-//! never skips, without them.
+//! The CI fault tests: every workload (kv-register, kv-set, kv-lock, broker, registry) against
+//! `partition-halves`, `pause` (of the KV leader) and `kill`, on 3 real `dctl` nodes, short
+//! runs, zero anomalies. Needs iptables (installed by ./scripts/test.sh) and target/debug/dctl
+//! (built by `cargo build --workspace`): it fails, never skips, without them.
 //!
 //! Each combination runs the `chaos` binary, as a user would, and asserts its exit status and
 //! result table; the iptables chain must be gone afterwards.
@@ -88,4 +88,9 @@ fn broker_under_faults() {
 #[test]
 fn registry_under_faults() {
     nemeses("registry");
+}
+
+#[test]
+fn kv_lock_under_faults() {
+    nemeses("kv-lock");
 }

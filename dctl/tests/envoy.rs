@@ -280,24 +280,27 @@ fn scenario(mode: &str) {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         wait_converged(&refs, &names);
     }
-    // every node announces its xDS address
+    // every node announces its xDS address, and every node has heard all three (the
+    // bootstrap below is asked of another node than the first)
     let mut xds: Vec<String> = Vec::new();
-    wait_until(
-        "three xDS addresses in cluster status",
-        Duration::from_secs(20),
-        || {
-            let status: Value =
-                serde_json::from_str(&ok(&all[0].dctl(&["cluster", "status", "--json"])))
-                    .expect("JSON");
-            xds = status["nodes"]
-                .as_array()
-                .expect("nodes")
-                .iter()
-                .filter_map(|m| m["xds_addr"].as_str().map(str::to_string))
-                .collect();
-            xds.len() == 3
-        },
-    );
+    for node in &all {
+        wait_until(
+            "three xDS addresses in cluster status",
+            Duration::from_secs(20),
+            || {
+                let status: Value =
+                    serde_json::from_str(&ok(&node.dctl(&["cluster", "status", "--json"])))
+                        .expect("JSON");
+                xds = status["nodes"]
+                    .as_array()
+                    .expect("nodes")
+                    .iter()
+                    .filter_map(|m| m["xds_addr"].as_str().map(str::to_string))
+                    .collect();
+                xds.len() == 3
+            },
+        );
+    }
 
     // Envoy, from a generated bootstrap listing every node
     let id = format!("envoy-{mode}");

@@ -12,6 +12,10 @@ use std::{collections::HashMap, time::Duration};
 
 use tokio::time::Instant;
 
+/// A renewal came after the lease's deadline (see [`LeaseClock::renew`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Expired;
+
 /// The leader's lease deadlines (empty and unused on other nodes).
 #[derive(Debug, Default)]
 pub(crate) struct LeaseClock {
@@ -55,9 +59,19 @@ impl LeaseClock {
         }
     }
 
-    /// A keep-alive: the lease lives another full TTL from now.
-    pub(crate) fn renew(&mut self, id: u64, ttl: Duration, now: Instant) {
-        self.deadlines.insert(id, (now + ttl, ttl));
+    /// A keep-alive: the lease lives another full TTL from now. Refused once the lease's
+    /// deadline has passed: its revocation may already be proposed (the reaper saw it
+    /// expired), so acknowledging the renewal would promise a TTL the store will not keep.
+    /// etcd's lessor refuses the same way (an expired lease's renewal waits for its revoke
+    /// and answers "lease not found").
+    pub(crate) fn renew(&mut self, id: u64, ttl: Duration, now: Instant) -> Result<(), Expired> {
+        match self.deadlines.get(&id) {
+            Some((deadline, _)) if *deadline <= now => Err(Expired),
+            _ => {
+                self.deadlines.insert(id, (now + ttl, ttl));
+                Ok(())
+            }
+        }
     }
 
     /// Time left before the lease expires (`None`: not timed here).
@@ -108,13 +122,27 @@ mod tests {
         c.lead(1);
         c.sync(&[(7, TTL)], Instant::now());
         advance(Duration::from_secs(8)).await;
-        c.renew(7, TTL, Instant::now());
+        assert_eq!(c.renew(7, TTL, Instant::now()), Ok(()));
         advance(Duration::from_secs(9)).await;
         assert!(c.expired(Instant::now()).is_empty(), "renewed at 8 s");
         // A later sync does not undo the renewal.
         c.sync(&[(7, TTL)], Instant::now());
         advance(Duration::from_secs(1)).await;
         assert_eq!(c.expired(Instant::now()), vec![7]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_past_its_deadline_cannot_be_renewed() {
+        // The leader was paused (or its renewals delayed) past the deadline: the reaper may
+        // already have proposed the revoke, so a late keep-alive must not be acknowledged.
+        let mut c = LeaseClock::default();
+        c.lead(1);
+        c.sync(&[(7, TTL)], Instant::now());
+        advance(TTL).await;
+        assert_eq!(c.expired(Instant::now()), vec![7]);
+        assert_eq!(c.renew(7, TTL, Instant::now()), Err(Expired));
+        assert_eq!(c.expired(Instant::now()), vec![7], "still expired");
+        assert_eq!(c.remaining(7, Instant::now()), Some(Duration::ZERO));
     }
 
     #[tokio::test(start_paused = true)]

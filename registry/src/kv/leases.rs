@@ -105,8 +105,10 @@ impl Kv {
         let ttl = Duration::from_millis(lease.ttl_ms);
         let now = tokio::time::Instant::now();
         let mut clock = self.lease_clock();
-        if matches!(op, LeaseOp::Renew { .. }) {
-            clock.renew(id, ttl, now);
+        if matches!(op, LeaseOp::Renew { .. }) && clock.renew(id, ttl, now).is_err() {
+            return Err(KvError::Lease(format!(
+                "lease {id} not found (expired: its revocation is under way)"
+            )));
         }
         let remaining = clock.remaining(id, now).unwrap_or(ttl);
         Ok(Response::Lease(LeaseInfo {

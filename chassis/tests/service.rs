@@ -214,7 +214,11 @@ async fn readiness_follows_the_checks_and_is_published_in_the_registry() {
                 .map(|i| i.health)
         }
     };
-    assert_eq!(fetch(&format!("{base}/health/ready")).await.0, 200);
+    // Ready once the first round of checks has passed (503 until then).
+    wait_for("ready", Duration::from_secs(10), || async {
+        (fetch(&format!("{base}/health/ready")).await.0 == 200).then_some(())
+    })
+    .await;
     wait_for("passing", Duration::from_secs(5), || async {
         (health().await == Some(Health::Passing)).then_some(())
     })

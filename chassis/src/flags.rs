@@ -57,6 +57,10 @@ pub struct NodeFlags {
     /// the cookie. A keyring in the data directory (written by `dctl keys`) takes precedence.
     #[arg(long, env = "DCTL_GOSSIP_KEY", hide_env_values = true)]
     pub gossip_key: Option<String>,
+    /// Largest gossip datagram sent, in bytes (512 to 65507, the default): larger gossip
+    /// messages are sent in pieces. E.g. 1400 where fragmented UDP is dropped on the way.
+    #[arg(long, value_name = "BYTES")]
+    pub gossip_datagram_size: Option<usize>,
     /// Mutual TLS on the actor transport: this node's certificate (PEM, with an IP SAN for the
     /// --listen address).
     #[arg(long, requires_all = ["tls_key", "tls_ca"])]
@@ -242,6 +246,9 @@ impl NodeFlags {
         }
         if let Some(key) = &self.gossip_key {
             builder = builder.gossip_key(key.clone());
+        }
+        if let Some(bytes) = self.gossip_datagram_size {
+            builder = builder.gossip_datagram_size(bytes);
         }
         if let Some(lane) = &self.lane_listen {
             builder = builder.lane_addr(lane);

@@ -308,6 +308,7 @@ impl Cluster {
         };
         let seal = GossipSeal::new(cluster_id(&cookie), keyring, config.data_dir.clone())
             .map_err(keyring_err)?;
+        seal.set_max_datagram(config.gossip_datagram_size);
         let actor_addr = concrete_tcp(config.listen_addr)?;
         let gossip_addr = concrete_udp(config.gossip_addr)?;
 

@@ -36,6 +36,11 @@ pub struct NodeConfig {
     /// The gossip encryption key (32 bytes, base64) to use when the data directory holds no
     /// keyring yet. `None`: a key derived from the cookie (see [`crate::keyring`]).
     pub gossip_key: Option<String>,
+    /// The largest gossip datagram this node sends, sealed ([`GOSSIP_DATAGRAM_MIN`] to
+    /// [`GOSSIP_DATAGRAM_MAX`], the default): a gossip message that would make a larger one is
+    /// sent in pieces, put back together by the receiver. Lower it (e.g. to 1400) where
+    /// fragmented UDP datagrams are dropped on the way.
+    pub gossip_datagram_size: usize,
     /// Where the node keeps its data.
     pub data_dir: PathBuf,
     /// Mutual TLS for the actor transport (off by default).
@@ -60,6 +65,12 @@ pub struct NodeConfig {
     pub otlp_endpoint: Option<String>,
 }
 
+/// The largest gossip datagram (the largest UDP payload over IPv4), the default of
+/// [`NodeConfig::gossip_datagram_size`].
+pub const GOSSIP_DATAGRAM_MAX: usize = crate::seal::MAX_DATAGRAM;
+/// The smallest [`NodeConfig::gossip_datagram_size`].
+pub const GOSSIP_DATAGRAM_MIN: usize = crate::seal::MIN_DATAGRAM;
+
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
@@ -74,6 +85,7 @@ impl Default for NodeConfig {
             cookie: None,
             cookie_file: None,
             gossip_key: None,
+            gossip_datagram_size: GOSSIP_DATAGRAM_MAX,
             data_dir: PathBuf::from(".dctl").join("node1"),
             tls: None,
             services_pending: false,
@@ -271,6 +283,25 @@ impl NodeBuilder {
     /// when the data directory holds no keyring (a keyring written by `dctl keys` wins).
     pub fn gossip_key(mut self, key: impl Into<String>) -> Self {
         self.config.gossip_key = Some(key.into());
+        self
+    }
+
+    /// The largest gossip datagram this node sends (see
+    /// [`NodeConfig::gossip_datagram_size`]); outside [`GOSSIP_DATAGRAM_MIN`] to
+    /// [`GOSSIP_DATAGRAM_MAX`] the node does not start.
+    ///
+    /// ```
+    /// let b = runtime::Node::builder().gossip_datagram_size(1400);
+    /// ```
+    pub fn gossip_datagram_size(mut self, bytes: usize) -> Self {
+        if (GOSSIP_DATAGRAM_MIN..=GOSSIP_DATAGRAM_MAX).contains(&bytes) {
+            self.config.gossip_datagram_size = bytes;
+        } else {
+            self.errors.push(format!(
+                "gossip datagram size {bytes} must be {GOSSIP_DATAGRAM_MIN} to \
+                 {GOSSIP_DATAGRAM_MAX} bytes"
+            ));
+        }
         self
     }
 

@@ -65,7 +65,7 @@ mod watch;
 pub use actions::{Action, RESTART_REASON};
 pub use actor_stats::NodeTotals;
 pub use cluster::{failure_detector, Member, MemberState};
-pub use config::{NodeBuilder, NodeConfig};
+pub use config::{NodeBuilder, NodeConfig, GOSSIP_DATAGRAM_MAX, GOSSIP_DATAGRAM_MIN};
 pub use error::RuntimeError;
 pub use factory::Factory;
 pub use health::Health;

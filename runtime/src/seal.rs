@@ -28,6 +28,9 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 
 /// Largest UDP payload (IPv4).
 pub(crate) const MAX_DATAGRAM: usize = 65_507;
+/// Smallest datagram size a sealer may be limited to (a 64 KiB message then takes at most
+/// 148 pieces of the 255 a message may have).
+pub(crate) const MIN_DATAGRAM: usize = 512;
 const VERSION: u8 = 1;
 const TAG: usize = 16;
 const HEADER: usize = 8 + 8 + 8 + 4 + 1 + 1;
@@ -64,8 +67,10 @@ pub(crate) enum OpenError {
 /// What [`Opener::open`] made of a datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Opened {
-    /// A whole message.
+    /// A whole message, sent in one datagram.
     Message(Vec<u8>),
+    /// A whole message put back together from its pieces (this datagram was the last missing).
+    Reassembled(Vec<u8>),
     /// A piece of a split message; the rest has not arrived yet.
     Partial,
 }
@@ -75,6 +80,8 @@ pub(crate) struct Sealer {
     sender: u64,
     counter: u64,
     message: u32,
+    /// Largest datagram sealed: a message that would make a larger one is split.
+    max_datagram: usize,
 }
 
 impl Sealer {
@@ -83,7 +90,13 @@ impl Sealer {
             sender,
             counter: 0,
             message: 0,
+            max_datagram: MAX_DATAGRAM,
         }
+    }
+
+    /// Seal datagrams of at most `bytes` (clamped to [`MIN_DATAGRAM`]..=[`MAX_DATAGRAM`]).
+    pub(crate) fn set_max_datagram(&mut self, bytes: usize) {
+        self.max_datagram = bytes.clamp(MIN_DATAGRAM, MAX_DATAGRAM);
     }
 
     /// The datagrams carrying `payload` (one unless it must be split), sealed with `key` at
@@ -96,7 +109,7 @@ impl Sealer {
         now_ms: u64,
         mut nonce: impl FnMut() -> [u8; NONCE_LEN],
     ) -> Result<Vec<Vec<u8>>, SealError> {
-        let room = MAX_DATAGRAM - OVERHEAD;
+        let room = self.max_datagram - OVERHEAD;
         let count = payload.len().div_ceil(room).max(1);
         let count = u8::try_from(count).map_err(|_| SealError::TooLarge(payload.len()))?;
         self.message = self.message.wrapping_add(1);
@@ -349,7 +362,7 @@ impl Opener {
                 .collect();
             self.partial.remove(&id);
             self.partial_order.retain(|x| *x != id);
-            return Opened::Message(whole);
+            return Opened::Reassembled(whole);
         }
         Opened::Partial
     }
@@ -467,11 +480,25 @@ mod tests {
         let mut o = Opener::default();
         assert_eq!(o.open(&[K1], "c", &d[2], T), Ok(Opened::Partial));
         assert_eq!(o.open(&[K1], "c", &d[0], T), Ok(Opened::Partial));
-        assert_eq!(o.open(&[K1], "c", &d[1], T), Ok(Opened::Message(payload)));
+        assert_eq!(
+            o.open(&[K1], "c", &d[1], T),
+            Ok(Opened::Reassembled(payload))
+        );
         // exactly the chitchat maximum plus overhead: two datagrams
         let full = vec![0u8; MAX_DATAGRAM];
         let d = s.seal(&K1, "c", &full, T, nonces()).unwrap();
         assert_eq!(d.len(), 2);
+        // limited to 1400-byte datagrams (no IP fragmentation on Ethernet): 48 pieces
+        s.set_max_datagram(1400);
+        let d = s.seal(&K1, "c", &full, T, nonces()).unwrap();
+        assert_eq!(d.len(), MAX_DATAGRAM.div_ceil(1400 - OVERHEAD));
+        assert!(d.iter().all(|x| x.len() <= 1400), "a piece over 1400 bytes");
+        let mut o = Opener::default();
+        let (last, rest) = d.split_last().unwrap();
+        for piece in rest {
+            assert_eq!(o.open(&[K1], "c", piece, T), Ok(Opened::Partial));
+        }
+        assert_eq!(o.open(&[K1], "c", last, T), Ok(Opened::Reassembled(full)));
     }
 
     #[test]

@@ -33,6 +33,7 @@ struct Stats {
     rejected: AtomicU64,
     replayed: AtomicU64,
     split: AtomicU64,
+    reassembled: AtomicU64,
 }
 
 /// A change to the keyring.
@@ -84,6 +85,13 @@ impl GossipSeal {
             rng,
             stats: Stats::default(),
         }))
+    }
+
+    /// Seal datagrams of at most `bytes` (see [`crate::NodeConfig::gossip_datagram_size`]).
+    pub(crate) fn set_max_datagram(&self, bytes: usize) {
+        if let Ok(mut s) = self.sealer.lock() {
+            s.set_max_datagram(bytes);
+        }
     }
 
     /// The installed keys, primary first.
@@ -150,6 +158,11 @@ impl GossipSeal {
                 self.stats.opened.fetch_add(1, Ordering::Relaxed);
                 Some(m)
             }
+            Ok(Opened::Reassembled(m)) => {
+                self.stats.opened.fetch_add(1, Ordering::Relaxed);
+                self.stats.reassembled.fetch_add(1, Ordering::Relaxed);
+                Some(m)
+            }
             Ok(Opened::Partial) => {
                 self.stats.opened.fetch_add(1, Ordering::Relaxed);
                 None
@@ -199,6 +212,12 @@ impl GossipSeal {
                 "counter",
                 "Gossip messages sent as several datagrams (too large for one once sealed).",
                 get(&st.split),
+            ),
+            (
+                "draft_gossip_messages_reassembled_total",
+                "counter",
+                "Split gossip messages received whole (every piece arrived and opened).",
+                get(&st.reassembled),
             ),
             (
                 "draft_gossip_keys",
@@ -349,6 +368,8 @@ mod tests {
         assert_eq!(got.envelope, env);
         assert_eq!(a.stats.split.load(Ordering::Relaxed), 1);
         assert_eq!(a.stats.sealed.load(Ordering::Relaxed), 2);
+        assert_eq!(b.stats.reassembled.load(Ordering::Relaxed), 1);
+        assert_eq!(b.stats.opened.load(Ordering::Relaxed), 2);
 
         // a socket with another key drops it and counts it
         let other = seal(Keyring::from_cookie("other"));

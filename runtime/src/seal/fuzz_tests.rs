@@ -88,7 +88,7 @@ fn fuzz_gossip_open() {
                     assert!(first.is_err(), "a forged datagram opened: {first:?}");
                 }
                 if let Ok(opened) = &first {
-                    if let Opened::Message(m) = opened {
+                    if let Opened::Message(m) | Opened::Reassembled(m) = opened {
                         assert!(m.len() <= 255 * MAX_DATAGRAM);
                     }
                     let again = o.open(&[OTHER, KEY], CLUSTER, &dgram, now);

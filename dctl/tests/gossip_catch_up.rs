@@ -109,7 +109,8 @@ fn a_new_node_catches_up_with_thirty_members_over_sealed_gossip() {
         .collect();
     wait_until(
         "the first member sees every member and instance",
-        Duration::from_secs(120),
+        // generous: 30 debug-build nodes share this machine's cores with whatever else runs
+        Duration::from_secs(300),
         || alive(&nodes[0]) == MEMBERS && instances(&nodes[0]) == want,
     );
 
@@ -119,7 +120,7 @@ fn a_new_node_catches_up_with_thirty_members_over_sealed_gossip() {
     );
     let started = Instant::now();
     let newcomer = NodeProc::start_with("m-new", &["--seed", &nodes[MEMBERS / 2].gossip]);
-    let deadline = Duration::from_secs(60);
+    let deadline = Duration::from_secs(180);
     wait_until(
         "the newcomer sees 31 members alive and all 300 instances",
         deadline,

@@ -63,7 +63,7 @@ mod transport_door;
 mod watch;
 
 pub use actions::{Action, RESTART_REASON};
-pub use actor_stats::NodeTotals;
+pub use actor_stats::{NodeTotals, ACTOR_BASE_BYTES};
 pub use cluster::{failure_detector, Member, MemberState};
 pub use config::{NodeBuilder, NodeConfig};
 pub use error::RuntimeError;

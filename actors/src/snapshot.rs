@@ -79,6 +79,16 @@ pub struct TreeSnapshot {
 pub struct LiveStats {
     /// Messages waiting in the actor's mailbox.
     pub mailbox: u64,
+    /// An estimate of the memory the actor holds, in bytes, where one is available (actors the
+    /// runtime spawned): its fixed runtime cost, the size of its state and of its queued
+    /// messages (shallow: what the types say), plus the heap bytes the actor reports for its
+    /// state when it has a memory hook (`memory_reported`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Whether `memory_bytes` includes what the actor reported about its state (else it is the
+    /// shallow estimate only).
+    #[serde(default)]
+    pub memory_reported: bool,
     /// Messages handled in total (0 for actors the runtime does not time).
     #[serde(default)]
     pub handled: u64,

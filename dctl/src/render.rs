@@ -10,9 +10,18 @@ pub fn tree_with(node: &Value, stats: bool) -> String {
     out
 }
 
-/// An actor's live figures, short: `mailbox 3, 12.0 msg/s, mean 25µs, p99 31µs, up 1m20s`.
+/// An actor's live figures, short: `mailbox 3, mem 20.1 KiB (shallow), 12.0 msg/s, mean 25µs,
+/// p99 31µs, up 1m20s`.
 pub fn figures(s: &Value) -> String {
     let mut parts = vec![format!("mailbox {}", s["mailbox"].as_u64().unwrap_or(0))];
+    if let Some(b) = s["memory_bytes"].as_u64() {
+        let how = if s["memory_reported"] == true {
+            "reported"
+        } else {
+            "shallow"
+        };
+        parts.push(format!("mem {} ({how})", bytes(b)));
+    }
     if s["timed"] == true {
         let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
         parts.push(format!("{:.1} msg/s", f("rate")));
@@ -27,14 +36,34 @@ pub fn figures(s: &Value) -> String {
     parts.join(", ")
 }
 
+/// A byte count, short, in binary units: `512 B`, `20.1 KiB`, `8.0 MiB`, `1.50 GiB`.
+pub fn bytes(b: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let f = b as f64;
+    if b < 1024 {
+        format!("{b} B")
+    } else if f < KIB * KIB {
+        format!("{:.1} KiB", f / KIB)
+    } else if f < KIB * KIB * KIB {
+        format!("{:.1} MiB", f / (KIB * KIB))
+    } else {
+        format!("{:.2} GiB", f / (KIB * KIB * KIB))
+    }
+}
+
 /// A node's totals line (`/tree` `totals`).
 pub fn totals(t: &Value) -> String {
     let rss = t["rss_bytes"]
         .as_u64()
         .map(|b| format!(", rss {} MiB", b / (1024 * 1024)))
         .unwrap_or_default();
+    let mem = t["memory_bytes"]
+        .as_u64()
+        .filter(|b| *b > 0)
+        .map(|b| format!(", actors' memory {}", bytes(b)))
+        .unwrap_or_default();
     format!(
-        "{} timed actors, mailbox {}, {:.1} msg/s, handled {}{rss}",
+        "{} timed actors, mailbox {}, {:.1} msg/s, handled {}{mem}{rss}",
         t["actors"].as_u64().unwrap_or(0),
         t["mailbox"].as_u64().unwrap_or(0),
         t["rate"].as_f64().unwrap_or(0.0),
@@ -140,11 +169,29 @@ mod tests {
             super::tree_with(&t, true),
             "w (worker, running) [mailbox 4, 2.5 msg/s, mean 40µs, p99 2.5ms, handled 9, up 3s, last failure: panicked: x]\n"
         );
+        let m = json!({"name":"m","kind":"worker","status":"running","restarts":0,
+            "stats":{"mailbox":0,"memory_bytes":8_600_000u64,"memory_reported":true},"children":[]});
+        assert_eq!(
+            super::tree_with(&m, true),
+            "m (worker, running) [mailbox 0, mem 8.2 MiB (reported)]\n"
+        );
         let sys = json!({"name":"kv","kind":"worker","status":"running","restarts":0,
             "stats":{"mailbox":1},"children":[]});
         assert_eq!(
             super::tree_with(&sys, true),
             "kv (worker, running) [mailbox 1]\n"
+        );
+    }
+
+    #[test]
+    fn byte_counts_are_short() {
+        assert_eq!(super::bytes(512), "512 B");
+        assert_eq!(super::bytes(20_582), "20.1 KiB");
+        assert_eq!(super::bytes(3 << 30), "3.00 GiB");
+        let t = json!({"actors":2,"mailbox":1,"rate":0.5,"handled":3,"memory_bytes":40960});
+        assert_eq!(
+            super::totals(&t),
+            "2 timed actors, mailbox 1, 0.5 msg/s, handled 3, actors' memory 40.0 KiB"
         );
     }
 

@@ -34,6 +34,8 @@ pub enum SortBy {
     Rate,
     /// Restarts.
     Restarts,
+    /// Memory estimate.
+    Memory,
 }
 
 /// One actor's line.
@@ -48,6 +50,8 @@ pub struct Row {
     pub p99_us: f64,
     pub restarts: u64,
     pub uptime_s: f64,
+    /// The memory estimate and whether the actor reported part of it.
+    pub memory: Option<(u64, bool)>,
 }
 
 /// Every tree node with figures in a `/tree/all` answer.
@@ -74,6 +78,9 @@ fn collect(node: &str, t: &Value, out: &mut Vec<Row>) {
             p99_us: f("p99_us"),
             restarts: t["restarts"].as_u64().unwrap_or(0),
             uptime_s: f("uptime_s"),
+            memory: s["memory_bytes"]
+                .as_u64()
+                .map(|b| (b, s["memory_reported"] == true)),
         });
     }
     for c in t["children"].as_array().into_iter().flatten() {
@@ -88,6 +95,7 @@ pub fn sort(rows: &mut [Row], by: SortBy) {
             SortBy::Mailbox => b.mailbox.cmp(&a.mailbox),
             SortBy::Rate => b.rate.total_cmp(&a.rate),
             SortBy::Restarts => b.restarts.cmp(&a.restarts),
+            SortBy::Memory => b.memory.map(|m| m.0).cmp(&a.memory.map(|m| m.0)),
         };
         key.then_with(|| a.node.cmp(&b.node))
             .then_with(|| a.name.cmp(&b.name))
@@ -104,6 +112,22 @@ pub fn micros(us: f64) -> String {
         format!("{:.1}ms", us / 1000.0)
     } else {
         format!("{:.2}s", us / 1e6)
+    }
+}
+
+/// A memory estimate, short and without spaces (one column): `~20.1KiB` when shallow (from
+/// the types only), `8.0MiB` when the actor reported its state's heap; `-` without one.
+pub fn memory(m: Option<(u64, bool)>) -> String {
+    match m {
+        None => "-".into(),
+        Some((b, reported)) => {
+            let text = crate::render::bytes(b).replace(' ', "");
+            if reported {
+                text
+            } else {
+                format!("~{text}")
+            }
+        }
     }
 }
 
@@ -128,8 +152,13 @@ pub fn frame(all: &Value, by: SortBy, limit: usize) -> String {
             .as_u64()
             .map(|b| format!(", rss {} MiB", b / (1024 * 1024)))
             .unwrap_or_default();
+        let mem = t["memory_bytes"]
+            .as_u64()
+            .filter(|b| *b > 0)
+            .map(|b| format!(", actors' memory {}", crate::render::bytes(b)))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "node {}: {} actors, mailbox {}, {:.1} msg/s{rss}\n",
+            "node {}: {} actors, mailbox {}, {:.1} msg/s{mem}{rss}\n",
             entry["node"].as_str().unwrap_or("?"),
             t["actors"].as_u64().unwrap_or(0),
             t["mailbox"].as_u64().unwrap_or(0),
@@ -139,12 +168,21 @@ pub fn frame(all: &Value, by: SortBy, limit: usize) -> String {
     let mut rows = rows(all);
     sort(&mut rows, by);
     out.push_str(&format!(
-        "\n{:<14} {:<28} {:<10} {:>8} {:>10} {:>9} {:>9} {:>8} {:>8}\n",
-        "NODE", "ACTOR", "STATUS", "MAILBOX", "MSG/S", "MEAN", "P99", "RESTARTS", "UPTIME"
+        "\n{:<14} {:<28} {:<10} {:>8} {:>10} {:>9} {:>9} {:>11} {:>8} {:>8}\n",
+        "NODE",
+        "ACTOR",
+        "STATUS",
+        "MAILBOX",
+        "MSG/S",
+        "MEAN",
+        "P99",
+        "MEMORY",
+        "RESTARTS",
+        "UPTIME"
     ));
     for r in rows.iter().take(limit) {
         out.push_str(&format!(
-            "{:<14} {:<28} {:<10} {:>8} {:>10.1} {:>9} {:>9} {:>8} {:>8}\n",
+            "{:<14} {:<28} {:<10} {:>8} {:>10.1} {:>9} {:>9} {:>11} {:>8} {:>8}\n",
             r.node,
             r.name,
             r.status,
@@ -152,6 +190,7 @@ pub fn frame(all: &Value, by: SortBy, limit: usize) -> String {
             r.rate,
             micros(r.mean_us),
             micros(r.p99_us),
+            memory(r.memory),
             r.restarts,
             uptime(r.uptime_s)
         ));
@@ -193,9 +232,11 @@ mod tests {
            "tree":{"name":"root","kind":"supervisor","status":"running","restarts":0,
              "stats":{"mailbox":0},"children":[
              {"name":"a","kind":"worker","status":"running","restarts":2,
-              "stats":{"mailbox":2,"rate":1.0,"mean_us":12.0,"p99_us":20.0,"uptime_s":75.0,"timed":true},"children":[]},
+              "stats":{"mailbox":2,"rate":1.0,"mean_us":12.0,"p99_us":20.0,"uptime_s":75.0,"timed":true,
+                       "memory_bytes":9_000_000u64,"memory_reported":true},"children":[]},
              {"name":"b","kind":"worker","status":"running","restarts":0,
-              "stats":{"mailbox":5,"rate":2.0,"mean_us":1500.0,"p99_us":3000.0,"uptime_s":5.0,"timed":true},"children":[]},
+              "stats":{"mailbox":5,"rate":2.0,"mean_us":1500.0,"p99_us":3000.0,"uptime_s":5.0,"timed":true,
+                       "memory_bytes":20_582},"children":[]},
              {"name":"c","kind":"worker","status":"stopped","restarts":0,"children":[]}]}}]})
     }
 
@@ -217,6 +258,8 @@ mod tests {
         assert_eq!(r[0].name, "a");
         sort(&mut r, SortBy::Rate);
         assert_eq!(r[0].name, "b");
+        sort(&mut r, SortBy::Memory);
+        assert_eq!(r[0].name, "a");
     }
 
     #[test]
@@ -237,6 +280,9 @@ mod tests {
             "{f}"
         );
         assert!(lines[4].contains("1m15s"), "{f}");
+        // the memory column: shallow estimates marked with ~
+        assert!(lines[3].contains(" ~20.1KiB "), "{f}");
+        assert!(lines[4].contains(" 8.6MiB "), "{f}");
         assert!(!f.contains('\x1b'));
         assert_eq!(frame(&all(), SortBy::Mailbox, 1).lines().count(), 4);
     }

@@ -113,3 +113,93 @@ fn top_tree_stats_restart_and_kill_from_the_cli() {
     // an actor that is not a spawned one cannot be acted on
     assert_one_line_error(&n.dctl(&["restart", "inspector"]), "inspector");
 }
+
+/// The `stats` of a child of `user` in a `/tree` answer.
+fn user_child_stats(tree: &serde_json::Value, name: &str) -> serde_json::Value {
+    tree["tree"]["children"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "user"))
+        .and_then(|u| u["children"].as_array())
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .map(|c| c["stats"].clone())
+        .unwrap_or_else(|| panic!("{name} not under user: {tree}"))
+}
+
+#[test]
+fn memory_estimates_in_tree_json_tree_stats_top_and_metrics() {
+    let n = NodeProc::start("obs-mem");
+    for (factory, name) in [("echo", "obs-hold"), ("counter", "obs-count")] {
+        let out = n.dctl(&["spawn", factory, "--name", name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // the echo actor keeps 8 MiB and reports them through its memory hook
+    let held: u64 = 8 << 20;
+    let (s, b) = http(
+        &n.admin,
+        "POST",
+        "/api/actors/obs-hold/call",
+        &[],
+        format!("{{\"hold_bytes\":{held}}}").as_bytes(),
+    );
+    assert_eq!(s, 200, "{b}");
+    let mut tree = serde_json::Value::Null;
+    wait_until("the held buffer reported", Duration::from_secs(15), || {
+        // a message after each sampler round lets the hook be asked again
+        http(&n.admin, "POST", "/api/actors/obs-hold/tell", &[], b"1");
+        tree = serde_json::from_str(&http_get(&n.admin, "/tree")).expect("tree JSON");
+        let s = user_child_stats(&tree, "obs-hold");
+        s["memory_reported"] == true && s["memory_bytes"].as_u64().unwrap_or(0) >= held
+    });
+    let count = user_child_stats(&tree, "obs-count");
+    assert_eq!(count["memory_reported"], false, "{count}");
+    let shallow = count["memory_bytes"].as_u64().expect("a shallow estimate");
+    assert!((1024..1 << 20).contains(&shallow), "{count}");
+    assert!(
+        tree["totals"]["memory_bytes"].as_u64().unwrap_or(0) >= held + shallow,
+        "{}",
+        tree["totals"]
+    );
+
+    let out = n.dctl(&["tree", "--stats"]);
+    let text = stdout(&out);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} not in {text}"))
+            .to_string()
+    };
+    assert!(
+        line("obs-hold").contains("mem 8.0 MiB (reported)"),
+        "{text}"
+    );
+    assert!(line("obs-count").contains(" KiB (shallow)"), "{text}");
+    assert!(
+        text.lines()
+            .next()
+            .unwrap_or("")
+            .contains("actors' memory "),
+        "{text}"
+    );
+
+    let out = n.dctl(&["top", "--once", "--sort", "memory"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let top = stdout(&out);
+    let rows: Vec<&str> = top.lines().skip_while(|l| !l.starts_with("NODE")).collect();
+    assert!(rows[0].contains(" MEMORY "), "{top}");
+    assert!(
+        rows[1].contains(" obs-hold ") && rows[1].contains(" 8.0MiB "),
+        "{top}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(" obs-count ") && r.contains(" ~")),
+        "{top}"
+    );
+
+    let metrics = http_get(&n.admin, "/metrics");
+    assert!(metric(&metrics, "draft_actor_memory_bytes{actor=\"obs-hold\"}") >= held);
+    assert_eq!(
+        metric(&metrics, "draft_actor_memory_bytes{actor=\"obs-count\"}"),
+        shallow
+    );
+}

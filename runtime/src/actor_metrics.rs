@@ -48,10 +48,12 @@ pub(crate) fn render(mut rows: Vec<MetricRow>) -> String {
             mailbox: 0,
             handled: 0,
             failures: 0,
+            memory: 0,
             derived: Default::default(),
         };
         for r in &rest {
             other.mailbox += r.mailbox;
+            other.memory += r.memory;
             other.handled += r.handled;
             other.failures += r.failures;
             other.derived.rate += r.derived.rate;
@@ -68,7 +70,7 @@ pub(crate) fn render(mut rows: Vec<MetricRow>) -> String {
         }
         rows.push(other);
     }
-    let families: [Family; 6] = [
+    let families: [Family; 7] = [
         (
             "draft_actor_mailbox",
             "gauge",
@@ -105,6 +107,12 @@ pub(crate) fn render(mut rows: Vec<MetricRow>) -> String {
             "Handler failures a named actor had recently (the last five are kept)",
             |r| r.failures.to_string(),
         ),
+        (
+            "draft_actor_memory_bytes",
+            "gauge",
+            "Memory a named actor holds, estimated: runtime cost, state and queued messages by size, plus what its memory hook reports",
+            |r| r.memory.to_string(),
+        ),
     ];
     let mut out = String::new();
     for (family, kind, help, value) in families {
@@ -136,6 +144,7 @@ mod tests {
             mailbox: 1,
             handled,
             failures: 0,
+            memory: 1000,
             derived: Derived {
                 rate: 2.0,
                 mean_us: 10.0,
@@ -158,6 +167,7 @@ mod tests {
         );
         assert!(text.contains("draft_actor_handling_p99_seconds{actor=\"a\"} 0.000020000\n"));
         assert!(text.contains("# TYPE draft_actor_messages_handled counter\n"));
+        assert!(text.contains("draft_actor_memory_bytes{actor=\"b\"} 1000\n"));
         assert!(!text.contains(OTHER));
     }
 
@@ -178,6 +188,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("draft_actor_messages_handled_total{actor=\"_other\"} 1225\n"));
+        assert!(text.contains("draft_actor_memory_bytes{actor=\"_other\"} 50000\n"));
         assert!(text.contains(&format!("{{actor=\"a{}\"}}", MAX_LABELLED + 49)));
         assert!(!text.contains("{actor=\"a0\"}"));
     }

@@ -7,6 +7,12 @@
 //!
 //! The timing can be switched off at run time ([`StatsRegistry::set_enabled`]); the message
 //! count stays (it feeds `draft_messages_handled_total`).
+//!
+//! Each actor also has a memory estimate (not switched off with the timing: it costs nothing per
+//! message): a shallow one from the types its wrapper knows ([`ACTOR_BASE_BYTES`] + the size of
+//! its state + the queued messages at [`MemoryShape::per_message`] each), plus what the actor
+//! itself reports about its state's heap through an optional hook (see
+//! [`crate::Factory::with_memory`]), asked at most once per sampler round.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -24,6 +30,8 @@ const SUB: u32 = 4;
 /// Powers of two covered: durations up to 2^40 ns (about 18 minutes).
 const OCTAVES: u32 = 40;
 const BUCKETS: usize = (OCTAVES * SUB) as usize;
+// samples name buckets by a u16
+const _: () = assert!(BUCKETS <= u16::MAX as usize);
 /// How many one-second samples the rate and times are computed over.
 pub(crate) const WINDOW: usize = 10;
 /// How often the sampler runs.
@@ -72,6 +80,40 @@ pub(crate) fn quantile(counts: &[u64], q: f64) -> u64 {
     bucket_upper(counts.len() - 1)
 }
 
+/// What one named actor costs the runtime besides its state and its queued messages: the
+/// ractor cell and its four mailbox channels, the task and its future (a minimal actor's), the
+/// name and pid registry entries, the supervisor's child record, the wrapper, and its live
+/// figures (the histogram and the sampler's window of [`WINDOW`] + 1 samples, about 14 KiB of
+/// it). Measured, not derived: the heap growth per idle actor spawned through `Node::spawn`,
+/// in a release build, once the sampler's window is full: `runtime/tests/actor_memory_cost.rs`
+/// (`cargo test --release -p runtime --test actor_memory_cost -- --ignored --nocapture`).
+pub const ACTOR_BASE_BYTES: u64 = 16 * 1024;
+
+/// The types' part of an actor's shallow memory estimate, known to its wrapper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemoryShape {
+    /// `size_of` of the actor's state.
+    pub(crate) state: u64,
+    /// What one queued message costs: `size_of` of the message (boxed by ractor) and of
+    /// ractor's envelope (`BoxedMessage`, in the channel's slot).
+    pub(crate) per_message: u64,
+}
+
+impl MemoryShape {
+    /// The shape of an actor's types.
+    pub(crate) fn of<State, Msg>() -> Self {
+        let size = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        MemoryShape {
+            state: size(std::mem::size_of::<State>()),
+            per_message: size(std::mem::size_of::<Msg>())
+                + size(std::mem::size_of::<ractor::message::BoxedMessage>()),
+        }
+    }
+}
+
+/// `reported` when the actor has not reported anything (no hook, or not asked yet).
+const NOT_REPORTED: u64 = u64::MAX;
+
 /// One actor's counters (one per name; the actor's wrapper holds it).
 pub(crate) struct ActorFigures {
     handled: AtomicU64,
@@ -80,6 +122,14 @@ pub(crate) struct ActorFigures {
     /// When the actor last started (its wrapper's `pre_start`).
     started: Mutex<Option<Instant>>,
     failures: Mutex<VecDeque<String>>,
+    /// The shallow estimate's parts, set when the actor starts (`None` before).
+    shape: Mutex<Option<MemoryShape>>,
+    /// Heap bytes the actor's memory hook last reported, or [`NOT_REPORTED`].
+    reported: AtomicU64,
+    /// Set by each sampler round, taken by the wrapper to ask the memory hook again.
+    report_wanted: AtomicBool,
+    /// The memory hook panicked once: it is not asked again.
+    hook_broken: AtomicBool,
     /// The sampler's view: cumulative samples, newest last, and what was derived from them.
     window: Mutex<Window>,
 }
@@ -97,7 +147,20 @@ struct Sample {
     at: Instant,
     handled: u64,
     busy_ns: u64,
-    buckets: Vec<u64>,
+    /// The histogram's non-empty buckets, `(bucket, count)` in bucket order: an idle actor's
+    /// samples hold nothing on the heap, a busy one's only the few buckets its times fall in.
+    buckets: Vec<(u16, u64)>,
+}
+
+impl Sample {
+    /// The histogram as one count per bucket.
+    fn dense(&self) -> [u64; BUCKETS] {
+        let mut counts = [0; BUCKETS];
+        for &(b, c) in &self.buckets {
+            counts[usize::from(b)] = c;
+        }
+        counts
+    }
 }
 
 /// Rate and times derived from two samples.
@@ -117,6 +180,10 @@ impl Default for ActorFigures {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             started: Mutex::new(None),
             failures: Mutex::new(VecDeque::new()),
+            shape: Mutex::new(None),
+            reported: AtomicU64::new(NOT_REPORTED),
+            report_wanted: AtomicBool::new(true),
+            hook_broken: AtomicBool::new(false),
             window: Mutex::new(Window::default()),
         }
     }
@@ -127,12 +194,11 @@ fn derive(old: &Sample, new: &Sample) -> Derived {
     let secs = new.at.duration_since(old.at).as_secs_f64();
     let n = new.handled.saturating_sub(old.handled);
     let busy = new.busy_ns.saturating_sub(old.busy_ns);
-    let diff: Vec<u64> = new
-        .buckets
-        .iter()
-        .zip(&old.buckets)
-        .map(|(a, b)| a.saturating_sub(*b))
-        .collect();
+    let mut diff = new.dense();
+    for &(b, c) in &old.buckets {
+        let d = &mut diff[usize::from(b)];
+        *d = d.saturating_sub(c);
+    }
     Derived {
         rate: if secs > 0.0 { n as f64 / secs } else { 0.0 },
         mean_us: if n > 0 {
@@ -168,6 +234,52 @@ impl ActorFigures {
         f.push_back(reason);
     }
 
+    /// The actor started with these types.
+    pub(crate) fn set_shape(&self, shape: MemoryShape) {
+        *self.shape.lock().unwrap_or_else(|p| p.into_inner()) = Some(shape);
+    }
+
+    /// Whether the memory hook should be asked again (at most once per sampler round); a
+    /// relaxed load on the message path, a swap only once a round.
+    pub(crate) fn report_due(&self) -> bool {
+        self.report_wanted.load(Ordering::Relaxed)
+            && self.report_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// The memory hook panicked: forget what it said and do not ask it again.
+    pub(crate) fn hook_failed(&self) {
+        self.hook_broken.store(true, Ordering::Relaxed);
+        self.reported.store(NOT_REPORTED, Ordering::Relaxed);
+    }
+
+    pub(crate) fn hook_broken(&self) -> bool {
+        self.hook_broken.load(Ordering::Relaxed)
+    }
+
+    /// The actor's memory hook said its state holds `bytes` on the heap.
+    pub(crate) fn report_memory(&self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(NOT_REPORTED - 1);
+        self.reported
+            .store(bytes.min(NOT_REPORTED - 1), Ordering::Relaxed);
+    }
+
+    /// The memory estimate with `mailbox` messages queued: bytes and whether the actor
+    /// reported part of it; `None` before the actor first started.
+    pub(crate) fn memory(&self, mailbox: u64) -> Option<(u64, bool)> {
+        let shape = (*self.shape.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let reported = self.reported.load(Ordering::Relaxed);
+        let heap = if reported == NOT_REPORTED {
+            0
+        } else {
+            reported
+        };
+        let bytes = ACTOR_BASE_BYTES
+            .saturating_add(shape.state)
+            .saturating_add(shape.per_message.saturating_mul(mailbox))
+            .saturating_add(heap);
+        Some((bytes, reported != NOT_REPORTED))
+    }
+
     pub(crate) fn handled(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
     }
@@ -180,13 +292,18 @@ impl ActorFigures {
             buckets: self
                 .buckets
                 .iter()
-                .map(|b| b.load(Ordering::Relaxed))
+                .enumerate()
+                .filter_map(|(b, c)| {
+                    let c = c.load(Ordering::Relaxed);
+                    (c > 0).then_some((b as u16, c))
+                })
                 .collect(),
         }
     }
 
     /// Take a sample and derive the window's figures from it and the oldest one kept.
     fn tick(&self, at: Instant) {
+        self.report_wanted.store(true, Ordering::Relaxed);
         let sample = self.sample(at);
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         if w.samples.len() > WINDOW {
@@ -213,8 +330,11 @@ impl ActorFigures {
             .unwrap_or_else(|p| p.into_inner())
             .map(|t| t.elapsed().as_secs_f64())
             .unwrap_or(0.0);
+        let memory = self.memory(mailbox);
         LiveStats {
             mailbox,
+            memory_bytes: memory.map(|(b, _)| b),
+            memory_reported: memory.is_some_and(|(_, r)| r),
             handled: self.handled(),
             rate: d.rate,
             mean_us: d.mean_us,
@@ -244,6 +364,9 @@ pub struct NodeTotals {
     pub handled: u64,
     /// Messages handled per second by timed actors, over the window.
     pub rate: f64,
+    /// The memory estimates of the actors with one, summed (see [`LiveStats::memory_bytes`]).
+    #[serde(default)]
+    pub memory_bytes: u64,
     /// The process's resident memory in bytes, where the OS says (Linux `/proc/self/statm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
@@ -372,6 +495,7 @@ impl StatsRegistry {
         let mut visit = |n: &TreeSnapshot| {
             if let Some(s) = &n.stats {
                 t.mailbox += s.mailbox;
+                t.memory_bytes += s.memory_bytes.unwrap_or(0);
                 if s.timed {
                     t.actors += 1;
                     t.handled += s.handled;
@@ -392,6 +516,7 @@ impl StatsRegistry {
                     .map(|c| c.mailbox_len() as u64)
                     .unwrap_or(0);
                 MetricRow {
+                    memory: f.memory(mailbox).map(|(b, _)| b).unwrap_or(0),
                     handled: f.handled(),
                     failures: f.failures.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
                     derived: f.derived(),
@@ -410,6 +535,8 @@ pub(crate) struct MetricRow {
     pub(crate) mailbox: u64,
     pub(crate) handled: u64,
     pub(crate) failures: u64,
+    /// The memory estimate in bytes (0 when there is none yet).
+    pub(crate) memory: u64,
     pub(crate) derived: Derived,
 }
 
@@ -498,7 +625,7 @@ mod tests {
         for _ in 0..10 {
             f.record(Duration::from_millis(5));
         }
-        let counts: Vec<u64> = f.sample(Instant::now()).buckets;
+        let counts = f.sample(Instant::now()).dense();
         let p99 = quantile(&counts, 0.99);
         assert!((10_000..=12_500).contains(&p99), "p99 {p99} ns");
         let p999 = quantile(&counts, 0.999);
@@ -538,6 +665,67 @@ mod tests {
         assert_eq!(live.failures.len(), FAILURES_KEPT);
         assert_eq!(live.failures.last().map(String::as_str), Some("boom 7"));
         assert_eq!(live.failures[0], "boom 3");
+    }
+
+    #[test]
+    fn the_shallow_estimate_grows_with_the_state_and_the_queued_messages() {
+        let f = ActorFigures::default();
+        assert_eq!(f.memory(0), None, "no estimate before the actor started");
+        f.set_shape(MemoryShape::of::<[u8; 40_000], [u64; 32]>());
+        let envelope = std::mem::size_of::<ractor::message::BoxedMessage>() as u64;
+        assert_eq!(f.memory(0), Some((ACTOR_BASE_BYTES + 40_000, false)));
+        // 100 queued messages of 256 bytes, each in ractor's envelope
+        assert_eq!(
+            f.memory(100),
+            Some((ACTOR_BASE_BYTES + 40_000 + 100 * (256 + envelope), false))
+        );
+        let live = f.live(100);
+        assert_eq!(
+            live.memory_bytes,
+            Some(ACTOR_BASE_BYTES + 40_000 + 100 * (256 + envelope))
+        );
+        assert!(!live.memory_reported);
+    }
+
+    #[test]
+    fn a_reported_figure_adds_to_the_shallow_one_until_the_hook_fails() {
+        let f = ActorFigures::default();
+        f.set_shape(MemoryShape::of::<u64, u8>());
+        f.report_memory(1 << 20);
+        assert_eq!(f.memory(0), Some((ACTOR_BASE_BYTES + 8 + (1 << 20), true)));
+        f.hook_failed();
+        assert!(f.hook_broken());
+        assert_eq!(f.memory(0), Some((ACTOR_BASE_BYTES + 8, false)));
+    }
+
+    #[test]
+    fn the_hook_is_due_once_per_sampler_round() {
+        let f = ActorFigures::default();
+        assert!(f.report_due(), "asked after the first message");
+        assert!(!f.report_due());
+        assert!(!f.report_due());
+        f.tick(Instant::now());
+        assert!(f.report_due());
+        assert!(!f.report_due());
+    }
+
+    #[test]
+    fn totals_and_rows_sum_the_estimates() {
+        let reg = StatsRegistry::new(true);
+        let f = reg.figures("a");
+        f.set_shape(MemoryShape::of::<[u8; 1000], u8>());
+        assert_eq!(reg.rows()[0].memory, ACTOR_BASE_BYTES + 1000);
+        let mut tree =
+            TreeSnapshot::leaf("a", actors::ChildKind::Worker, actors::ChildStatus::Running);
+        tree.stats = Some(f.live(0));
+        let mut other =
+            TreeSnapshot::leaf("b", actors::ChildKind::Worker, actors::ChildStatus::Running);
+        other.stats = Some(LiveStats {
+            memory_bytes: Some(5),
+            ..LiveStats::default()
+        });
+        tree.children.push(other);
+        assert_eq!(reg.totals(&tree).memory_bytes, ACTOR_BASE_BYTES + 1000 + 5);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A transparent wrapper that counts the messages an actor handles (for metrics) and, when the
 //! node's live figures are on, times each handler and records its failures (see
-//! [`crate::actor_stats`]).
+//! [`crate::actor_stats`]). It also records the actor's memory shape (the sizes of its state
+//! and messages) and asks its memory hook, if it has one, at most once per sampler round.
 
 use std::{
     panic::AssertUnwindSafe,
@@ -15,9 +16,13 @@ use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::actor_stats::{ActorFigures, StatsRegistry};
+use crate::actor_stats::{ActorFigures, MemoryShape, StatsRegistry};
 
-pub(crate) struct Counted<A> {
+/// A user's estimate of the heap bytes an actor's state holds (see
+/// [`crate::Factory::with_memory`]).
+pub(crate) type MemoryHook<S> = Arc<dyn Fn(&S) -> usize + Send + Sync>;
+
+pub(crate) struct Counted<A: Actor> {
     pub(crate) inner: A,
     pub(crate) handled: Counter,
     /// This actor's figures (per name) and the node's registry (for the on/off switch).
@@ -27,6 +32,8 @@ pub(crate) struct Counted<A> {
     pub(crate) live: Arc<AtomicUsize>,
     /// The node's OTLP exporter, if on: traced messages' spans go there.
     pub(crate) spans: Option<Arc<crate::otlp::SpanExport>>,
+    /// What the actor says its state holds on the heap, if it can tell.
+    pub(crate) memory: Option<MemoryHook<A::State>>,
     /// Set once this incarnation started; dropped with the actor however it ends (ractor
     /// skips `post_stop` after a panic or a kill, but always drops the actor's handler).
     pub(crate) running: OnceLock<Running>,
@@ -49,7 +56,7 @@ impl Drop for Running {
 }
 
 /// Each incarnation (a clone made by the child spec) counts afresh.
-impl<A: Clone> Clone for Counted<A> {
+impl<A: Actor + Clone> Clone for Counted<A> {
     fn clone(&self) -> Self {
         Counted {
             inner: self.inner.clone(),
@@ -58,12 +65,29 @@ impl<A: Clone> Clone for Counted<A> {
             registry: self.registry.clone(),
             live: self.live.clone(),
             spans: self.spans.clone(),
+            memory: self.memory.clone(),
             running: OnceLock::new(),
         }
     }
 }
 
 impl<A: Actor> Counted<A> {
+    /// Ask the memory hook, if any, what the state holds now. A hook that panics is not asked
+    /// again for this name (the estimate goes back to the shallow one).
+    fn report_memory(&self, state: &A::State) {
+        let Some(hook) = &self.memory else { return };
+        if self.figures.hook_broken() {
+            return;
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| hook(state))) {
+            Ok(bytes) => self.figures.report_memory(bytes),
+            Err(_) => {
+                tracing::warn!("an actor's memory hook panicked; its estimate stays shallow");
+                self.figures.hook_failed();
+            }
+        }
+    }
+
     /// The inner handler, timed for the live figures when they are on.
     async fn timed(
         &self,
@@ -117,6 +141,8 @@ impl<A: Actor> Actor for Counted<A> {
         let state = self.inner.pre_start(myself.clone(), args).await?;
         let _ = self.running.set(Running::new(&self.live));
         self.figures.started();
+        self.figures
+            .set_shape(MemoryShape::of::<A::State, A::Msg>());
         // Named user actors are findable cluster-wide through their process group.
         if let Some(name) = myself.get_name() {
             ractor::pg::join(crate::node::actor_group(&name), vec![myself.get_cell()]);
@@ -132,7 +158,9 @@ impl<A: Actor> Actor for Counted<A> {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        self.inner.post_start(myself, state).await
+        self.inner.post_start(myself, state).await?;
+        self.report_memory(state);
+        Ok(())
     }
 
     async fn post_stop(
@@ -153,12 +181,16 @@ impl<A: Actor> Actor for Counted<A> {
         // The received context is taken before the first await: set by the message's
         // decoding on this very thread.
         let actor = myself.get_name().unwrap_or_default();
-        crate::trace::handle_received(
+        let outcome = crate::trace::handle_received(
             self.spans.as_deref(),
             &actor,
             self.timed(myself, message, state),
         )
-        .await
+        .await;
+        if self.memory.is_some() && outcome.is_ok() && self.figures.report_due() {
+            self.report_memory(state);
+        }
+        outcome
     }
 
     async fn handle_supervisor_evt(

@@ -11,7 +11,10 @@ use prometheus_client::metrics::counter::Counter;
 use ractor::Actor;
 use serde_json::Value;
 
-use crate::{actor_stats::StatsRegistry, counted::Counted};
+use crate::{
+    actor_stats::StatsRegistry,
+    counted::{Counted, MemoryHook},
+};
 
 type BuildFn = dyn Fn(&str, Value, &Counting) -> Result<ChildSpec, String> + Send + Sync;
 
@@ -59,7 +62,68 @@ impl Factory {
         Factory {
             build: Arc::new(move |name: &str, args: Value, counting: &Counting| {
                 let (actor, start_args) = make(args)?;
-                Ok(spec_for(name, actor, start_args, counting))
+                Ok(spec_for(name, actor, start_args, counting, None))
+            }),
+        }
+    }
+
+    /// [`Factory::new`] for an actor that can tell how much memory its state holds:
+    /// `memory(&state)` returns the bytes the state owns on the heap (what `size_of` does not
+    /// see: buffers, maps, strings). The node adds it to the actor's shallow estimate (its
+    /// fixed runtime cost, [`crate::ACTOR_BASE_BYTES`], the state's `size_of` and the queued
+    /// messages'), shown as `memory_bytes` with `memory_reported: true` in the live figures.
+    ///
+    /// The hook is asked when the actor has started and then after a handled message at most
+    /// once a second (never otherwise on the message path), on the actor's own task: keep it
+    /// cheap (sum capacities, do not walk big structures). A hook that panics is not asked
+    /// again for that name.
+    ///
+    /// ```
+    /// use ractor::{Actor, ActorProcessingErr, ActorRef};
+    /// use runtime::Factory;
+    ///
+    /// #[derive(Clone)]
+    /// struct Cache;
+    /// impl Actor for Cache {
+    ///     type Msg = String;
+    ///     type State = Vec<String>;
+    ///     type Arguments = ();
+    ///     async fn pre_start(&self, _: ActorRef<String>, _: ()) -> Result<Vec<String>, ActorProcessingErr> {
+    ///         Ok(Vec::new())
+    ///     }
+    ///     async fn handle(&self, _: ActorRef<String>, s: String, kept: &mut Vec<String>) -> Result<(), ActorProcessingErr> {
+    ///         kept.push(s);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let factory = Factory::with_memory(
+    ///     |_args| Ok((Cache, ())),
+    ///     |kept: &Vec<String>| {
+    ///         kept.capacity() * std::mem::size_of::<String>()
+    ///             + kept.iter().map(String::capacity).sum::<usize>()
+    ///     },
+    /// );
+    /// # let _ = factory;
+    /// ```
+    pub fn with_memory<A, F, M>(make: F, memory: M) -> Self
+    where
+        A: Actor + Clone,
+        A::Arguments: Clone + Sync,
+        F: Fn(Value) -> Result<(A, A::Arguments), String> + Send + Sync + 'static,
+        M: Fn(&A::State) -> usize + Send + Sync + 'static,
+    {
+        let memory: MemoryHook<A::State> = Arc::new(memory);
+        Factory {
+            build: Arc::new(move |name: &str, args: Value, counting: &Counting| {
+                let (actor, start_args) = make(args)?;
+                Ok(spec_for(
+                    name,
+                    actor,
+                    start_args,
+                    counting,
+                    Some(memory.clone()),
+                ))
             }),
         }
     }
@@ -103,12 +167,14 @@ impl Factory {
     }
 }
 
-/// The child spec of a user actor: transient, registered under `name`, messages counted.
+/// The child spec of a user actor: transient, registered under `name`, messages counted, its
+/// memory estimated (with the actor's own figure when it has a hook).
 pub(crate) fn spec_for<A>(
     name: &str,
     actor: A,
     args: A::Arguments,
     counting: &Counting,
+    memory: Option<MemoryHook<A::State>>,
 ) -> ChildSpec
 where
     A: Actor + Clone,
@@ -121,6 +187,7 @@ where
         registry: counting.registry.clone(),
         live: counting.live.clone(),
         spans: counting.spans.clone(),
+        memory,
         running: OnceLock::new(),
     };
     ChildSpec::worker(name, Some(name.to_string()), counted, args).restart(Restart::Transient)

@@ -63,7 +63,7 @@ mod transport_door;
 mod watch;
 
 pub use actions::{Action, RESTART_REASON};
-pub use actor_stats::NodeTotals;
+pub use actor_stats::{NodeTotals, ACTOR_BASE_BYTES};
 pub use cluster::{failure_detector, Member, MemberState};
 pub use config::{NodeBuilder, NodeConfig, GOSSIP_DATAGRAM_MAX, GOSSIP_DATAGRAM_MIN};
 pub use error::RuntimeError;

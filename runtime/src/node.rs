@@ -224,7 +224,10 @@ impl Node {
         });
 
         let mut factories = BTreeMap::new();
-        factories.insert("echo".to_string(), Factory::new(|_| Ok((Echo, ()))));
+        factories.insert(
+            "echo".to_string(),
+            Factory::with_memory(|_| Ok((Echo, ())), crate::echo::held_bytes),
+        );
         factories.insert(
             "counter".to_string(),
             Factory::new(|_| Ok((crate::counter::Counter, ()))),
@@ -521,7 +524,46 @@ impl Node {
         A: Actor + Clone,
         A::Arguments: Clone + Sync,
     {
-        let spec = spec_for(name, actor, args, &self.counting());
+        let spec = spec_for(name, actor, args, &self.counting(), None);
+        let cell = self.spawn_spec(name, spec).await?;
+        Ok(cell.into())
+    }
+
+    /// [`Node::spawn`] for an actor that can tell how much its state holds on the heap:
+    /// `memory(&state)` is asked after it starts and then at most once a second after a
+    /// handled message, and added to its shallow memory estimate (see
+    /// [`crate::Factory::with_memory`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("mem-doc").without_admin().start().await.unwrap();
+    /// // say this echo actor holds 1 MiB
+    /// node.spawn_with_memory("doc-mem", runtime::echo::Echo, (), |_| 1 << 20).await.unwrap();
+    /// // answered: it has started (and been asked)
+    /// node.call_json("doc-mem", serde_json::json!(1), std::time::Duration::from_secs(5))
+    ///     .await
+    ///     .unwrap();
+    /// let tree = node.tree().await.unwrap();
+    /// let stats = tree.find("doc-mem").and_then(|t| t.stats.clone()).unwrap();
+    /// assert!(stats.memory_reported);
+    /// assert!(stats.memory_bytes.unwrap() >= (1 << 20) + runtime::ACTOR_BASE_BYTES);
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn spawn_with_memory<A, M>(
+        &self,
+        name: &str,
+        actor: A,
+        args: A::Arguments,
+        memory: M,
+    ) -> Result<ActorRef<A::Msg>, RuntimeError>
+    where
+        A: Actor + Clone,
+        A::Arguments: Clone + Sync,
+        M: Fn(&A::State) -> usize + Send + Sync + 'static,
+    {
+        let hook: crate::counted::MemoryHook<A::State> = Arc::new(memory);
+        let spec = spec_for(name, actor, args, &self.counting(), Some(hook));
         let cell = self.spawn_spec(name, spec).await?;
         Ok(cell.into())
     }

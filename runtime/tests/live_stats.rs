@@ -173,3 +173,139 @@ async fn system_actors_show_their_mailbox_only() {
     assert_eq!(s.handled, 0);
     node.shutdown().await;
 }
+
+/// An actor with a big state and big messages, each handled slowly.
+#[derive(Clone)]
+struct Big;
+
+/// Sleep this many milliseconds; the payload only makes the message big.
+struct BigMsg(u64, #[allow(dead_code)] [u8; 1024]);
+
+impl ractor::Message for BigMsg {}
+
+impl ractor::Actor for Big {
+    type Msg = BigMsg;
+    type State = Box<[u8; 64 * 1024]>;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<BigMsg>,
+        _: (),
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(Box::new([0; 64 * 1024]))
+    }
+
+    async fn handle(
+        &self,
+        _: ractor::ActorRef<BigMsg>,
+        msg: BigMsg,
+        _: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        tokio::time::sleep(Duration::from_millis(msg.0)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_memory_estimate_grows_with_the_state_the_mailbox_and_what_the_actor_reports() {
+    let node = node("ls-memory").await;
+    let state_heap = 64 * 1024;
+    let big = node
+        .spawn_with_memory("ls-big", Big, (), move |_| state_heap)
+        .await
+        .unwrap();
+    let per_message = (std::mem::size_of::<BigMsg>()
+        + std::mem::size_of::<ractor::message::BoxedMessage>()) as u64;
+    let shallow = runtime::ACTOR_BASE_BYTES + std::mem::size_of::<Box<[u8; 64 * 1024]>>() as u64;
+    // started: the hook was asked, its 64 KiB are in the estimate
+    let idle = wait_stats(&node, "ls-big", "the hook's figure", |s| s.memory_reported).await;
+    assert_eq!(
+        idle.memory_bytes,
+        Some(shallow + state_heap as u64),
+        "{idle:?}"
+    );
+    // a flood of 1 KiB messages, 20 ms each: the queued ones are counted at their size
+    for _ in 0..50 {
+        big.cast(BigMsg(20, [0; 1024])).unwrap();
+    }
+    let s = stats_of(&node, "ls-big").await;
+    assert!(s.mailbox >= 20, "{s:?}");
+    assert_eq!(
+        s.memory_bytes,
+        Some(shallow + state_heap as u64 + s.mailbox * per_message),
+        "{s:?}"
+    );
+    assert!(per_message > 1024);
+    let tree = node.node_tree().await.unwrap();
+    let totals = tree.totals.expect("totals");
+    assert!(
+        totals.memory_bytes >= shallow + state_heap as u64,
+        "{totals:?}"
+    );
+    let text = node.metrics_text().await;
+    assert!(
+        text.contains("# TYPE draft_actor_memory_bytes gauge\n")
+            && text.contains("draft_actor_memory_bytes{actor=\"ls-big\"} "),
+        "{text}"
+    );
+    wait_stats(&node, "ls-big", "the mailbox drained", |s| s.mailbox == 0).await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_echo_actor_reports_the_buffer_it_holds_and_lets_it_go() {
+    let node = node("ls-hold").await;
+    node.spawn_factory("echo", "ls-holder", json!(null))
+        .await
+        .unwrap();
+    let held = 4u64 << 20;
+    node.call_json(
+        "ls-holder",
+        json!({"hold_bytes": held}),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    // asked after that message or, at the latest, after the next one past a sampler round
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = stats_of(&node, "ls-holder").await;
+        if s.memory_reported && s.memory_bytes.unwrap_or(0) >= held {
+            assert!(
+                s.memory_bytes.unwrap_or(0) < held + runtime::ACTOR_BASE_BYTES + 4096,
+                "{s:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reported: {s:?}"
+        );
+        node.call_json("ls-holder", json!(1), Duration::from_secs(5))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.call_json(
+        "ls-holder",
+        json!({"hold_bytes": 0}),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = stats_of(&node, "ls-holder").await;
+        if s.memory_bytes.unwrap_or(u64::MAX) < runtime::ACTOR_BASE_BYTES + 4096 {
+            assert!(s.memory_reported, "{s:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still held: {s:?}");
+        node.call_json("ls-holder", json!(1), Duration::from_secs(5))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.shutdown().await;
+}

@@ -53,6 +53,10 @@ pub struct Options {
     /// The dctl binary (default: next to this one, e.g. target/debug/dctl).
     #[arg(long)]
     pub dctl: Option<PathBuf>,
+    /// Check a kept `history.jsonl` with the workload's checker instead of running a test
+    /// (e.g. again after a checker fix).
+    #[arg(long, value_name = "HISTORY")]
+    pub check: Option<PathBuf>,
 }
 
 impl Options {

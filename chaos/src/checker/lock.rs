@@ -6,7 +6,8 @@
 //! invocation, when it was `ok`). The store promises a lease lives at least a TTL after each
 //! renewal it acknowledged, so two such intervals of different holders must never overlap; an
 //! overlap is a `double-holder`. An `acquire` that failed or is `info` holds nothing (an `info`
-//! client never counts on the lock).
+//! client never counts on the lock). A holder whose renewal is `info` goes on as a new process
+//! that releases the lease: that release ends the hold too.
 
 use super::Report;
 use crate::history::{pair, Completed, Op, OpType, Process};
@@ -68,6 +69,18 @@ pub fn holds(ops: &[Op]) -> Vec<Hold> {
                 _ => break,
             }
         }
+        // A renewal whose outcome is unknown (`info`) makes the client go on as a new process
+        // (Jepsen's rule) that no longer counts on the lock and releases the lease: the
+        // release ends the hold whichever process makes it (leases are not shared).
+        let released = done[i + 1..]
+            .iter()
+            .filter(|c| c.f == "release" && lease_of(c) == Some(lease))
+            .map(|c| c.invoke_time)
+            .min();
+        let end = match (end, released) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let safe = confirmed.saturating_add(ttl);
         let end = end.map_or(safe, |e| e.min(safe));
         if a.complete_time < end {
@@ -204,6 +217,38 @@ mod tests {
         hold(&mut ops, 0, 1, 0, &[2 * S], Some(10 * S));
         hold(&mut ops, 1, 2, 3 * S + S / 2, &[], Some(4 * S));
         assert_eq!(check(&sorted(ops)).anomalies.len(), 1);
+    }
+
+    #[test]
+    fn a_release_by_the_holders_next_process_ends_the_hold() {
+        // The shape of seed 42's two reports: c0's renewal at 1 s is `info` (503 from a node
+        // still starting), so c0 goes on as process 10, which releases the lease at 1.05 s;
+        // c1 takes the lock at 1.2 s. c0 counted on it only until the release.
+        let mut ops = Vec::new();
+        hold(&mut ops, 0, 1, 0, &[], None);
+        let mut push = |kind, p, time, f: &str, value| {
+            let i = ops.len();
+            ops.push(op(i, kind, p, time, f, value));
+        };
+        push(OpType::Invoke, 0, S, "renew", json!({"lease": 1}));
+        push(OpType::Info, 0, S + S / 50, "renew", json!({"lease": 1}));
+        push(
+            OpType::Invoke,
+            10,
+            S + S / 20,
+            "release",
+            json!({"lease": 1}),
+        );
+        push(OpType::Ok, 10, S + S / 10, "release", json!({"lease": 1}));
+        hold(&mut ops, 1, 2, S + S / 5, &[], Some(2 * S));
+        let r = check(&sorted(ops.clone()));
+        assert!(r.anomalies.is_empty(), "{:?}", r.anomalies);
+        // Without that release, c0 counted on the lock until 3 s: an overlap.
+        let no_release: Vec<Op> = ops
+            .into_iter()
+            .filter(|o| o.f != "release" || o.process != Process::Client(10))
+            .collect();
+        assert_eq!(check(&sorted(no_release)).anomalies.len(), 1);
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub enum RuntimeError {
     /// The actor stopped or failed before it replied.
     #[error("actor '{0}' stopped before replying (it may have crashed)")]
     NoReply(String),
+    /// A message sent without a reply found the actor's mailbox closed: it stopped, or its
+    /// supervisor is restarting it (a later send may find the new one).
+    #[error("actor '{0}' is not running (it stopped or is being restarted): the message was not delivered")]
+    NotRunning(String),
     /// A message or argument was not valid JSON.
     #[error("invalid JSON: {0}")]
     BadJson(String),
@@ -130,6 +134,7 @@ impl RuntimeError {
             RuntimeError::Remote { status, .. } => *status,
             RuntimeError::SpawnFailed(_) => 422,
             RuntimeError::Unavailable(_)
+            | RuntimeError::NotRunning(_)
             | RuntimeError::ActorLimit { .. }
             | RuntimeError::RootGaveUp(_)
             | RuntimeError::Bind { .. } => 503,

@@ -1009,11 +1009,12 @@ impl Node {
             return actor
                 .get_cell()
                 .send_serialized(msg)
-                .map_err(|_| RuntimeError::NoReply(name()));
+                .map_err(|_| RuntimeError::NotRunning(name()));
         }
-        actor
-            .send_message(msg)
-            .map_err(|e| messaging_error(&name(), e))
+        actor.send_message(msg).map_err(|e| match e {
+            MessagingErr::InvalidActorType => RuntimeError::WrongMessageType(name(), "this"),
+            _ => RuntimeError::NotRunning(name()),
+        })
     }
 
     /// [`Node::tell`] with back-pressure: when the lane to the actor's node has more than a few

@@ -151,6 +151,23 @@ async fn echo_replies_crashes_and_is_restarted() {
 }
 
 #[tokio::test]
+async fn a_tell_to_a_stopped_actor_says_it_is_not_running() {
+    // (found by the admin API's fuzz target: a tell after a crash answered "stopped before
+    // replying", a call's error, as a 502)
+    let node = node("t-stopped").await;
+    node.spawn("t-stopped-e1", runtime::echo::Echo, ())
+        .await
+        .unwrap();
+    let echo = node.lookup::<JsonMsg>("t-stopped-e1").unwrap();
+    node.stop_actor("t-stopped-e1").await.unwrap();
+    let err = node.tell(&echo, JsonMsg::Tell(b"{}".to_vec())).unwrap_err();
+    assert!(matches!(err, RuntimeError::NotRunning(_)), "{err}");
+    assert_eq!(err.http_status(), 503);
+    assert!(err.to_string().contains("is not running"), "{err}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn typed_actors_spawn_lookup_and_call() {
     let node = node("t-typed").await;
     let log = Arc::new(Mutex::new(Vec::new()));

@@ -93,7 +93,8 @@ impl KvProc {
     pub fn wait_healthy(&self) {
         wait_until(
             &format!("node {} healthy with its KV routes", self.name),
-            Duration::from_secs(20),
+            // generous: this binary's tests start 3-5 nodes each at once on 2 shared cores
+            Duration::from_secs(60),
             || {
                 self.dctl(&["tree", "--json"]).status.success()
                     && http(&self.admin, "GET", "/health", "")

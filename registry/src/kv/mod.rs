@@ -394,7 +394,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
         }
     } else if initialized && kv.voters() == [name.clone()] {
         // A restarted node does not resume leadership on its own (its vote is read back as
-        // uncommitted, see store.rs); a lone voter need not wait for its election timeout.
+        // uncommitted, see store/mod.rs); a lone voter need not wait for its election timeout.
         if let Err(e) = raft.trigger().elect().await {
             tracing::warn!("kv: elect: {e}");
         }

@@ -1,6 +1,6 @@
 //! Multi-key transactions and range queries in etcd's model: key ranges, compares, the ops of a
 //! transaction's branches and their results. Pure types and the compare / filter / sort logic;
-//! the state machine applies them (`store.rs`, `query.rs`).
+//! the state machine applies them (`store/apply.rs`, `query.rs`).
 //!
 //! Revisions follow etcd: a transaction (or a delete of several keys, or a lease revoke) that
 //! changes anything takes **one** new revision, shared by every key it changes; one that changes

@@ -15,12 +15,28 @@ pub const DCTL: &str = env!("CARGO_BIN_EXE_dctl");
 /// tests get this one through `DCTL_COOKIE`; a `--cookie` argument overrides it).
 pub const TEST_COOKIE: &str = "dctl-test-cookie";
 
-/// A free loopback TCP port (bound then released).
+/// A free loopback port, TCP and UDP (bound then released), below Linux's ephemeral range
+/// (32768-60999): the ports the OS hands out for port 0 and for outgoing connections never land
+/// there, so a port found free here is not taken by a node's own connection before the node it
+/// is meant for binds it (with 30 nodes starting at once, that happened). Each call of a test
+/// process takes the next one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // 12000..32000 (10000 is `--xds-files-listen`'s default)
+    const LOW: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + start.wrapping_add(n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 12000..32000");
 }
 
 /// Poll `cond` every 50 ms until it holds or `limit` passes.
@@ -158,13 +174,7 @@ impl NodeProc {
             .unwrap_or_else(|| dir.path().join("data"));
         let admin = format!("127.0.0.1:{}", free_port());
         let listen = format!("127.0.0.1:{}", free_port());
-        let gossip = format!(
-            "127.0.0.1:{}",
-            std::net::UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .expect("free udp port")
-                .port()
-        );
+        let gossip = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.path().join("node.log")).expect("log file");
         let mut cmd = Command::new(DCTL);
         cmd.args(["--admin", &admin, "node", "start", "--name", name])

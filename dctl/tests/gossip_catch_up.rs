@@ -11,71 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
-use serde_json::Value;
+use common::{bulk::*, *};
 
 const MEMBERS: usize = 30;
 const PER_NODE: usize = 10;
-const BLOB: usize = 1000;
-
-fn counter(n: &NodeProc, name: &str) -> u64 {
-    metric(&http_get(&n.admin, "/metrics"), name)
-}
-
-/// `BLOB` letters and digits that do not compress (chitchat compresses its deltas: repeated
-/// text would fit the whole state in one datagram), the same for the same instance.
-fn blob(i: usize, j: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut x = 0x2545_f491_4f6c_dd1d_u64 ^ ((i as u64) << 32 | j as u64);
-    (0..BLOB)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
-        })
-        .collect()
-}
-
-fn register(n: &NodeProc, i: usize, j: usize) {
-    let body = serde_json::json!({
-        "service": "bulk",
-        "address": format!("127.0.0.1:{}", 20000 + i * 100 + j),
-        "id": format!("m{i}-{j}"),
-        "metadata": {"blob": blob(i, j)},
-    })
-    .to_string();
-    let (status, out) = http(
-        &n.admin,
-        "POST",
-        "/registry/services",
-        &[("content-type", "application/json")],
-        body.as_bytes(),
-    );
-    assert_eq!(status, 201, "register on {}: {out}", n.name);
-}
-
-/// The instance ids of service `bulk` as `n` lists them, each with its metadata intact (an
-/// instance not listed yet, or with other metadata, is missing).
-fn instances(n: &NodeProc) -> BTreeSet<String> {
-    let out = n.dctl(&["svc", "ls", "bulk", "--json"]);
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
-    v["instances"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|inst| {
-            let id = inst["id"].as_str()?;
-            let (i, j) = id.strip_prefix('m')?.split_once('-')?;
-            let want = blob(i.parse().ok()?, j.parse().ok()?);
-            (inst["metadata"]["blob"].as_str() == Some(want.as_str())).then(|| id.to_string())
-        })
-        .collect()
-}
-
-fn alive(n: &NodeProc) -> usize {
-    members(n).iter().filter(|(_, s, _)| s == "alive").count()
-}
 
 #[test]
 fn a_new_node_catches_up_with_thirty_members_over_sealed_gossip() {
@@ -101,7 +40,7 @@ fn a_new_node_catches_up_with_thirty_members_over_sealed_gossip() {
             http_get(&n.admin, "/registry/services").contains("instances")
         });
         for j in 0..PER_NODE {
-            register(n, i, j);
+            register(n, 'm', i, j);
         }
     }
     let want: BTreeSet<String> = (0..MEMBERS)
@@ -111,7 +50,7 @@ fn a_new_node_catches_up_with_thirty_members_over_sealed_gossip() {
         "the first member sees every member and instance",
         // generous: 30 debug-build nodes share this machine's cores with whatever else runs
         Duration::from_secs(300),
-        || alive(&nodes[0]) == MEMBERS && instances(&nodes[0]) == want,
+        || alive(&nodes[0]) == MEMBERS && instances(&nodes[0], 'm') == want,
     );
 
     eprintln!(
@@ -124,7 +63,7 @@ fn a_new_node_catches_up_with_thirty_members_over_sealed_gossip() {
     wait_until(
         "the newcomer sees 31 members alive and all 300 instances",
         deadline,
-        || alive(&newcomer) == MEMBERS + 1 && instances(&newcomer) == want,
+        || alive(&newcomer) == MEMBERS + 1 && instances(&newcomer, 'm') == want,
     );
     let caught_up = started.elapsed();
 

@@ -13,71 +13,11 @@ mod common;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use common::*;
-use serde_json::Value;
+use common::{bulk::*, *};
 
 const MEMBERS: usize = 3;
 const PER_NODE: usize = 50;
-const BLOB: usize = 1000;
 const DATAGRAM: &str = "1400";
-
-fn counter(n: &NodeProc, name: &str) -> u64 {
-    metric(&http_get(&n.admin, "/metrics"), name)
-}
-
-/// `BLOB` letters and digits that do not compress much (chitchat compresses its deltas), the
-/// same for the same instance.
-fn blob(i: usize, j: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ ((i as u64) << 32 | j as u64);
-    (0..BLOB)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
-        })
-        .collect()
-}
-
-fn register(n: &NodeProc, i: usize, j: usize) {
-    let body = serde_json::json!({
-        "service": "bulk",
-        "address": format!("127.0.0.1:{}", 20000 + i * 100 + j),
-        "id": format!("s{i}-{j}"),
-        "metadata": {"blob": blob(i, j)},
-    })
-    .to_string();
-    let (status, out) = http(
-        &n.admin,
-        "POST",
-        "/registry/services",
-        &[("content-type", "application/json")],
-        body.as_bytes(),
-    );
-    assert_eq!(status, 201, "register on {}: {out}", n.name);
-}
-
-/// The instance ids of service `bulk` as `n` lists them, each with its metadata intact.
-fn instances(n: &NodeProc) -> BTreeSet<String> {
-    let out = n.dctl(&["svc", "ls", "bulk", "--json"]);
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap_or(Value::Null);
-    v["instances"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|inst| {
-            let id = inst["id"].as_str()?;
-            let (i, j) = id.strip_prefix('s')?.split_once('-')?;
-            let want = blob(i.parse().ok()?, j.parse().ok()?);
-            (inst["metadata"]["blob"].as_str() == Some(want.as_str())).then(|| id.to_string())
-        })
-        .collect()
-}
-
-fn alive(n: &NodeProc) -> usize {
-    members(n).iter().filter(|(_, s, _)| s == "alive").count()
-}
 
 #[test]
 fn a_newcomer_catches_up_through_split_sealed_messages() {
@@ -96,7 +36,7 @@ fn a_newcomer_catches_up_through_split_sealed_messages() {
             http_get(&n.admin, "/registry/services").contains("instances")
         });
         for j in 0..PER_NODE {
-            register(n, i, j);
+            register(n, 's', i, j);
         }
     }
     let want: BTreeSet<String> = (0..MEMBERS)
@@ -105,7 +45,7 @@ fn a_newcomer_catches_up_through_split_sealed_messages() {
     wait_until(
         "the first member sees every member and instance",
         Duration::from_secs(30),
-        || alive(&nodes[0]) == MEMBERS && instances(&nodes[0]) == want,
+        || alive(&nodes[0]) == MEMBERS && instances(&nodes[0], 's') == want,
     );
 
     let seed = nodes[1].gossip.clone();
@@ -113,7 +53,7 @@ fn a_newcomer_catches_up_through_split_sealed_messages() {
     wait_until(
         "the newcomer sees every member alive and every instance",
         Duration::from_secs(30),
-        || alive(&newcomer) == MEMBERS + 1 && instances(&newcomer) == want,
+        || alive(&newcomer) == MEMBERS + 1 && instances(&newcomer, 's') == want,
     );
     let reassembled = counter(&newcomer, "draft_gossip_messages_reassembled_total");
     assert!(

@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests that run real `dctl` processes on loopback.
 #![allow(dead_code)]
 
+pub mod bulk;
+
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},

@@ -132,8 +132,8 @@ fn line(node: &Value, first: &str, rest: &str, stats: bool, out: &mut String) {
 /// A table of cluster members.
 pub fn members(nodes: &Value) -> String {
     let mut out = format!(
-        "{:<16} {:<6} {:<9} {:<5} {:<22} {:<22}\n",
-        "NAME", "STATE", "TRANSPORT", "LANE", "ADMIN", "GOSSIP"
+        "{:<16} {:<6} {:<9} {:<5} {:>7} {:<22} {:<22}\n",
+        "NAME", "STATE", "TRANSPORT", "LANE", "ACTORS", "ADMIN", "GOSSIP"
     );
     for m in nodes.as_array().cloned().unwrap_or_default() {
         let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
@@ -142,12 +142,16 @@ pub fn members(nodes: &Value) -> String {
             name.push_str(" *");
         }
         let up = |k: &str| if m[k] == true { "up" } else { "down" };
+        let actors = m["actor_count"]
+            .as_u64()
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
         out.push_str(&format!(
-            "{:<16} {:<6} {:<9} {:<5} {:<22} {:<22}\n",
+            "{:<16} {:<6} {:<9} {:<5} {:>7} {:<22} {:<22}\n",
             name,
             s("state"),
             up("connected"),
             up("lane"),
+            actors,
             s("admin_addr"),
             s("gossip_addr")
         ));

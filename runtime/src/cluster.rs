@@ -1,8 +1,9 @@
 //! Clustering: membership and failure detection with chitchat (UDP gossip, phi-accrual), and the
 //! actor transport with ractor_cluster (TCP, cookie authentication), driven by membership.
 //!
-//! * Each node publishes `name`, `actor_addr`, `admin_addr`, `version`, `roles` and `actors` (the
-//!   names of its user actors) as chitchat key-values.
+//! * Each node publishes `name`, `actor_addr`, `admin_addr`, `version`, `roles` and
+//!   `actor_count` (how many actors it runs for users) as chitchat key-values. Where a named
+//!   actor runs is not gossiped: the name directory (`directory.rs`) holds it, sharded by name.
 //! * When chitchat reports a node live, the node whose name sorts first dials the other, so each
 //!   pair of nodes has exactly one session; when chitchat declares a node dead, its session is
 //!   dropped, which kills the proxies of its actors, removes them from process groups and fails
@@ -23,7 +24,7 @@ use std::{
 };
 
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use ractor::{pg, Actor, ActorCell, ActorId, ActorRef};
+use ractor::{Actor, ActorCell, ActorId, ActorRef};
 use ractor_cluster::{
     node::{NodeConnectionMode, NodeServerSessionInformation},
     NodeEventSubscription, NodeServer, NodeServerMessage,
@@ -46,7 +47,7 @@ const KEY_ACTOR_ADDR: &str = "actor_addr";
 const KEY_ADMIN_ADDR: &str = "admin_addr";
 const KEY_VERSION: &str = "version";
 const KEY_ROLES: &str = "roles";
-const KEY_ACTORS: &str = "actors";
+const KEY_ACTOR_COUNT: &str = "actor_count";
 const KEY_LANE_ADDR: &str = "lane_addr";
 /// Published by the proxy controller (`proxy_ctl::XDS_ADDR_KEY`).
 const KEY_XDS_ADDR: &str = "xds_addr";
@@ -97,8 +98,10 @@ pub struct Member {
     pub version: Option<String>,
     /// Roles.
     pub roles: Vec<String>,
-    /// Names of its user actors.
-    pub actors: Vec<String>,
+    /// How many actors it runs for users (spawned through the node: factories, `Node::spawn`,
+    /// other nodes' requests), as it last gossiped.
+    #[serde(default)]
+    pub actor_count: u64,
     /// The failure detector's phi for it (suspicion grows with silence; dead past 8); `None`
     /// for this node itself and before two heartbeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,6 +256,8 @@ pub(crate) struct Cluster {
     lanes: Arc<Lanes>,
     seal: Arc<GossipSeal>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The node's count of running user actors (gossiped as `actor_count`).
+    actor_count: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) actor_addr: SocketAddr,
     pub(crate) gossip_addr: SocketAddr,
 }
@@ -286,7 +291,10 @@ impl Cluster {
     pub(crate) async fn start(
         config: &NodeConfig,
         admin_addr: Option<SocketAddr>,
+        actor_count: Arc<std::sync::atomic::AtomicUsize>,
     ) -> Result<Arc<Cluster>, RuntimeError> {
+        // Peers may message this process's directory-published actors (and group members).
+        ractor_cluster::set_published_check(crate::directory::is_published);
         let cookie = config.cookie.clone().ok_or_else(|| {
             RuntimeError::Config("no cookie (NodeBuilder::start fills it in)".into())
         })?;
@@ -392,7 +400,7 @@ impl Cluster {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
-            (KEY_ACTORS.to_string(), String::new()),
+            (KEY_ACTOR_COUNT.to_string(), "0".to_string()),
             (KEY_LANE_ADDR.to_string(), lanes.addr.to_string()),
         ];
         if let Some(a) = admin_addr {
@@ -439,6 +447,7 @@ impl Cluster {
             lanes,
             seal,
             task: Mutex::new(None),
+            actor_count,
             actor_addr,
             gossip_addr,
         });
@@ -486,7 +495,7 @@ impl Cluster {
             .await
     }
 
-    /// Connect to live nodes we should dial, drop sessions of dead nodes, publish our actors.
+    /// Connect to live nodes we should dial, drop sessions of dead nodes, publish our actor count.
     async fn reconcile(&self, last_dial: &mut HashMap<String, Instant>, published: &mut String) {
         let (live, dead) = self.peers(KEY_ACTOR_ADDR).await;
         let sessions = self.session_list().await;
@@ -540,22 +549,16 @@ impl Cluster {
             }
         }
 
-        let mut actors: Vec<String> = pg::which_groups()
-            .into_iter()
-            .filter_map(|g| {
-                g.strip_prefix("actor:")
-                    .map(str::to_string)
-                    .filter(|_| !pg::get_local_members(&g).is_empty())
-            })
-            .collect();
-        actors.sort();
-        let list = actors.join(",");
-        if list != *published {
-            let value = list.clone();
+        let count = self
+            .actor_count
+            .load(std::sync::atomic::Ordering::Acquire)
+            .to_string();
+        if count != *published {
+            let value = count.clone();
             self.chitchat
-                .with_chitchat(move |c| c.self_node_state().set(KEY_ACTORS, value.clone()))
+                .with_chitchat(move |c| c.self_node_state().set(KEY_ACTOR_COUNT, value.clone()))
                 .await;
-            *published = list;
+            *published = count;
         }
     }
 
@@ -612,6 +615,50 @@ impl Cluster {
         };
         let node = self.node_of(cell)?;
         self.lanes.get(&node).map(|lane| (lane, pid))
+    }
+
+    /// The names of the live members (this node included) and of the dead ones, each sorted:
+    /// what the name directory's owners are chosen from.
+    pub(crate) async fn alive_and_dead(&self) -> (Vec<String>, Vec<String>) {
+        let me = self.name.clone();
+        self.chitchat
+            .with_chitchat(move |c| {
+                let mut alive: Vec<String> =
+                    c.live_nodes().map(|id| id.node_id.to_string()).collect();
+                if !alive.contains(&me) {
+                    alive.push(me.clone());
+                }
+                alive.sort();
+                alive.dedup();
+                let mut dead: Vec<String> = c
+                    .dead_nodes()
+                    .map(|id| id.node_id.to_string())
+                    .filter(|n| !alive.contains(n))
+                    .collect();
+                dead.sort();
+                dead.dedup();
+                (alive, dead)
+            })
+            .await
+    }
+
+    /// The local proxy of actor `pid` on `node`, made by the session to that node when there is
+    /// none yet (`None` without a ready session).
+    pub(crate) async fn proxy(&self, node: &str, pid: u64, name: &str) -> Option<ActorCell> {
+        let session = self
+            .session_list()
+            .await
+            .into_iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, s)| s)?;
+        let name = Some(name.to_string());
+        ractor::call_t!(
+            session,
+            |reply| ractor_cluster::NodeSessionMessage::GetRemoteActor { pid, name, reply },
+            2000
+        )
+        .ok()
+        .flatten()
     }
 
     /// Authenticated sessions by peer node name.
@@ -676,7 +723,9 @@ impl Cluster {
                             xds_addr: get(KEY_XDS_ADDR),
                             version: get(KEY_VERSION),
                             roles: split(get(KEY_ROLES)),
-                            actors: split(get(KEY_ACTORS)),
+                            actor_count: get(KEY_ACTOR_COUNT)
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0),
                             phi: if *id == self_id { None } else { c.phi(id) },
                             name,
                         },

@@ -34,9 +34,27 @@ pub(crate) struct Counted<A: Actor> {
     pub(crate) spans: Option<Arc<crate::otlp::SpanExport>>,
     /// What the actor says its state holds on the heap, if it can tell.
     pub(crate) memory: Option<MemoryHook<A::State>>,
+    /// The node's name directory.
+    pub(crate) directory: Arc<crate::directory_service::Directory>,
     /// Set once this incarnation started; dropped with the actor however it ends (ractor
     /// skips `post_stop` after a panic or a kill, but always drops the actor's handler).
     pub(crate) running: OnceLock<Running>,
+    /// This incarnation's entry in the name directory, if it is named; removed on drop, as
+    /// `running`.
+    pub(crate) listed: OnceLock<Listed>,
+}
+
+/// A named actor's entry in the node's directory, for as long as it is held.
+pub(crate) struct Listed {
+    directory: Arc<crate::directory_service::Directory>,
+    name: String,
+    pid: u64,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.directory.remove(&self.name, self.pid);
+    }
 }
 
 /// One running actor in the node's count, for as long as it is held.
@@ -66,7 +84,9 @@ impl<A: Actor + Clone> Clone for Counted<A> {
             live: self.live.clone(),
             spans: self.spans.clone(),
             memory: self.memory.clone(),
+            directory: self.directory.clone(),
             running: OnceLock::new(),
+            listed: OnceLock::new(),
         }
     }
 }
@@ -143,12 +163,17 @@ impl<A: Actor> Actor for Counted<A> {
         self.figures.started();
         self.figures
             .set_shape(MemoryShape::of::<A::State, A::Msg>());
-        // Named user actors are findable cluster-wide through their process group.
+        // Named user actors are findable cluster-wide through the name directory (their name's
+        // owner node learns where they run; no other node holds anything for them).
         if let Some(name) = myself.get_name() {
-            ractor::pg::join(crate::node::actor_group(&name), vec![myself.get_cell()]);
-            if myself.get_cell().is_message_type_of::<crate::JsonMsg>() == Some(true) {
-                ractor::pg::join(crate::node::json_group(&name), vec![myself.get_cell()]);
-            }
+            let json = myself.get_cell().is_message_type_of::<crate::JsonMsg>() == Some(true);
+            let pid = myself.get_id().pid();
+            self.directory.put(&name, pid, json);
+            let _ = self.listed.set(Listed {
+                directory: self.directory.clone(),
+                name,
+                pid,
+            });
         }
         Ok(state)
     }

@@ -27,6 +27,8 @@ pub(crate) struct Counting {
     pub(crate) live: Arc<AtomicUsize>,
     /// The node's OTLP exporter, if on.
     pub(crate) spans: Option<Arc<crate::otlp::SpanExport>>,
+    /// The node's name directory (named actors are published there).
+    pub(crate) directory: Arc<crate::directory_service::Directory>,
 }
 
 /// A recipe that turns JSON arguments into a supervised actor.
@@ -188,7 +190,9 @@ where
         live: counting.live.clone(),
         spans: counting.spans.clone(),
         memory,
+        directory: counting.directory.clone(),
         running: OnceLock::new(),
+        listed: OnceLock::new(),
     };
     ChildSpec::worker(name, Some(name.to_string()), counted, args).restart(Restart::Transient)
 }

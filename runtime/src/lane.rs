@@ -796,7 +796,7 @@ impl Lane {
 }
 
 /// A local actor that the peer may reach: it exists, accepts remote messages and is published
-/// in a process group.
+/// in the name directory or a process group.
 fn published(cache: &mut HashMap<u64, ActorCell>, pid: u64) -> Option<ActorCell> {
     if let Some(cell) = cache.get(&pid) {
         return Some(cell.clone());
@@ -806,11 +806,12 @@ fn published(cache: &mut HashMap<u64, ActorCell>, pid: u64) -> Option<ActorCell>
         return None;
     }
     let id = cell.get_id();
-    let in_group = pg::which_scopes_and_groups().iter().any(|k| {
-        pg::get_scoped_local_members(&k.get_scope(), &k.get_group())
-            .iter()
-            .any(|c| c.get_id() == id)
-    });
+    let in_group = crate::directory::is_published(pid)
+        || pg::which_scopes_and_groups().iter().any(|k| {
+            pg::get_scoped_local_members(&k.get_scope(), &k.get_group())
+                .iter()
+                .any(|c| c.get_id() == id)
+        });
     if !in_group {
         return None;
     }

@@ -36,6 +36,8 @@ mod config;
 mod counted;
 pub mod counter;
 mod diagnostics;
+mod directory;
+mod directory_service;
 pub mod echo;
 mod error;
 mod factory;

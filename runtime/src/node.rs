@@ -21,6 +21,7 @@ use crate::{
     admin,
     cluster::{Cluster, Member, MemberState},
     config::NodeConfig,
+    directory_service::{Directory, DirectoryActor, FLUSH_WITHIN},
     echo::Echo,
     error::RuntimeError,
     factory::{spec_for, Counting, Factory},
@@ -70,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) actor_stats: Arc<StatsRegistry>,
     /// Actors spawned through the node that are running now (checked against `max_actors`).
     pub(crate) live_actors: Arc<std::sync::atomic::AtomicUsize>,
+    /// The name directory: this node's named actors, the entries it owns, resolved proxies.
+    pub(crate) directory: Arc<Directory>,
     /// The OTLP span exporter, when `otlp_endpoint` is set.
     pub(crate) spans: Option<Arc<crate::otlp::SpanExport>>,
     admin: Mutex<Option<AdminServer>>,
@@ -115,11 +118,13 @@ fn system_name(node: &str) -> String {
 fn inspector_name(node: &str) -> String {
     format!("{node}/inspector")
 }
-/// The process group through which a named user actor is found cluster-wide.
+/// The process group of a *published* named actor: one that every node holds a proxy of at
+/// once (typed service actors, remote children). Other named actors are found through the
+/// name directory (`directory.rs`).
 pub(crate) fn actor_group(name: &str) -> String {
     format!("actor:{name}")
 }
-/// The process group of named user actors that take [`JsonMsg`] (so JSON callers on other
+/// The process group of published actors that take [`JsonMsg`] (so JSON callers on other
 /// nodes can tell a JSON actor from a typed one, which a remote proxy cannot).
 pub(crate) fn json_group(name: &str) -> String {
     format!("json:{name}")
@@ -162,9 +167,19 @@ impl Node {
             period: Duration::from_secs(10),
         };
         let handle: Arc<OnceLock<std::sync::Weak<Inner>>> = Arc::new(OnceLock::new());
+        let directory = Arc::new(Directory::default());
         let system = SupervisorSpec::new(Strategy::OneForOne)
             .intensity(generous)
             .stats(stats.clone())
+            .child(ChildSpec::worker(
+                "directory",
+                None,
+                DirectoryActor {
+                    node: name.clone(),
+                    directory: directory.clone(),
+                },
+                (),
+            ))
             .child(ChildSpec::worker(
                 "inspector",
                 Some(inspector_name(&name)),
@@ -241,6 +256,7 @@ impl Node {
                 stats,
                 actor_stats,
                 live_actors: Arc::default(),
+                directory,
                 spans,
                 admin: Mutex::new(None),
                 cluster: OnceLock::new(),
@@ -252,6 +268,13 @@ impl Node {
             }),
         };
         let _ = handle.set(Arc::downgrade(&node.inner));
+        let directory = Arc::downgrade(&node.inner.directory);
+        node.metrics().add_source(move || {
+            directory
+                .upgrade()
+                .map(|d| d.metrics_text())
+                .unwrap_or_default()
+        });
         let figures = Arc::downgrade(&node.inner.actor_stats);
         node.metrics().add_source(move || {
             figures
@@ -297,8 +320,19 @@ impl Node {
                 return Err(e);
             }
         }
-        match Cluster::start(&node.inner.config, node.admin_addr()).await {
+        match Cluster::start(
+            &node.inner.config,
+            node.admin_addr(),
+            node.inner.live_actors.clone(),
+        )
+        .await
+        {
             Ok(cluster) => {
+                tokio::spawn(crate::directory_service::run_publisher(
+                    name.clone(),
+                    Arc::downgrade(&node.inner.directory),
+                    Arc::downgrade(&cluster),
+                ));
                 let scraped = Arc::downgrade(&cluster);
                 node.metrics().add_source(move || {
                     scraped
@@ -621,6 +655,7 @@ impl Node {
             registry: self.inner.actor_stats.clone(),
             live: self.inner.live_actors.clone(),
             spans: self.inner.spans.clone(),
+            directory: self.inner.directory.clone(),
         }
     }
 
@@ -661,7 +696,7 @@ impl Node {
             }
         }
         let user = self.user_supervisor()?;
-        match actors::start_child(&user, spec.clone()).await {
+        let cell = match actors::start_child(&user, spec.clone()).await {
             Err(SupervisorError::AlreadyPresent(_)) => {
                 // A stopped child with that id is left in the supervisor: replace it.
                 actors::delete_child(&user, name)
@@ -670,7 +705,13 @@ impl Node {
                 actors::start_child(&user, spec).await.map_err(spawn_error)
             }
             other => other.map_err(spawn_error),
+        }?;
+        // Resolvable from every node once this returns: wait for the name's owner (bounded; a
+        // late owner gets it from the publish task's retries).
+        if !self.inner.directory.flushed(FLUSH_WITHIN).await {
+            tracing::debug!(actor = %name, "the name directory has not acknowledged the name yet");
         }
+        Ok(cell)
     }
 
     /// Actors spawned through this node ([`Node::spawn`], factories, other nodes' requests)
@@ -876,49 +917,57 @@ impl Node {
         }
     }
 
-    /// Find a named actor on any node: a local actor first, else a member of the name's process
-    /// group on another node. When the name is only known from a dead node's gossip, the error
-    /// says that node is down.
+    /// Find a named actor on any node: a local actor first, then a published one (a typed
+    /// service actor or a remote child, whose proxy every node holds), else through the name
+    /// directory: the name's owner node says where it runs, and this node gets a proxy of it
+    /// from the session to that node (kept for later calls). When the directory says the
+    /// actor's node was declared dead, the error says that node is down.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let node = runtime::Node::builder().name("resolve-doc").without_admin().start().await.unwrap();
+    /// node.spawn("resolve-doc-echo", runtime::echo::Echo, ()).await.unwrap();
+    /// let cell = node.resolve("resolve-doc-echo").await.unwrap();
+    /// assert!(cell.get_id().is_local());
+    /// assert!(matches!(
+    ///     node.resolve("nobody").await,
+    ///     Err(runtime::RuntimeError::UnknownActor(_))
+    /// ));
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
     pub async fn resolve(&self, name: &str) -> Result<ActorCell, RuntimeError> {
+        self.locate(name).await.map(|(cell, _)| cell)
+    }
+
+    /// [`Node::resolve`], and whether the actor takes [`JsonMsg`] (`None` only for a local
+    /// actor whose type ractor cannot tell).
+    async fn locate(&self, name: &str) -> Result<(ActorCell, Option<bool>), RuntimeError> {
         if let Some(cell) = ractor::registry::where_is(name) {
-            return Ok(cell);
+            let json = cell.is_message_type_of::<JsonMsg>();
+            return Ok((cell, json));
         }
         if let Some(cell) = ractor::pg::get_members(&actor_group(name))
             .into_iter()
             .find(|c| !c.get_id().is_local())
         {
-            return Ok(cell);
+            let json = ractor::pg::get_members(&json_group(name))
+                .iter()
+                .any(|m| m.get_id() == cell.get_id());
+            return Ok((cell, Some(json)));
         }
-        // Not reachable: if gossip says which node hosts it, say that node is down.
-        let host = self
-            .members()
-            .await
-            .into_iter()
-            .filter(|m| !m.is_self && m.actors.iter().any(|a| a == name))
-            .min_by_key(|m| m.state == MemberState::Alive && m.connected);
-        match host {
-            Some(m) if m.state == MemberState::Dead => Err(RuntimeError::NodeDown {
-                node: m.name,
-                what: format!("actor '{name}' lived there"),
-            }),
-            Some(m) if !m.connected => Err(RuntimeError::Unreachable {
-                node: m.name,
-                what: format!("no actor-transport session to it; actor '{name}' lives there"),
-            }),
-            _ => Err(RuntimeError::UnknownActor(name.to_string())),
-        }
+        let Some(cluster) = self.inner.cluster.get() else {
+            return Err(RuntimeError::UnknownActor(name.to_string()));
+        };
+        let (cell, json) =
+            crate::directory_service::locate(self.name(), &self.inner.directory, cluster, name)
+                .await?;
+        Ok((cell, Some(json)))
     }
 
     async fn resolve_json(&self, name: &str) -> Result<ActorRef<JsonMsg>, RuntimeError> {
-        let cell = self.resolve(name).await?;
-        let json = match cell.is_message_type_of::<JsonMsg>() {
-            Some(local) => local,
-            // A remote proxy does not know its actor's type: ask the JSON group.
-            None => ractor::pg::get_members(&json_group(name))
-                .iter()
-                .any(|m| m.get_id() == cell.get_id()),
-        };
-        if !json {
+        let (cell, json) = self.locate(name).await?;
+        if json != Some(true) {
             return Err(RuntimeError::WrongMessageType(name.to_string(), "JSON"));
         }
         Ok(cell.into())
@@ -1167,6 +1216,12 @@ impl Node {
                 .spawn_factory_as(&req.factory, &req.name, req.args, req.restart)
                 .await?;
             if let Some(from) = req.supervised_from {
+                // Published: the supervising node gets its proxy at once, and the proxy stops
+                // when the actor does (what the remote child's guard monitors).
+                ractor::pg::join(actor_group(&req.name), vec![cell.clone()]);
+                if cell.is_message_type_of::<JsonMsg>() == Some(true) {
+                    ractor::pg::join(json_group(&req.name), vec![cell.clone()]);
+                }
                 crate::remote_child::hosted(&cell, from);
             }
             return Ok(cell.get_id().to_string());

@@ -515,7 +515,7 @@ mod tests {
             xds_addr: None,
             version: None,
             roles: roles.iter().map(|r| r.to_string()).collect(),
-            actors: Vec::new(),
+            actor_count: 0,
             phi: None,
         }
     }

@@ -12,9 +12,9 @@ use std::{
 use anyhow::Context;
 
 /// The benchmarks `bench all` runs, in order.
-pub const BENCHES: [&str; 10] = [
-    "local", "cluster", "erlang", "memory", "restart", "registry", "kv", "broker", "config",
-    "proxy",
+pub const BENCHES: [&str; 11] = [
+    "local", "cluster", "erlang", "memory", "scale", "restart", "registry", "kv", "broker",
+    "config", "proxy",
 ];
 
 /// One benchmark's outcome.

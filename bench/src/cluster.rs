@@ -798,7 +798,12 @@ impl Drop for Sink {
 // ------------------------------------------------------------------ cluster processes -------
 
 /// Start `n` nodes named `{prefix}-{i}` (the first without seed, the rest seeded with it).
-fn spawn_cluster(set: &mut NodeSet, prefix: &str, n: usize) -> anyhow::Result<Vec<String>> {
+/// Spawn `n` nodes named `PREFIX-i`, the first without seed, the others seeded with it.
+pub(crate) fn spawn_cluster(
+    set: &mut NodeSet,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
     let width = n.to_string().len();
     let mut names = Vec::with_capacity(n);
     let mut seed: Option<String> = None;
@@ -813,7 +818,7 @@ fn spawn_cluster(set: &mut NodeSet, prefix: &str, n: usize) -> anyhow::Result<Ve
 
 /// Poll every node (indices `which`) once, concurrently: for each, whether its view satisfies
 /// `ok`, and when that answer arrived.
-async fn poll_nodes(
+pub(crate) async fn poll_nodes(
     http: &reqwest::Client,
     set: &NodeSet,
     which: &[usize],
@@ -841,9 +846,21 @@ async fn wait_converged(
     names: &[String],
     every: Duration,
 ) -> anyhow::Result<Instant> {
+    wait_converged_within(http, set, names, every, config.wait_limit).await
+}
+
+/// Poll every `every` until every node sees exactly `names` alive and connected; when the
+/// last of them said so. An error after `limit`, naming the nodes behind.
+pub(crate) async fn wait_converged_within(
+    http: &reqwest::Client,
+    set: &mut NodeSet,
+    names: &[String],
+    every: Duration,
+    limit: Duration,
+) -> anyhow::Result<Instant> {
     let all: Vec<usize> = (0..set.nodes.len()).collect();
     let want: Vec<&str> = names.iter().map(String::as_str).collect();
-    let deadline = Instant::now() + config.wait_limit;
+    let deadline = Instant::now() + limit;
     loop {
         set.check_running()?;
         let polled = poll_nodes(http, set, &all, |v| sees_exactly(v, &want)).await;
@@ -863,7 +880,7 @@ async fn wait_converged(
             bail!(
                 "{} nodes did not converge within {:?} (behind: {behind:?}; logs in {})",
                 names.len(),
-                config.wait_limit,
+                limit,
                 set.dir().display()
             );
         }

@@ -16,6 +16,8 @@
 //! * [`restart`] — supervisor restart latency (crash -> running again) versus Erlang/OTP.
 //! * [`memory`] — idle actors' memory on their node and on the other nodes, spawn rate as the
 //!   count grows, idle CPU.
+//! * [`scale`] — clusters of 10, 25 and 50 node processes: convergence, failure detection,
+//!   gossip bytes/s and CPU per node, and how they grow with N.
 //! * [`erlang`] — local and cross-node messaging, memory per idle actor and spawn rate versus
 //!   Erlang/OTP (processes, distribution) in the same run.
 //!
@@ -38,6 +40,7 @@ pub mod memory;
 pub mod procs;
 pub mod proxy;
 pub mod rawtcp;
+pub mod scale;
 pub mod registry;
 pub mod restart;
 pub mod stats;

@@ -119,6 +119,16 @@ enum Command {
         #[arg(long)]
         actors: Option<usize>,
     },
+    /// Clusters of 10, 25 and 50 `dctl node start` processes: convergence, kill -9 -> dead on
+    /// all, gossip bytes/s and CPU per node, and how each grows with N.
+    Scale {
+        /// Small smoke run (3 and 5 nodes).
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ours vs Erlang/OTP in the same run: local and cross-node one-way rate and call latency,
     /// memory per idle actor and spawn rate.
     Erlang {
@@ -430,6 +440,20 @@ async fn main() -> anyhow::Result<()> {
             }
             config.progress = !json;
             let report = bench::memory::run_memory(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Scale { quick, json } => {
+            let mut config = if quick {
+                bench::scale::ScaleConfig::quick()
+            } else {
+                bench::scale::ScaleConfig::default()
+            };
+            config.progress = !json;
+            let report = bench::scale::run_scale(&config).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -40,6 +40,9 @@ use crate::{
 pub(crate) const HANDOFF_GRACE: Duration = Duration::from_secs(5);
 /// How long a spawn waits for its name's owner to acknowledge the name.
 pub(crate) const FLUSH_WITHIN: Duration = Duration::from_secs(2);
+/// How long the publish task waits for an owner's acknowledgement (a round, and so the spawns
+/// waiting on it, is held up at most this long by an owner that stopped answering).
+const UPDATE_WITHIN: Duration = Duration::from_secs(1);
 /// How long a lookup waits for the owner or the actor's node.
 const ASK_WITHIN: Duration = Duration::from_secs(2);
 /// How often the publish task looks at the members when nothing was queued.
@@ -376,7 +379,7 @@ async fn send(
                 return Vec::new();
             };
             match actor
-                .call(|r| DirectoryMsg::Update(bytes, r), Some(ASK_WITHIN))
+                .call(|r| DirectoryMsg::Update(bytes, r), Some(UPDATE_WITHIN))
                 .await
             {
                 Ok(ractor::rpc::CallResult::Success(true)) => Vec::new(),

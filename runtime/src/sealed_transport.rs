@@ -34,6 +34,8 @@ struct Stats {
     replayed: AtomicU64,
     split: AtomicU64,
     reassembled: AtomicU64,
+    bytes_out: AtomicU64,
+    bytes_in: AtomicU64,
 }
 
 /// A change to the keyring.
@@ -136,6 +138,10 @@ impl GossipSeal {
         self.stats
             .sealed
             .fetch_add(out.len() as u64, Ordering::Relaxed);
+        let bytes: usize = out.iter().map(|d| d.len()).sum();
+        self.stats
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         if out.len() > 1 {
             self.stats.split.fetch_add(1, Ordering::Relaxed);
         }
@@ -143,6 +149,9 @@ impl GossipSeal {
     }
 
     fn open(&self, dgram: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+        self.stats
+            .bytes_in
+            .fetch_add(dgram.len() as u64, Ordering::Relaxed);
         let keys: Vec<_> = self
             .keys
             .read()
@@ -218,6 +227,18 @@ impl GossipSeal {
                 "counter",
                 "Split gossip messages received whole (every piece arrived and opened).",
                 get(&st.reassembled),
+            ),
+            (
+                "draft_gossip_bytes_sent_total",
+                "counter",
+                "Bytes of sealed gossip datagrams sent (UDP payload).",
+                get(&st.bytes_out),
+            ),
+            (
+                "draft_gossip_bytes_received_total",
+                "counter",
+                "Bytes of gossip datagrams received, opened or not (UDP payload).",
+                get(&st.bytes_in),
             ),
             (
                 "draft_gossip_keys",

@@ -1196,12 +1196,19 @@ fn a_durable_consumer_on_another_node_gets_every_event_produced_once_it_is_subsc
             0 => (
                 "replay from the beginning",
                 "from=beginning",
-                vec![(Some(0), old[0].clone()), (Some(1), old[1].clone()), (Some(2), new.clone())],
+                vec![
+                    (Some(0), old[0].clone()),
+                    (Some(1), old[1].clone()),
+                    (Some(2), new.clone()),
+                ],
             ),
             1 => ("broadcast from the head", "", vec![(Some(2), new.clone())]),
             _ => ("a new queue group", "group=g", vec![(Some(2), new.clone())]),
         };
-        let mut sse = Sse::open(&n2.admin, &format!("/broker/channels/{channel}/events?{query}"));
+        let mut sse = Sse::open(
+            &n2.admin,
+            &format!("/broker/channels/{channel}/events?{query}"),
+        );
         assert!(
             sse.read_until(Duration::from_secs(10), |s| s.subscribed),
             "round {round} ({how}): not subscribed: {} {:?}",

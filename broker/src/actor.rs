@@ -39,6 +39,7 @@ impl BrokerActor {
                 group,
                 next,
             } => inner.durable.commit(&channel, &group, next),
+            Request::Interest(pushed) => inner.durable.interest_here(pushed),
             other => tracing::warn!("broker: {} sent without a reply port", other.kind()),
         }
     }
@@ -68,6 +69,10 @@ impl BrokerActor {
                         committed: committed.into_iter().collect(),
                     })
             }
+            Request::Attach(pushed) => durable
+                .attach_here(pushed)
+                .await
+                .map(|head| Response::Attached { head }),
             other => Ok(Response::Failed(format!(
                 "{} is not a call: it takes no answer",
                 other.kind()

@@ -15,7 +15,8 @@ use crate::{
     error::BrokerError,
     event::CloudEvent,
     fanout::Fanout,
-    interest::{Interest, RemoteInterest},
+    hints::RemoteInterest,
+    interest::Interest,
     link::Links,
     metrics::{add, Metrics},
     names::valid_channel,
@@ -185,7 +186,11 @@ impl Broker {
 
     /// Subscribe to a channel. Broadcast by default (every subscriber gets every event); with a
     /// group, the group's members share the events. For a durable channel, `from` (or a group's
-    /// committed offset) replays the log first, then continues live without gaps or duplicates.
+    /// committed offset) replays the log first, then continues live without gaps or duplicates;
+    /// without either it starts at the log's head (a group member: with the events routed to
+    /// it from then on). Either way, on any node, every event of a
+    /// durable channel produced after this returns reaches the subscription (its home has been
+    /// told of it, [`BrokerError::HomeUnavailable`] when it cannot be).
     pub async fn consume(
         &self,
         channel: &str,
@@ -216,11 +221,6 @@ impl Broker {
         if let (None, true, Some(g)) = (start, durable, &opts.group) {
             start = self.inner.durable.committed(channel, g).await?;
         }
-        if let (Some(from), true) = (start, durable) {
-            // A replay needs the log's home: refuse now (503) rather than open a stream that
-            // can only end.
-            self.inner.durable.read(channel, from, 1).await?;
-        }
         let queue = Arc::new(SubQueue::new(
             self.inner
                 .next_sub
@@ -230,14 +230,28 @@ impl Broker {
             opts.policy,
             opts.block_deadline,
         ));
-        Ok(Consumer::start(
+        let consumer = Consumer::subscribe(
             self.inner.subs.clone(),
             self.inner.changed.clone(),
             channel,
             queue,
             durable.then(|| self.inner.durable.clone()),
-            start,
-        ))
+        );
+        if !durable {
+            return Ok(consumer.read_from(0, false));
+        }
+        // The home routes the channel's events here before this returns (gossip would take a
+        // round or two); a down home is refused now (503) rather than a stream opened that can
+        // only end or miss events. On an error the consumer is dropped, and unsubscribed.
+        let (interest, stamp) = self.inner.subs.stamped(channel);
+        let head = self.inner.durable.attach(channel, interest, stamp).await?;
+        Ok(match (start, &opts.group) {
+            (Some(from), _) => consumer.read_from(from, true),
+            // A new group's member takes every event routed to it as its group's share, even
+            // one appended just before that head.
+            (None, Some(_)) => consumer.read_from(0, false),
+            (None, None) => consumer.read_from(head, false),
+        })
     }
 
     /// What this node knows: local subscriptions, other nodes' interest, durable homes.

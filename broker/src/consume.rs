@@ -5,6 +5,12 @@
 //! beyond the next expected one) it reads the missing events back from the log. The decision
 //! for each live event is the pure [`on_live`]. A queue group's offset is committed as events
 //! are handed out.
+//!
+//! A durable channel's subscription is in this node's table, and the channel's home knows it
+//! (`Durable::attach`), before it is answered: the home routes every event from the head it
+//! answered on to this node, and the replay reads the log after that answer, so there is no
+//! window between the end of a replay and the live events in which an event reaches neither.
+//! A subscription without a start offset starts at that head.
 
 use std::{collections::VecDeque, pin::Pin, sync::Arc, time::Duration};
 
@@ -155,19 +161,25 @@ impl Stream for Subscription {
     }
 }
 
-/// Takes the subscription out of the table when the stream is dropped.
+/// Takes the subscription out of the table when the stream is dropped (and tells a durable
+/// channel's home).
 struct Guard {
     subs: Arc<Subscribers>,
     changed: Arc<Notify>,
     channel: String,
     queue: Arc<SubQueue>,
+    durable: Option<Arc<Durable>>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         self.queue.close();
-        self.subs.remove(&self.channel, self.queue.id);
+        let removed = self.subs.remove(&self.channel, self.queue.id);
         self.changed.notify_one();
+        if let (true, Some(durable)) = (removed, &self.durable) {
+            let (interest, stamp) = self.subs.stamped(&self.channel);
+            durable.detach(&self.channel, interest, stamp);
+        }
     }
 }
 
@@ -196,7 +208,6 @@ pub(crate) fn on_live(next: u64, offset: Option<u64>, durable: bool, group: bool
 /// A subscription being read.
 pub(crate) struct Consumer {
     guard: Guard,
-    durable: Option<Arc<Durable>>,
     replay: bool,
     next: u64,
     pending: VecDeque<(u64, String)>,
@@ -205,32 +216,39 @@ pub(crate) struct Consumer {
 }
 
 impl Consumer {
-    /// Subscribe `queue` to `channel`: in the table now, read from `start` when given.
-    pub fn start(
+    /// Subscribe `queue` to `channel`: in the table now (events are queued from here on), out
+    /// of it when the consumer is dropped. [`Consumer::read_from`] makes it a stream.
+    pub fn subscribe(
         subs: Arc<Subscribers>,
         changed: Arc<Notify>,
         channel: &str,
         queue: Arc<SubQueue>,
         durable: Option<Arc<Durable>>,
-        start: Option<u64>,
-    ) -> Subscription {
+    ) -> Consumer {
         subs.add(channel, queue.clone());
         changed.notify_one();
-        let consumer = Consumer {
+        Consumer {
             guard: Guard {
                 subs,
                 changed,
                 channel: channel.to_string(),
                 queue,
+                durable,
             },
-            durable,
-            replay: start.is_some(),
-            next: start.unwrap_or(0),
+            replay: false,
+            next: 0,
             pending: VecDeque::new(),
             since_commit: 0,
             done: false,
-        };
-        let stream = futures::stream::unfold(consumer, |mut c| async move {
+        }
+    }
+
+    /// The subscription's stream, from offset `next` of a durable channel: replayed from the
+    /// log first when `replay`, live events before `next` skipped.
+    pub fn read_from(mut self, next: u64, replay: bool) -> Subscription {
+        self.next = next;
+        self.replay = replay;
+        let stream = futures::stream::unfold(self, |mut c| async move {
             let d = c.next().await?;
             Some((d, c))
         });
@@ -253,7 +271,7 @@ impl Consumer {
             },
             Some(g),
             Some(durable),
-        ) = (&d, &self.guard.queue.group, &self.durable)
+        ) = (&d, &self.guard.queue.group, &self.guard.durable)
         {
             self.since_commit += 1;
             if self.guard.queue.is_empty() || self.since_commit >= COMMIT_EVERY {
@@ -273,7 +291,7 @@ impl Consumer {
                     offset: Some(off),
                 });
             }
-            if let (true, Some(durable)) = (self.replay, &self.durable) {
+            if let (true, Some(durable)) = (self.replay, &self.guard.durable) {
                 match durable
                     .read(&self.guard.channel, self.next, REPLAY_STEP)
                     .await
@@ -298,7 +316,7 @@ impl Consumer {
                 Pop::Closed(None) => return None,
                 Pop::Closed(Some(reason)) => return Some(Delivery::Closed(reason)),
                 Pop::Lost(lost) => {
-                    if self.durable.is_some() {
+                    if self.guard.durable.is_some() {
                         // The log has what was dropped: read it back.
                         self.replay = true;
                         continue;
@@ -329,7 +347,7 @@ impl Consumer {
         on_live(
             self.next,
             item.offset,
-            self.durable.is_some(),
+            self.guard.durable.is_some(),
             self.guard.queue.group.is_some(),
         )
     }

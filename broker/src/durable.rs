@@ -19,11 +19,12 @@ use crate::{
     error::BrokerError,
     fanout::Fanout,
     homes::Homes,
+    interest::{Interest, Stamp},
     log::Log,
     metafile,
     metrics::add,
     names::valid_channel,
-    protocol::{Request, Response},
+    protocol::{NodeInterest, Request, Response},
     remote,
     subscription::Item,
 };
@@ -224,6 +225,81 @@ impl Durable {
         match remote::ask(&self.node, channel, &home, req).await? {
             Response::Records(r) => Ok(r),
             other => Err(remote::unexpected(channel, "read", other)),
+        }
+    }
+
+    /// Make sure the channel's home routes its events to this node, whose interest in it is now
+    /// `interest` (a subscription was just added), before that subscription is answered; returns
+    /// the log's head at that moment. Every event from the head on reaches this node's
+    /// subscribers live, every event before it is in the log (see [`crate::hints`]).
+    pub async fn attach(
+        &self,
+        channel: &str,
+        interest: Interest,
+        stamp: Stamp,
+    ) -> Result<u64, BrokerError> {
+        let home = self.homes.get(channel).ok_or_else(|| {
+            BrokerError::BadRequest(format!("channel '{channel}' is not durable"))
+        })?;
+        if home == self.me {
+            // The subscription is in the table already: an append after this lock sees it.
+            let log = self.local(channel)?;
+            let head = log.lock().await.len();
+            return Ok(head);
+        }
+        let req = Request::Attach(self.pushed(channel, interest, stamp));
+        match remote::ask(&self.node, channel, &home, req).await? {
+            Response::Attached { head } => Ok(head),
+            other => Err(remote::unexpected(channel, "attach", other)),
+        }
+    }
+
+    /// [`Durable::attach`] at the home: record the node's interest under the log's lock, so
+    /// that every append after the answer routes to it; answer the head.
+    pub async fn attach_here(&self, pushed: NodeInterest) -> Result<u64, BrokerError> {
+        let log = self.local(&pushed.channel)?;
+        let log = log.lock().await;
+        self.hint(pushed);
+        Ok(log.len())
+    }
+
+    /// This node's interest in a durable channel changed (a subscription went away): tell the
+    /// home, which may hold what an earlier [`Durable::attach`] said (best effort; gossip says
+    /// it too).
+    pub fn detach(&self, channel: &str, interest: Interest, stamp: Stamp) {
+        match self.homes.get(channel) {
+            Some(home) if home != self.me => {
+                let req = Request::Interest(self.pushed(channel, interest, stamp));
+                remote::tell(&self.node, &home, req);
+            }
+            _ => {}
+        }
+    }
+
+    /// A node's changed interest in a channel homed here.
+    pub fn interest_here(&self, pushed: NodeInterest) {
+        if self.local(&pushed.channel).is_ok() {
+            self.hint(pushed);
+        }
+    }
+
+    fn hint(&self, p: NodeInterest) {
+        let stamp = Stamp {
+            inc: p.incarnation,
+            seq: p.seq,
+        };
+        self.fanout
+            .remote
+            .hint(&p.channel, &p.node, p.interest, stamp);
+    }
+
+    fn pushed(&self, channel: &str, interest: Interest, stamp: Stamp) -> NodeInterest {
+        NodeInterest {
+            channel: channel.to_string(),
+            node: self.me.clone(),
+            interest,
+            incarnation: stamp.inc,
+            seq: stamp.seq,
         }
     }
 

@@ -14,7 +14,7 @@ use std::{
 use tokio::sync::Notify;
 
 use crate::{
-    interest::RemoteInterest,
+    hints::RemoteInterest,
     link::{Links, Outgoing},
     metrics::{add, Metrics},
     protocol::Batch,

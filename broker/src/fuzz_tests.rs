@@ -210,6 +210,8 @@ fn fuzz_broker_messages() {
         Request::Groups {
             channel: "c".into(),
         },
+        Request::Attach(crate::protocol::tests::node_interest()),
+        Request::Interest(crate::protocol::tests::node_interest()),
     ];
     let responses = [
         Response::Appended(7),
@@ -220,6 +222,7 @@ fn fuzz_broker_messages() {
             head: 1 << 40,
             committed: vec![("g".into(), 3)],
         },
+        Response::Attached { head: 1 << 40 },
         Response::Failed("no".into()),
     ];
     let mut seeds: Vec<Vec<u8>> = requests

@@ -1,14 +1,17 @@
 //! Which channels a node has consumers for, shared through gossip.
 //!
 //! Each node publishes `broker/i/<channel>` = [`Interest`] JSON for every channel it has local
-//! subscribers for, and deletes the key when the last one leaves. Other nodes read these keys
-//! into a [`RemoteInterest`] view, which routing uses to send an event once per interested
-//! node. The diff between what was published and what is wanted ([`plan`]) and the reading of
-//! gossip ([`parse`]) are pure functions; [`publish`] is the thin loop that applies them.
+//! subscribers for, with a stamp (`"v"`: its broker's incarnation and the change counter of the
+//! channel's last change, see the `hints` module), and deletes the key when the last one leaves.
+//! Other nodes read these keys into a `RemoteInterest` view, which routing uses to send an
+//! event once per interested node; a durable channel's home lays the interest pushed to it by
+//! new consumers (`hints`) over it. The diff between what was published and what is
+//! wanted ([`plan`]) and the reading of gossip ([`parse`]) are pure functions; [`publish`] is
+//! the thin loop that applies them.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, RwLock, Weak},
+    sync::{Arc, Weak},
     time::Duration,
 };
 
@@ -50,49 +53,65 @@ impl Interest {
 /// Other nodes' interest: channel -> node -> interest.
 pub(crate) type InterestMap = HashMap<String, BTreeMap<String, Interest>>;
 
-/// The view of other nodes' interest, replaced whenever gossip changes.
-#[derive(Default)]
-pub(crate) struct RemoteInterest(RwLock<InterestMap>);
+/// Which state of a node's subscription table an interest value describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stamp {
+    /// The broker's incarnation (different at each start).
+    #[serde(rename = "i")]
+    pub inc: u64,
+    /// The table's change counter when the channel last changed.
+    #[serde(rename = "s")]
+    pub seq: u64,
+}
 
-impl RemoteInterest {
-    /// The interested nodes of a channel, in node order.
-    pub fn of(&self, channel: &str) -> Vec<(String, Interest)> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(channel)
-            .map(|m| m.iter().map(|(n, i)| (n.clone(), i.clone())).collect())
-            .unwrap_or_default()
-    }
-
-    /// Everything.
-    pub fn all(&self) -> InterestMap {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Replace the view.
-    pub fn set(&self, map: InterestMap) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = map;
+impl Stamp {
+    /// Whether `self` describes the same state as `other`, or a later one, of the same broker.
+    pub fn covers(&self, other: &Stamp) -> bool {
+        self.inc == other.inc && self.seq >= other.seq
     }
 }
 
+/// One node's interest in one channel as gossip carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub interest: Interest,
+    /// Absent in values published by older brokers.
+    pub stamp: Option<Stamp>,
+}
+
+/// Other nodes' interest from gossip: channel -> node -> value.
+pub(crate) type GossipMap = HashMap<String, BTreeMap<String, Seen>>;
+
+/// A node's interest in each channel it has subscribers for, with the stamp of each.
+pub(crate) type Stamped = HashMap<String, (Interest, Stamp)>;
+
+/// The value of a `broker/i/<channel>` key.
+#[derive(Serialize, Deserialize)]
+struct Published {
+    #[serde(flatten)]
+    interest: Interest,
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    stamp: Option<Stamp>,
+}
+
 /// What to change in gossip to go from `published` to `now`: keys to set, keys to delete.
-pub(crate) fn plan(
-    published: &HashMap<String, Interest>,
-    now: &HashMap<String, Interest>,
-) -> (Vec<(String, String)>, Vec<String>) {
+pub(crate) fn plan(published: &Stamped, now: &Stamped) -> (Vec<(String, String)>, Vec<String>) {
     let mut set: Vec<(String, String)> = now
         .iter()
-        .filter(|(c, i)| !i.is_empty() && published.get(*c) != Some(i))
-        .filter_map(|(c, i)| {
-            serde_json::to_string(i)
+        .filter(|(c, (i, s))| !i.is_empty() && published.get(*c) != Some(&(i.clone(), *s)))
+        .filter_map(|(c, (i, s))| {
+            let value = Published {
+                interest: i.clone(),
+                stamp: Some(*s),
+            };
+            serde_json::to_string(&value)
                 .ok()
                 .map(|v| (format!("{INTEREST_PREFIX}{c}"), v))
         })
         .collect();
     let mut delete: Vec<String> = published
         .keys()
-        .filter(|c| now.get(*c).is_none_or(Interest::is_empty))
+        .filter(|c| now.get(*c).is_none_or(|(i, _)| i.is_empty()))
         .map(|c| format!("{INTEREST_PREFIX}{c}"))
         .collect();
     set.sort();
@@ -102,8 +121,8 @@ pub(crate) fn plan(
 
 /// Other nodes' interest from a gossip scan of `(node, key, value)`; this node's own keys and
 /// values that are not [`Interest`] JSON are left out.
-pub(crate) fn parse(me: &str, scan: Vec<(String, String, String)>) -> InterestMap {
-    let mut remote = InterestMap::new();
+pub(crate) fn parse(me: &str, scan: Vec<(String, String, String)>) -> GossipMap {
+    let mut remote = GossipMap::new();
     for (node, key, value) in scan {
         if node == me {
             continue;
@@ -111,12 +130,15 @@ pub(crate) fn parse(me: &str, scan: Vec<(String, String, String)>) -> InterestMa
         let Some(channel) = key.strip_prefix(INTEREST_PREFIX) else {
             continue;
         };
-        match serde_json::from_str::<Interest>(&value) {
-            Ok(i) => {
-                remote
-                    .entry(channel.to_string())
-                    .or_default()
-                    .insert(node, i);
+        match serde_json::from_str::<Published>(&value) {
+            Ok(p) => {
+                remote.entry(channel.to_string()).or_default().insert(
+                    node,
+                    Seen {
+                        interest: p.interest,
+                        stamp: p.stamp,
+                    },
+                );
             }
             Err(e) => tracing::warn!("broker: ignoring {node}'s unreadable {key}: {e}"),
         }
@@ -130,17 +152,19 @@ pub(crate) async fn publish<T: Send + Sync + 'static>(
     node: Node,
     changed: Arc<Notify>,
     alive: Weak<T>,
-    local: impl Fn() -> HashMap<String, Interest> + Send + 'static,
+    local: impl Fn() -> Stamped + Send + 'static,
 ) {
-    let mut published: HashMap<String, Interest> = HashMap::new();
+    let mut published = Stamped::new();
     loop {
         // Wait for a change (or re-check every few seconds).
         let _ = tokio::time::timeout(Duration::from_secs(5), changed.notified()).await;
         if alive.upgrade().is_none() {
             return;
         }
-        let now: HashMap<String, Interest> =
-            local().into_iter().filter(|(_, i)| !i.is_empty()).collect();
+        let now: Stamped = local()
+            .into_iter()
+            .filter(|(_, (i, _))| !i.is_empty())
+            .collect();
         let (set, delete) = plan(&published, &now);
         for (k, v) in set {
             node.gossip_set(&k, &v).await;
@@ -163,17 +187,24 @@ mod tests {
         }
     }
 
+    fn st(seq: u64) -> Stamp {
+        Stamp { inc: 9, seq }
+    }
+
     #[test]
     fn plan_sets_what_changed_and_deletes_what_went_away() {
-        let published = HashMap::from([
-            ("a".to_string(), interest(1, &[])),
-            ("b".to_string(), interest(1, &[])),
-            ("c".to_string(), interest(0, &[("g", 1)])),
+        let published = Stamped::from([
+            ("a".to_string(), (interest(1, &[]), st(1))),
+            ("b".to_string(), (interest(1, &[]), st(2))),
+            ("c".to_string(), (interest(0, &[("g", 1)]), st(3))),
+            ("e".to_string(), (interest(1, &[]), st(4))),
         ]);
-        let now = HashMap::from([
-            ("a".to_string(), interest(1, &[])),
-            ("c".to_string(), interest(0, &[("g", 2)])),
-            ("d".to_string(), interest(2, &[])),
+        let now = Stamped::from([
+            ("a".to_string(), (interest(1, &[]), st(1))),
+            ("c".to_string(), (interest(0, &[("g", 2)]), st(5))),
+            ("d".to_string(), (interest(2, &[]), st(6))),
+            // A consumer left and another came: the same counts, a new stamp.
+            ("e".to_string(), (interest(1, &[]), st(8))),
         ]);
         let (set, delete) = plan(&published, &now);
         assert_eq!(
@@ -181,9 +212,16 @@ mod tests {
             vec![
                 (
                     "broker/i/c".to_string(),
-                    r#"{"b":0,"g":{"g":2}}"#.to_string()
+                    r#"{"b":0,"g":{"g":2},"v":{"i":9,"s":5}}"#.to_string()
                 ),
-                ("broker/i/d".to_string(), r#"{"b":2,"g":{}}"#.to_string()),
+                (
+                    "broker/i/d".to_string(),
+                    r#"{"b":2,"g":{},"v":{"i":9,"s":6}}"#.to_string()
+                ),
+                (
+                    "broker/i/e".to_string(),
+                    r#"{"b":1,"g":{},"v":{"i":9,"s":8}}"#.to_string()
+                ),
             ]
         );
         assert_eq!(delete, vec!["broker/i/b".to_string()]);
@@ -191,18 +229,26 @@ mod tests {
     }
 
     #[test]
-    fn parse_skips_own_keys_and_bad_values() {
+    fn parse_reads_stamps_and_skips_own_keys_and_bad_values() {
         let scan = vec![
             ("n1".into(), "broker/i/a".into(), r#"{"b":1}"#.into()),
             ("n2".into(), "broker/i/a".into(), r#"{"g":{"w":2}}"#.into()),
             ("n3".into(), "broker/i/a".into(), "not json".into()),
             ("n2".into(), "broker/d/a".into(), "n2".into()),
+            (
+                "n4".into(),
+                "broker/i/a".into(),
+                r#"{"b":1,"g":{},"v":{"i":9,"s":5}}"#.into(),
+            ),
         ];
         let map = parse("n1", scan);
         assert_eq!(map.len(), 1);
         let a = &map["a"];
-        assert_eq!(a.keys().collect::<Vec<_>>(), vec!["n2"]);
-        assert!(a["n2"].has_group("w") && !a["n2"].has_group("x"));
-        assert!(a["n2"].any_group() && !a["n2"].is_empty());
+        assert_eq!(a.keys().collect::<Vec<_>>(), vec!["n2", "n4"]);
+        let n2 = &a["n2"].interest;
+        assert!(n2.has_group("w") && !n2.has_group("x"));
+        assert!(n2.any_group() && !n2.is_empty());
+        assert_eq!(a["n2"].stamp, None, "an older broker's value has no stamp");
+        assert_eq!(a["n4"].stamp, Some(st(5)));
     }
 }

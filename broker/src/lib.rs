@@ -16,6 +16,8 @@
 //! - **Durable channels** ([`Broker::declare_durable`]): events are appended to an fsynced log
 //!   on the channel's home node before the produce is acknowledged; consumers replay from an
 //!   offset or the beginning and continue live; queue groups' committed offsets survive restarts.
+//!   A consumer's subscription is pushed to the home before it is answered (not left to
+//!   gossip), so every event produced after that reaches it, whichever node it is on.
 //!   Every node keeps the durable channels it has heard of on disk and gossips them, so after a
 //!   whole-cluster restart no node takes a durable channel for a plain one. Metadata files are
 //!   checksummed and replaced atomically; a damaged file or log record is reported, never
@@ -33,7 +35,8 @@
 //! | `routing` | which nodes and queue groups get an event (pure) |
 //! | `fanout` | the shell that applies routing: local pushes, link queues, re-routes |
 //! | `link` | per-node ordered batches and the acknowledgement (credit) window |
-//! | `interest` | gossip keys `broker/i/<channel>` ([`Interest`]) |
+//! | `interest` | gossip keys `broker/i/<channel>` ([`Interest`]) and the view of other nodes' |
+//! | `hints` | interest pushed to a durable channel's home ahead of gossip, laid over it (pure) |
 //! | `homes` | which node is a durable channel's home (`broker/d/<channel>`, `durable.json`) |
 //! | `durable` | the logs homed here; append/read/commit here or at the home |
 //! | `log` | the on-disk record log and its recovery |
@@ -75,6 +78,7 @@ mod event;
 mod fanout;
 #[cfg(test)]
 mod fuzz_tests;
+mod hints;
 mod homes;
 mod http;
 mod interest;

@@ -22,15 +22,17 @@ use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::interest::Interest;
+
 /// The actor message between brokers: a one-way request or a call. Both carry an encoded
 /// [`Request`]; a call is answered with an encoded [`Response`].
 #[derive(RactorClusterMessage)]
 pub enum BrokerMsg {
     /// A request that expects no answer ([`Request::Deliver`], [`Request::Ack`],
-    /// [`Request::Commit`]).
+    /// [`Request::Commit`], [`Request::Interest`]).
     Tell(Wire<Request>),
     /// A request answered with a [`Response`] ([`Request::Append`], [`Request::Read`],
-    /// [`Request::Committed`]).
+    /// [`Request::Committed`], [`Request::Groups`], [`Request::Attach`]).
     #[rpc]
     Ask(Wire<Request>, RpcReplyPort<Wire<Response>>),
 }
@@ -88,6 +90,29 @@ pub enum Request {
         /// Durable channel.
         channel: String,
     },
+    /// A consumer of a durable channel homed at the receiver subscribed on another node: the
+    /// receiver routes the channel's events to that node from now on, without waiting for
+    /// gossip, and answers with [`Response::Attached`] (the log's head at that moment).
+    Attach(NodeInterest),
+    /// A node's interest in a durable channel homed at the receiver changed (a consumer
+    /// left): replaces what an earlier [`Request::Attach`] or `Interest` said.
+    Interest(NodeInterest),
+}
+
+/// One node's interest in one durable channel, as its broker pushes it to the channel's home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInterest {
+    /// Durable channel.
+    pub channel: String,
+    /// The node with the subscribers.
+    pub node: String,
+    /// Its subscribers on the channel, now.
+    pub interest: Interest,
+    /// Its broker's incarnation.
+    pub incarnation: u64,
+    /// Its subscription table's change counter at the channel's last change (orders the pushes
+    /// of one incarnation and tells whether gossip has caught up with them).
+    pub seq: u64,
 }
 
 /// A broker's answer to a call.
@@ -105,6 +130,12 @@ pub enum Response {
         head: u64,
         /// `(group, committed next offset)`, by group name.
         committed: Vec<(String, u64)>,
+    },
+    /// Attached: the durable log's head (its length) when the interest was recorded; every
+    /// event from this offset on is routed to the attached node.
+    Attached {
+        /// The next offset to be written.
+        head: u64,
     },
     /// The request failed; why.
     Failed(String),
@@ -142,6 +173,8 @@ impl Request {
             Request::Commit { .. } => "commit",
             Request::Committed { .. } => "committed",
             Request::Groups { .. } => "groups",
+            Request::Attach(_) => "attach",
+            Request::Interest(_) => "interest",
         }
     }
 }
@@ -228,7 +261,7 @@ pub(crate) fn remote_broker(node: &str) -> Option<ActorRef<BrokerMsg>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn batch() -> Batch {
@@ -244,6 +277,19 @@ mod tests {
                     hops: 1,
                 }],
             }],
+        }
+    }
+
+    pub(crate) fn node_interest() -> NodeInterest {
+        NodeInterest {
+            channel: "c".into(),
+            node: "n2".into(),
+            interest: Interest {
+                broadcast: 1,
+                groups: [("g".to_string(), 2)].into(),
+            },
+            incarnation: u64::MAX,
+            seq: 3,
         }
     }
 
@@ -276,6 +322,8 @@ mod tests {
             Request::Groups {
                 channel: "c".into(),
             },
+            Request::Attach(node_interest()),
+            Request::Interest(node_interest()),
         ];
         for req in all {
             let bytes = codec::encode(&req).unwrap();
@@ -293,6 +341,7 @@ mod tests {
                 head: 9,
                 committed: vec![("g".into(), 4)],
             },
+            Response::Attached { head: 12 },
             Response::Failed("no".into()),
         ] {
             assert_eq!(Response::decode(&codec::encode(&r).unwrap()).unwrap(), r);

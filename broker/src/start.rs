@@ -1,12 +1,9 @@
 //! Starting a node's broker: its parts, its actor under the `system` supervisor, the gossip
 //! loops and the HTTP routes.
 
-use std::{
-    collections::HashMap,
-    sync::{atomic::AtomicU64, Arc, Weak},
-};
+use std::sync::{atomic::AtomicU64, Arc, Weak};
 
-use runtime::Node;
+use runtime::{MemberState, Node};
 use tokio::sync::Notify;
 
 use crate::{
@@ -15,8 +12,9 @@ use crate::{
     durable::Durable,
     error::BrokerError,
     fanout::Fanout,
+    hints::RemoteInterest,
     homes::READY_KEY,
-    interest::{self, RemoteInterest, INTEREST_PREFIX},
+    interest::{self, INTEREST_PREFIX},
     link::Links,
     metrics::Metrics,
     subscribers::Subscribers,
@@ -76,12 +74,7 @@ impl Broker {
             node.clone(),
             changed,
             Arc::downgrade(&broker.inner),
-            move || {
-                snapshot
-                    .all_interest()
-                    .into_iter()
-                    .collect::<HashMap<_, _>>()
-            },
+            move || snapshot.all_stamped(),
         ));
         tokio::spawn(watch_gossip(Arc::downgrade(&broker.inner)));
         node.add_admin_routes(crate::http::routes(broker.clone()));
@@ -106,6 +99,17 @@ async fn watch_gossip(inner: Weak<Inner>) {
         };
         let scan = i.node.gossip_scan(INTEREST_PREFIX).await;
         i.remote.set(interest::parse(&i.name, scan));
+        if i.remote.has_hints() {
+            let dead: Vec<String> = i
+                .node
+                .members()
+                .await
+                .into_iter()
+                .filter(|m| m.state == MemberState::Dead)
+                .map(|m| m.name)
+                .collect();
+            i.remote.forget(&dead);
+        }
         i.durable.homes.refresh().await;
         drop(i);
         if changes.changed().await.is_err() {

@@ -670,6 +670,12 @@ fn durable_channel_is_never_taken_as_plain_after_a_restart_and_a_down_home_is_a_
         &out,
         "durable channel 'ledger' lives on node 'n1', which is unavailable",
     );
+    // So does a consumer from the head: only the home can route the events to it.
+    let out = n2.dctl(&["events", "consume", "ledger", "--count", "1"]);
+    assert_one_line_error(
+        &out,
+        "durable channel 'ledger' lives on node 'n1', which is unavailable",
+    );
 
     // The whole cluster goes down; n3 comes back alone, before any gossip: it still knows the
     // channel is durable, so it refuses instead of accepting an event that no log keeps.
@@ -1045,5 +1051,182 @@ fn damaged_broker_files_are_recovered_without_loss_or_refused_by_name() {
                 }
             }
         }
+    }
+}
+
+/// A Server-Sent Events stream read over a plain HTTP connection, so that the test sees the
+/// `event: subscribed` that answers the subscription (`dctl events consume` does not print it).
+struct Sse {
+    conn: std::net::TcpStream,
+    buf: String,
+    /// The response's status line.
+    status: String,
+    subscribed: bool,
+    /// `(log offset, event id)` in the order received.
+    events: Vec<(Option<u64>, String)>,
+    /// The `closed` reason or the error body, if any.
+    other: Vec<String>,
+    id: Option<u64>,
+}
+
+impl Sse {
+    fn open(admin: &str, path: &str) -> Sse {
+        let mut conn = std::net::TcpStream::connect(admin).expect("connect");
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: {admin}\r\n\r\n").expect("write");
+        Sse {
+            conn,
+            buf: String::new(),
+            status: String::new(),
+            subscribed: false,
+            events: Vec::new(),
+            other: Vec::new(),
+            id: None,
+        }
+    }
+
+    /// Read what arrives until `done` holds or `limit` passes; whether it holds.
+    fn read_until(&mut self, limit: Duration, done: impl Fn(&Sse) -> bool) -> bool {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + limit;
+        let mut block = [0u8; 8192];
+        while !done(self) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.conn.set_read_timeout(Some(left)).expect("timeout");
+            match self.conn.read(&mut block) {
+                Ok(0) => return done(self),
+                Ok(n) => {
+                    self.buf.push_str(&String::from_utf8_lossy(&block[..n]));
+                    self.parse();
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return done(self)
+                }
+                Err(e) => panic!("reading the event stream: {e}"),
+            }
+        }
+        true
+    }
+
+    /// Complete lines only; chunk-size lines of the chunked body are not SSE fields and are
+    /// passed over (each chunk holds whole events).
+    fn parse(&mut self) {
+        while let Some(end) = self.buf.find('\n') {
+            let line: String = self.buf.drain(..=end).collect();
+            let line = line.trim_end();
+            if line.starts_with("HTTP/1.1 ") && self.status.is_empty() {
+                self.status = line.to_string();
+            } else if line == "event: subscribed" {
+                self.subscribed = true;
+            } else if let Some(v) = line.strip_prefix("id: ") {
+                self.id = v.parse().ok();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                match serde_json::from_str::<Value>(d) {
+                    Ok(v) if v["specversion"].is_string() => {
+                        let id = v["id"].as_str().unwrap_or("?").to_string();
+                        self.events.push((self.id.take(), id));
+                    }
+                    Ok(v) if v == serde_json::json!({}) => {}
+                    _ => self.other.push(d.to_string()),
+                }
+            } else if line.starts_with('{') {
+                // An error answer's body.
+                self.other.push(line.to_string());
+            }
+        }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.events.iter().map(|(_, id)| id.clone()).collect()
+    }
+}
+
+/// Produce one event over HTTP (structured mode): as fast as the node answers, no process.
+fn produce_now(admin: &str, channel: &str, id: &str) -> Value {
+    let event = serde_json::json!({"specversion":"1.0","id":id,"source":"/tests","type":"test.n"});
+    let (status, body) = http(
+        admin,
+        "POST",
+        &format!("/broker/channels/{channel}/events"),
+        &[("content-type", "application/cloudevents+json")],
+        event.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "produce {id}: {body}");
+    serde_json::from_str(&body).expect("produce answers JSON")
+}
+
+/// The gap between a durable consumer's replay and the moment the channel's home hears of it:
+/// the consumer is on n2, the log on n1, and an event is produced on n1 as soon as the
+/// subscription is answered, on a channel n2 never had consumers for (so only the subscription
+/// itself can have told n1). Before the home was told directly, gossip brought n2's interest a
+/// round or two later: the event was in the log but never sent to n2, and a replaying consumer
+/// got it only with the next event, a queue group's only member never, and a consumer without
+/// `from` got the whole log again with the next event. Broadcast from the beginning, broadcast
+/// from the head, and a new queue group, each several times.
+#[test]
+fn a_durable_consumer_on_another_node_gets_every_event_produced_once_it_is_subscribed() {
+    let n1 = NodeProc::start("n1");
+    let n2 = NodeProc::start_with("n2", &["--seed", &n1.gossip]);
+    wait_converged(&[&n1, &n2], &["n1", "n2"]);
+    for n in [&n1, &n2] {
+        wait_broker(n);
+    }
+    for round in 0..12 {
+        let channel = format!("race-{round}");
+        let out = n1.dctl(&["events", "durable", &channel]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        wait_until(
+            &format!("n2 knows {channel} is durable"),
+            Duration::from_secs(20),
+            || durable_home(&n2, &channel).as_deref() == Some("n1"),
+        );
+        let old: Vec<String> = (0..2).map(|i| format!("{channel}-old{i}")).collect();
+        for (i, id) in old.iter().enumerate() {
+            assert_eq!(produce_now(&n1.admin, &channel, id)["offsets"][0], i);
+        }
+        let new = format!("{channel}-new");
+        let (how, query, want) = match round % 3 {
+            0 => (
+                "replay from the beginning",
+                "from=beginning",
+                vec![
+                    (Some(0), old[0].clone()),
+                    (Some(1), old[1].clone()),
+                    (Some(2), new.clone()),
+                ],
+            ),
+            1 => ("broadcast from the head", "", vec![(Some(2), new.clone())]),
+            _ => ("a new queue group", "group=g", vec![(Some(2), new.clone())]),
+        };
+        let mut sse = Sse::open(
+            &n2.admin,
+            &format!("/broker/channels/{channel}/events?{query}"),
+        );
+        assert!(
+            sse.read_until(Duration::from_secs(10), |s| s.subscribed),
+            "round {round} ({how}): not subscribed: {} {:?}",
+            sse.status,
+            sse.other
+        );
+        assert_eq!(produce_now(&n1.admin, &channel, &new)["offsets"][0], 2);
+        // Events reach a consumer in offset order: once `new` is there, so is all before it.
+        let arrived = sse.read_until(Duration::from_secs(10), |s| {
+            s.events.iter().any(|(_, id)| *id == new)
+        });
+        assert!(
+            arrived,
+            "round {round} ({how}): {new}, produced on the home right after the subscription \
+             on n2 was answered, did not arrive within 10 s; got {:?} {:?}",
+            sse.ids(),
+            sse.other
+        );
+        assert_eq!(sse.events, want, "round {round} ({how})");
     }
 }

@@ -15,7 +15,7 @@ use crate::{
     error::BrokerError,
     event::CloudEvent,
     fanout::Fanout,
-    interest::{Interest, RemoteInterest},
+    interest::{Interest, RemoteInterest, MAX_GROUPS_PER_CHANNEL},
     link::Links,
     metrics::{add, Metrics},
     names::valid_channel,
@@ -195,6 +195,13 @@ impl Broker {
         if let Some(g) = &opts.group {
             valid_channel(g)
                 .map_err(|_| BrokerError::BadRequest(format!("invalid group name '{g}'")))?;
+            let here = self.inner.subs.interest(channel);
+            if !here.has_group(g) && here.groups.len() >= MAX_GROUPS_PER_CHANNEL {
+                return Err(BrokerError::TooManyGroups {
+                    channel: channel.to_string(),
+                    limit: MAX_GROUPS_PER_CHANNEL,
+                });
+            }
         }
         let durable = self
             .inner

@@ -549,8 +549,21 @@ impl Cluster {
             })
             .collect();
         actors.sort();
-        let list = actors.join(",");
+        // Only as many names as one gossip entry holds (a longer value would never be sent and
+        // would freeze this node's gossip state, see `gossip_entry.rs`).
+        let (list, left_out) = crate::gossip_entry::joined_within(KEY_ACTORS, &actors);
         if list != *published {
+            static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if left_out > 0 && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    published = actors.len() - left_out,
+                    left_out,
+                    "too many named actors to list in gossip ({} bytes at most): the `actors` \
+                     list other nodes see is cut (lookups do not use it; only the 'node is \
+                     down' hint of an unknown actor does); said once",
+                    crate::GOSSIP_ENTRY_MAX
+                );
+            }
             let value = list.clone();
             self.chitchat
                 .with_chitchat(move |c| c.self_node_state().set(KEY_ACTORS, value.clone()))
@@ -687,6 +700,7 @@ impl Cluster {
             .await
     }
 
+    /// (The caller checked the size: `gossip_entry::check`.)
     pub(crate) async fn set_key(&self, key: &str, value: &str) {
         let (k, v) = (key.to_string(), value.to_string());
         self.chitchat

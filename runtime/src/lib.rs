@@ -40,6 +40,7 @@ pub mod echo;
 mod error;
 mod factory;
 mod forward;
+mod gossip_entry;
 #[cfg(test)]
 mod fuzz_tests;
 mod health;
@@ -68,6 +69,7 @@ pub use cluster::{failure_detector, Member, MemberState};
 pub use config::{NodeBuilder, NodeConfig, GOSSIP_DATAGRAM_MAX, GOSSIP_DATAGRAM_MIN};
 pub use error::RuntimeError;
 pub use factory::Factory;
+pub use gossip_entry::{GOSSIP_ENTRY_MAX, NODE_NAME_MAX};
 pub use health::Health;
 pub use inspector::InspectorMsg;
 pub use json::JsonMsg;

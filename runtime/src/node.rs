@@ -461,11 +461,29 @@ impl Node {
             .push(Box::new(move || Box::pin(hook())));
     }
 
-    /// Publish a key-value in this node's gossip state (visible to every node).
-    pub async fn gossip_set(&self, key: &str, value: &str) {
+    /// Publish a key-value in this node's gossip state (visible to every node). Key and value
+    /// together may have at most [`crate::GOSSIP_ENTRY_MAX`] bytes (what one gossip message
+    /// can carry): a larger one is refused with [`RuntimeError::GossipEntryTooLarge`] and
+    /// nothing changes.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("gossip-set-doc").admin_addr("127.0.0.1:0")
+    ///     .start().await.unwrap();
+    /// node.gossip_set("demo", "1").await.unwrap();
+    /// let big = "x".repeat(runtime::GOSSIP_ENTRY_MAX);
+    /// let err = node.gossip_set("demo", &big).await.unwrap_err();
+    /// assert_eq!(err.http_status(), 413);
+    /// assert_eq!(node.gossip_scan("demo").await[0].2, "1");
+    /// node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn gossip_set(&self, key: &str, value: &str) -> Result<(), RuntimeError> {
+        crate::gossip_entry::check(key, value)?;
         if let Some(c) = self.inner.cluster.get() {
             c.set_key(key, value).await;
         }
+        Ok(())
     }
 
     /// Remove a key from this node's gossip state.

@@ -505,7 +505,7 @@ async fn extensions_routes_shutdown_hooks_and_gossip_state() {
     let r = http.get(format!("{base}/ext/hello")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "hi");
 
-    node.gossip_set("svc:demo:1", "127.0.0.1:9").await;
+    node.gossip_set("svc:demo:1", "127.0.0.1:9").await.unwrap();
     let scan = node.gossip_scan("svc:").await;
     assert_eq!(
         scan,

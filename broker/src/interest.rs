@@ -179,7 +179,11 @@ mod tests {
             let key = format!("{INTEREST_PREFIX}{}", name(0));
             key.len() + serde_json::to_string(&worst(groups)).unwrap().len()
         };
-        assert!(size(MAX_GROUPS_PER_CHANNEL) <= 56_000, "{}", size(MAX_GROUPS_PER_CHANNEL));
+        assert!(
+            size(MAX_GROUPS_PER_CHANNEL) <= 56_000,
+            "{}",
+            size(MAX_GROUPS_PER_CHANNEL)
+        );
         // consumers joining at once may pass the limit by a few: 32 more still fit
         assert!(size(MAX_GROUPS_PER_CHANNEL + 32) <= runtime::GOSSIP_ENTRY_MAX);
     }

@@ -207,8 +207,9 @@ async fn queue_groups_per_channel_on_a_node_are_bounded() {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let scan = n.gossip_scan("broker/i/wide").await;
-        let interest: Option<broker::Interest> =
-            scan.first().and_then(|(_, _, v)| serde_json::from_str(v).ok());
+        let interest: Option<broker::Interest> = scan
+            .first()
+            .and_then(|(_, _, v)| serde_json::from_str(v).ok());
         if interest.is_some_and(|i| i.groups.len() == limit && i.has_group("one-more")) {
             break;
         }

@@ -464,7 +464,10 @@ fn start_off_loopback(data: &Path, log: &Path) -> TokenStart {
         {
             return TokenStart::Serving(child, admin);
         }
-        assert!(Instant::now() < deadline, "the node neither served nor exited");
+        assert!(
+            Instant::now() < deadline,
+            "the node neither served nor exited"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -536,6 +539,12 @@ fn the_admin_token_file_damaged_is_refused_by_name() {
                     "{how:?}: the error does not name {}: {error}",
                     path.display()
                 );
+                // the way out it gives is the admin token's, not the cookie's
+                assert!(
+                    matches!(how, Damage::Garbage) || error.contains("DCTL_ADMIN_TOKEN"),
+                    "{how:?}: {error}"
+                );
+                assert!(!error.contains("cookie"), "{how:?}: {error}");
                 assert_eq!(
                     std::fs::read(&path).expect("read"),
                     damaged,

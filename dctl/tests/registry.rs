@@ -299,7 +299,13 @@ fn an_instance_too_large_to_gossip_is_refused_and_one_at_the_limit_reaches_every
         "service": "big", "address": addr, "id": "big-1", "metadata": {"pad": over},
     })
     .to_string();
-    let (status, text) = http(&n1.admin, "POST", "/registry/services", &[], body.as_bytes());
+    let (status, text) = http(
+        &n1.admin,
+        "POST",
+        "/registry/services",
+        &[],
+        body.as_bytes(),
+    );
     assert_eq!(status, 413, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     let error = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
@@ -312,7 +318,13 @@ fn an_instance_too_large_to_gossip_is_refused_and_one_at_the_limit_reaches_every
     let out = register(&"v".repeat(fits));
     assert!(out.status.success(), "{}", stderr(&out));
     let out = n1.dctl(&[
-        "svc", "register", "small", "--addr", "127.0.0.1:18091", "--id", "small-1",
+        "svc",
+        "register",
+        "small",
+        "--addr",
+        "127.0.0.1:18091",
+        "--id",
+        "small-1",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let has_both = |n: &NodeProc| {
@@ -321,9 +333,11 @@ fn an_instance_too_large_to_gossip_is_refused_and_one_at_the_limit_reaches_every
             && big[0]["metadata"]["pad"].as_str().map(str::len) == Some(fits)
             && instances(n, "small").len() == 1
     };
-    wait_until("node 2 sees both instances", Duration::from_secs(15), || {
-        has_both(&n2)
-    });
+    wait_until(
+        "node 2 sees both instances",
+        Duration::from_secs(15),
+        || has_both(&n2),
+    );
     let n3 = start_seeded("rl-n3", &n2);
     let joined = Instant::now();
     wait_until(

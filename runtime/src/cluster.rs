@@ -553,7 +553,8 @@ impl Cluster {
         // would freeze this node's gossip state, see `gossip_entry.rs`).
         let (list, left_out) = crate::gossip_entry::joined_within(KEY_ACTORS, &actors);
         if list != *published {
-            static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
             if left_out > 0 && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!(
                     published = actors.len() - left_out,

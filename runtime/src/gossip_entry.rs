@@ -11,12 +11,12 @@
 //! queue groups, the list of published actors) are bounded where they are made.
 //!
 //! The room, in bytes, for one key-value sent alone in an `Ack` (the message that carries a
-//! node's own changes to the peer it gossips with): 65 507 - 4 (envelope header) - 7 (the
-//! delta's block framing) - the node's entry (1 + 2 + name + 8 + 19 for an IPv6 gossip address
-//! + 16) - the key-value's framing (1 + 2 + 2 + 8 + 1) = 65 436 - the node name's length, for
-//! key + value. With node names of at most [`NODE_NAME_MAX`] bytes that is 65 308;
-//! [`GOSSIP_ENTRY_MAX`] is 64 000. `--gossip-datagram-size` does not change it: it bounds the
-//! sealed datagrams, and a message larger than one is split.
+//! node's own changes to the peer it gossips with) is 65 507, less 4 (envelope header), 7 (the
+//! delta's block framing), the node's entry (1 + 2 + name + 8 + 19 for an IPv6 gossip address
+//! and 16) and the key-value's framing (1 + 2 + 2 + 8 + 1): 65 436 less the node name's
+//! length, for key and value. With node names of at most [`NODE_NAME_MAX`] bytes that is
+//! 65 308; [`GOSSIP_ENTRY_MAX`] is 64 000. `--gossip-datagram-size` does not change it: it
+//! bounds the sealed datagrams, and a message larger than one is split.
 //!
 //! ```
 //! assert!(runtime::GOSSIP_ENTRY_MAX < 65_436 - runtime::NODE_NAME_MAX);
@@ -95,7 +95,13 @@ mod tests {
         assert!("actors".len() + list.len() <= GOSSIP_ENTRY_MAX);
         let kept: Vec<&str> = list.split(',').collect();
         assert_eq!(kept.len() + left_out, names.len());
-        assert_eq!(kept, names[..kept.len()].iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            kept,
+            names[..kept.len()]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        );
         // one more name would not have fitted
         assert!("actors".len() + list.len() + 1 + names[kept.len()].len() > GOSSIP_ENTRY_MAX);
         let few = vec!["a".to_string(), "b".to_string()];

@@ -40,9 +40,9 @@ pub mod echo;
 mod error;
 mod factory;
 mod forward;
-mod gossip_entry;
 #[cfg(test)]
 mod fuzz_tests;
+mod gossip_entry;
 mod health;
 pub mod inspector;
 mod json;

@@ -310,13 +310,22 @@ mod tests {
             }
         );
         assert_eq!(err.http_status(), 413);
-        assert!(err.to_string().contains("the limit is 64000 bytes"), "{err}");
+        assert!(
+            err.to_string().contains("the limit is 64000 bytes"),
+            "{err}"
+        );
         // the size counts what gossip carries: JSON escapes (6 bytes per control character)
         let escaped = padded(&"\u{1}".repeat(fits / 6 + 1)).into_instance("n1");
-        assert!(matches!(escaped, Err(RegistryError::TooLarge { .. })), "{escaped:?}");
+        assert!(
+            matches!(escaped, Err(RegistryError::TooLarge { .. })),
+            "{escaped:?}"
+        );
         // an address (or anything else) cannot make it larger either
         let host = format!("{}:80", "h".repeat(MAX_INSTANCE_BYTES));
         let err = Registration::new("s", host).id("i").into_instance("n1");
-        assert!(matches!(err, Err(RegistryError::TooLarge { .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(RegistryError::TooLarge { .. })),
+            "{err:?}"
+        );
     }
 }

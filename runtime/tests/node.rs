@@ -640,3 +640,50 @@ async fn spawns_beyond_max_actors_are_refused_and_stopping_frees_a_place() {
     assert_eq!(reply, json!({"ok": 1}));
     node.shutdown().await;
 }
+
+/// More named actors than one gossip entry can list: the `actors` list is cut, at a name, to
+/// fit (a longer value would never be gossiped and would freeze this node's state in every
+/// other node's view), and the actors themselves are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gossiped_actor_list_is_cut_to_fit_one_gossip_entry() {
+    let node = node("t-actors-cut").await;
+    // 600 names of 125 characters: about 75 000 bytes joined; digits first, so they sort
+    // before the names other tests of this process use
+    let names: Vec<String> = (0..600)
+        .map(|i| format!("{i:04}-{}", "a".repeat(120)))
+        .collect();
+    for n in &names {
+        node.spawn_factory("echo", n, serde_json::Value::Null)
+            .await
+            .unwrap();
+    }
+    let listed = || async {
+        node.gossip_scan("actors")
+            .await
+            .into_iter()
+            .find(|(_, k, _)| k == "actors")
+            .map(|(_, _, v)| v)
+            .unwrap_or_default()
+    };
+    wait_until("the cut list is published", || async {
+        listed().await.split(',').count() > 400
+    })
+    .await;
+    let list = listed().await;
+    assert!("actors".len() + list.len() <= runtime::GOSSIP_ENTRY_MAX);
+    let kept: Vec<&str> = list.split(',').collect();
+    assert!(kept.len() < names.len(), "{} listed", kept.len());
+    assert_eq!(
+        kept[..400],
+        names[..400].iter().map(String::as_str).collect::<Vec<_>>()[..]
+    );
+    // every actor runs, listed or not
+    let last = names.last().unwrap();
+    assert!(!kept.contains(&last.as_str()));
+    let reply = node
+        .call_json(last, serde_json::json!({"x": 1}), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(reply, serde_json::json!({"x": 1}));
+    node.shutdown().await;
+}

@@ -687,3 +687,29 @@ async fn the_gossiped_actor_list_is_cut_to_fit_one_gossip_entry() {
     assert_eq!(reply, serde_json::json!({"x": 1}));
     node.shutdown().await;
 }
+
+/// What a node puts in every gossip message is bounded: its name (in every digest) and its
+/// roles (one gossip entry) are refused at start beyond what gossip carries.
+#[tokio::test]
+async fn a_node_name_or_roles_too_long_to_gossip_are_refused_at_start() {
+    let long = "n".repeat(runtime::NODE_NAME_MAX + 1);
+    let err = Node::builder()
+        .name(&long)
+        .admin_addr("127.0.0.1:0")
+        .start()
+        .await
+        .err()
+        .expect("a 129-character name is refused");
+    assert!(matches!(err, RuntimeError::Config(_)), "{err}");
+    assert!(err.to_string().contains("must be 1-128"), "{err}");
+    let mut b = Node::builder().name("t-roles").admin_addr("127.0.0.1:0");
+    for i in 0..1100 {
+        b = b.role(format!("{i:04}-{}", "r".repeat(55)));
+    }
+    let err = b.start().await.err().expect("1 100 roles are refused");
+    assert!(
+        err.to_string()
+            .contains("1100 roles are too many to gossip"),
+        "{err}"
+    );
+}

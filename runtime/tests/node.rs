@@ -698,15 +698,14 @@ async fn a_node_name_or_roles_too_long_to_gossip_are_refused_at_start() {
         .admin_addr("127.0.0.1:0")
         .start()
         .await
-        .err()
-        .expect("a 129-character name is refused");
+        .expect_err("a 129-character name is refused");
     assert!(matches!(err, RuntimeError::Config(_)), "{err}");
     assert!(err.to_string().contains("must be 1-128"), "{err}");
     let mut b = Node::builder().name("t-roles").admin_addr("127.0.0.1:0");
     for i in 0..1100 {
         b = b.role(format!("{i:04}-{}", "r".repeat(55)));
     }
-    let err = b.start().await.err().expect("1 100 roles are refused");
+    let err = b.start().await.expect_err("1 100 roles are refused");
     assert!(
         err.to_string()
             .contains("1100 roles are too many to gossip"),

@@ -40,9 +40,9 @@ pub mod memory;
 pub mod procs;
 pub mod proxy;
 pub mod rawtcp;
-pub mod scale;
 pub mod registry;
 pub mod restart;
+pub mod scale;
 pub mod stats;
 
 pub use cluster::{run_cluster, ClusterConfig, ClusterReport, RawServerMode};

@@ -363,7 +363,11 @@ impl fmt::Display for ScaleReport {
             self.cpu_growth
         )?;
         writeln!(f)?;
-        writeln!(f, "{:<62} {:>10} {:>10}  verdict", "target", "value", "limit")?;
+        writeln!(
+            f,
+            "{:<62} {:>10} {:>10}  verdict",
+            "target", "value", "limit"
+        )?;
         for c in &self.checks {
             writeln!(
                 f,

@@ -11,10 +11,22 @@ async fn scale_quick_report_is_complete() {
     let sizes: Vec<usize> = report.rows.iter().map(|r| r.nodes).collect();
     assert_eq!(sizes, cfg.sizes);
     for r in &report.rows {
-        assert!(r.convergence_secs.is_finite() && r.convergence_secs >= 0.0, "{r:?}");
-        assert!(r.detection_secs > 0.0 && r.detection_secs.is_finite(), "{r:?}");
-        assert!(r.gossip_bytes_per_s_mean > 0.0, "gossip moved no bytes: {r:?}");
-        assert!(r.gossip_bytes_per_s_max >= r.gossip_bytes_per_s_mean, "{r:?}");
+        assert!(
+            r.convergence_secs.is_finite() && r.convergence_secs >= 0.0,
+            "{r:?}"
+        );
+        assert!(
+            r.detection_secs > 0.0 && r.detection_secs.is_finite(),
+            "{r:?}"
+        );
+        assert!(
+            r.gossip_bytes_per_s_mean > 0.0,
+            "gossip moved no bytes: {r:?}"
+        );
+        assert!(
+            r.gossip_bytes_per_s_max >= r.gossip_bytes_per_s_mean,
+            "{r:?}"
+        );
         assert!(r.cpu_percent_mean > 0.0, "{r:?}");
         assert!(r.cpu_percent_max >= r.cpu_percent_mean, "{r:?}");
     }

@@ -16,7 +16,7 @@ use crate::{
     event::CloudEvent,
     fanout::Fanout,
     hints::RemoteInterest,
-    interest::Interest,
+    interest::{Interest, MAX_GROUPS_PER_CHANNEL},
     link::Links,
     metrics::{add, Metrics},
     names::valid_channel,
@@ -200,6 +200,13 @@ impl Broker {
         if let Some(g) = &opts.group {
             valid_channel(g)
                 .map_err(|_| BrokerError::BadRequest(format!("invalid group name '{g}'")))?;
+            let here = self.inner.subs.interest(channel);
+            if !here.has_group(g) && here.groups.len() >= MAX_GROUPS_PER_CHANNEL {
+                return Err(BrokerError::TooManyGroups {
+                    channel: channel.to_string(),
+                    limit: MAX_GROUPS_PER_CHANNEL,
+                });
+            }
         }
         let durable = self
             .inner

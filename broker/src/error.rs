@@ -67,6 +67,16 @@ pub enum BrokerError {
     /// A metadata file in the broker's data directory is damaged.
     #[error(transparent)]
     Corrupt(crate::metafile::MetaError),
+    /// This node already has consumers in [`crate::MAX_GROUPS_PER_CHANNEL`] queue groups of the
+    /// channel (its interest in the channel, gossiped as one entry, must stay small enough for
+    /// gossip to carry).
+    #[error("channel '{channel}' already has consumers in {limit} queue groups on this node, the limit; join one of them or consume through another node")]
+    TooManyGroups {
+        /// Channel.
+        channel: String,
+        /// [`crate::MAX_GROUPS_PER_CHANNEL`].
+        limit: usize,
+    },
     /// A produce request did not complete in time (a consumer is holding producers back).
     #[error("producing to channel '{channel}' did not complete within {after_ms} ms (a consumer is not keeping up); some events of the request may have been delivered")]
     Timeout {
@@ -86,6 +96,7 @@ impl BrokerError {
             | BrokerError::Unavailable(_)
             | BrokerError::Timeout { .. } => 503,
             BrokerError::Log { .. } | BrokerError::Corrupt(_) => 500,
+            BrokerError::TooManyGroups { .. } => 409,
         }
     }
 }

@@ -144,10 +144,17 @@ impl Homes {
         let mut published = self.published.lock().await;
         for (channel, home) in self.all() {
             if !published.contains(&channel) {
-                self.node
+                // (a channel name and a node name always fit in a gossip entry)
+                match self
+                    .node
                     .gossip_set(&format!("{DURABLE_PREFIX}{channel}"), &home)
-                    .await;
-                published.insert(channel);
+                    .await
+                {
+                    Ok(()) => {
+                        published.insert(channel);
+                    }
+                    Err(e) => tracing::error!("broker: cannot publish the home of {channel}: {e}"),
+                }
             }
         }
     }

@@ -22,6 +22,15 @@ use tokio::sync::Notify;
 /// Gossip key prefix of a node's subscription interest: `broker/i/<channel>`.
 pub(crate) const INTEREST_PREFIX: &str = "broker/i/";
 
+/// The most queue groups of one channel that may have consumers on one node: a node's interest
+/// in a channel is one gossip entry, which must stay within [`runtime::GOSSIP_ENTRY_MAX`]
+/// (256 groups of the longest name, 200 bytes, take about 55 000).
+///
+/// ```
+/// assert_eq!(broker::MAX_GROUPS_PER_CHANNEL, 256);
+/// ```
+pub const MAX_GROUPS_PER_CHANNEL: usize = 256;
+
 /// A node's subscription interest in one channel (shared through gossip).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interest {
@@ -167,7 +176,10 @@ pub(crate) async fn publish<T: Send + Sync + 'static>(
             .collect();
         let (set, delete) = plan(&published, &now);
         for (k, v) in set {
-            node.gossip_set(&k, &v).await;
+            // (bounded by `MAX_GROUPS_PER_CHANNEL`: always fits)
+            if let Err(e) = node.gossip_set(&k, &v).await {
+                tracing::error!("broker: cannot publish {k}: {e}");
+            }
         }
         for k in delete {
             node.gossip_delete(&k).await;
@@ -179,6 +191,26 @@ pub(crate) async fn publish<T: Send + Sync + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_interest_fits_in_a_gossip_entry_with_room_for_racing_joins() {
+        let name = |i: usize| format!("{i:0>200}");
+        let worst = |groups: usize| Interest {
+            broadcast: u32::MAX,
+            groups: (0..groups).map(|i| (name(i), u32::MAX)).collect(),
+        };
+        let size = |groups: usize| {
+            let key = format!("{INTEREST_PREFIX}{}", name(0));
+            key.len() + serde_json::to_string(&worst(groups)).unwrap().len()
+        };
+        assert!(
+            size(MAX_GROUPS_PER_CHANNEL) <= 56_000,
+            "{}",
+            size(MAX_GROUPS_PER_CHANNEL)
+        );
+        // consumers joining at once may pass the limit by a few: 32 more still fit
+        assert!(size(MAX_GROUPS_PER_CHANNEL + 32) <= runtime::GOSSIP_ENTRY_MAX);
+    }
 
     fn interest(b: u32, groups: &[(&str, u32)]) -> Interest {
         Interest {

@@ -103,7 +103,7 @@ pub use consume::{
 pub use error::{BrokerError, EventError};
 pub use event::{fresh_id, CloudEvent, CloudEventBuilder};
 pub use http::{parse_events, DEFAULT_PRODUCE_TIMEOUT, MAX_PRODUCE_TIMEOUT};
-pub use interest::Interest;
+pub use interest::{Interest, MAX_GROUPS_PER_CHANNEL};
 pub use lag::{lags, GroupLag};
 pub use log::LogError;
 pub use metafile::MetaError;

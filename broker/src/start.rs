@@ -45,7 +45,9 @@ impl Broker {
         // before the first produce, whatever gossip has brought yet.
         let durable = Arc::new(Durable::open(node, fanout.clone()).await?);
         durable.homes.publish().await;
-        node.gossip_set(READY_KEY, "1").await;
+        if let Err(e) = node.gossip_set(READY_KEY, "1").await {
+            tracing::error!("broker: cannot publish {READY_KEY}: {e}");
+        }
         let broker = Broker {
             inner: Arc::new(Inner {
                 node: node.clone(),

@@ -156,3 +156,68 @@ fn invalid_events_are_refused_with_reasons() {
         serde_json::from_str::<serde_json::Value>(text).unwrap()
     );
 }
+
+/// A node's interest in a channel is one gossip entry, so the queue groups with consumers on
+/// one node are bounded: the next new group is refused by name, while joining a group that is
+/// there, broadcast, and a group freed by its last consumer leaving still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_groups_per_channel_on_a_node_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, b) = node("broker-local-groups", dir.path()).await;
+    let limit = broker::MAX_GROUPS_PER_CHANNEL;
+    let mut subs = Vec::new();
+    for i in 0..limit {
+        let g = format!("{i:0>200}");
+        subs.push(
+            b.consume("wide", ConsumeOptions::default().group(g))
+                .await
+                .unwrap(),
+        );
+    }
+    let err = match b
+        .consume("wide", ConsumeOptions::default().group("one-more"))
+        .await
+    {
+        Ok(_) => panic!("group {} on one node was accepted", limit + 1),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, broker::BrokerError::TooManyGroups { channel, limit: l } if channel == "wide" && *l == limit),
+        "{err}"
+    );
+    assert_eq!(err.status(), 409);
+    assert!(err.to_string().contains("256 queue groups"), "{err}");
+    let same = format!("{:0>200}", 7);
+    assert!(b
+        .consume("wide", ConsumeOptions::default().group(same))
+        .await
+        .is_ok());
+    assert!(b.consume("wide", ConsumeOptions::default()).await.is_ok());
+    assert!(b
+        .consume("other", ConsumeOptions::default().group("one-more"))
+        .await
+        .is_ok());
+    // the last consumer of a group leaves: its place is free again
+    drop(subs.pop());
+    let _kept = b
+        .consume("wide", ConsumeOptions::default().group("one-more"))
+        .await
+        .expect("a freed group's place is taken");
+    // and this node's interest, the largest there can be, is in gossip (it fits)
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let scan = n.gossip_scan("broker/i/wide").await;
+        let interest: Option<broker::Interest> = scan
+            .first()
+            .and_then(|(_, _, v)| serde_json::from_str(v).ok());
+        if interest.is_some_and(|i| i.groups.len() == limit && i.has_group("one-more")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interest never reached gossip: {scan:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n.shutdown().await;
+}

@@ -4,7 +4,9 @@
 //! (every KV key, every durable event, the consumer group's offset, the gossip keyring). No
 //! file is silently reset. The files are found by listing the data directory after a real run
 //! (KV with a snapshot and a compacted log, a durable channel with a consumer group, a
-//! generated cookie, an installed gossip key), so a new file cannot go untested.
+//! generated cookie, an installed gossip key), so a new file cannot go untested; the one file
+//! such a run cannot leave, `admin-token` (written only when the admin API is bound off
+//! loopback), has a test of its own.
 
 mod common;
 
@@ -424,5 +426,154 @@ fn every_secret_file_damaged_is_refused_by_name() {
             l.starts_with("cookie ") || l.starts_with("gossip.keyring "),
             "a file this test does not know: {l}"
         );
+    }
+}
+
+/// How a start with the admin API bound off loopback ended.
+enum TokenStart {
+    /// It serves; the child and its admin address (on loopback, for the client).
+    Serving(std::process::Child, String),
+    /// It exited first, with what it logged.
+    Exited(std::process::ExitStatus, String),
+}
+
+/// Start a node in `data` with its admin API on 0.0.0.0 (so it needs its `admin-token`), and
+/// wait until it answers (401 without the token) or exits.
+fn start_off_loopback(data: &Path, log: &Path) -> TokenStart {
+    let port = free_port();
+    let mut child = Command::new(DCTL)
+        .args(["--admin", &format!("0.0.0.0:{port}"), "node", "start"])
+        .args(["--name", "kvf-token"])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--gossip", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(data)
+        .env("DCTL_COOKIE", TEST_COOKIE)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("dctl node start");
+    let admin = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return TokenStart::Exited(status, std::fs::read_to_string(log).unwrap_or_default());
+        }
+        if std::net::TcpStream::connect(&admin).is_ok()
+            && http(&admin, "GET", "/health", &[], b"").0 == 401
+        {
+            return TokenStart::Serving(child, admin);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node neither served nor exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(mut child: std::process::Child) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-s", "TERM", &pid]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `admin-token` is written only when the admin API is bound off loopback, so the run above
+/// does not leave one: this test makes it, then damages it in every way while the node is
+/// down. The undamaged copy starts and takes the very token it had (nothing lost: clients
+/// holding it still get in); each damaged one is refused with an error naming the file, and
+/// the file is left as it was, never regenerated (a new token would lock every client out
+/// without a word).
+#[test]
+fn the_admin_token_file_damaged_is_refused_by_name() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let data = root.path().join("data");
+    let token = match start_off_loopback(&data, &root.path().join("first.log")) {
+        TokenStart::Serving(child, _) => {
+            stop(child);
+            std::fs::read_to_string(data.join("admin-token")).expect("admin-token written")
+        }
+        TokenStart::Exited(status, log) => panic!("the first start failed ({status}):\n{log}"),
+    };
+    {
+        let copy = root.path().join("intact");
+        copy_dir(&data, &copy);
+        match start_off_loopback(&copy, &root.path().join("intact.log")) {
+            TokenStart::Serving(child, admin) => {
+                let bearer = format!("Bearer {}", token.trim());
+                let (status, body) =
+                    http(&admin, "GET", "/tree", &[("Authorization", &bearer)], b"");
+                stop(child);
+                assert_eq!(status, 200, "the old token is refused: {body}");
+            }
+            TokenStart::Exited(status, log) => {
+                panic!("the undamaged copy did not start ({status}):\n{log}")
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    for how in DAMAGES {
+        let copy = root.path().join(format!("{how:?}"));
+        copy_dir(&data, &copy);
+        let path = copy.join("admin-token");
+        damage(&path, how);
+        let damaged = std::fs::read(&path).expect("read");
+        match start_off_loopback(&copy, &root.path().join(format!("{how:?}.log"))) {
+            TokenStart::Serving(child, _) => {
+                stop(child);
+                panic!("{how:?}: the node started with a damaged admin-token");
+            }
+            TokenStart::Exited(status, log) => {
+                assert!(!status.success(), "{how:?}: exit 0\n{log}");
+                let error = log
+                    .lines()
+                    .find(|l| l.starts_with("error:"))
+                    .unwrap_or_else(|| panic!("{how:?}: no error line\n{log}"));
+                assert!(
+                    error.contains(&path.display().to_string()),
+                    "{how:?}: the error does not name {}: {error}",
+                    path.display()
+                );
+                // the way out it gives is the admin token's, not the cookie's
+                assert!(
+                    matches!(how, Damage::Garbage) || error.contains("DCTL_ADMIN_TOKEN"),
+                    "{how:?}: {error}"
+                );
+                assert!(!error.contains("cookie"), "{how:?}: {error}");
+                assert_eq!(
+                    std::fs::read(&path).expect("read"),
+                    damaged,
+                    "{how:?}: the file was rewritten"
+                );
+                lines.push(format!("admin-token {how:?}: refused: {error}"));
+            }
+        }
+    }
+    // left readable by other users: refused too, with the command that fixes it
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let copy = root.path().join("readable");
+        copy_dir(&data, &copy);
+        let path = copy.join("admin-token");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        match start_off_loopback(&copy, &root.path().join("readable.log")) {
+            TokenStart::Serving(child, _) => {
+                stop(child);
+                panic!("the node started with an admin-token others can read");
+            }
+            TokenStart::Exited(_, log) => assert!(
+                log.contains(&format!("run: chmod 600 {}", path.display())),
+                "{log}"
+            ),
+        }
+    }
+    for l in &lines {
+        eprintln!("{l}");
     }
 }

@@ -257,3 +257,97 @@ fn bad_registry_requests_get_clear_errors() {
     // still serving
     assert_eq!(instances(&n1, "web").len(), 1);
 }
+
+/// The instance's size as gossiped, as the registry counts it: its JSON and its key.
+fn gossiped_size(service: &str, id: &str, node: &str, addr: &str, pad: &str) -> usize {
+    let instance = serde_json::json!({
+        "service": service, "id": id, "node": node, "address": addr,
+        "protocol": "http", "metadata": {"pad": pad}, "health": "passing",
+    });
+    format!("svc:{service}:{id}").len() + instance.to_string().len()
+}
+
+/// Gossip carries at most 64 000 bytes of one key-value: an instance one byte larger is refused
+/// (the CLI's one-line error and the API's 413 name the limit) and nothing is registered; one of
+/// exactly that size reaches the other node, and a node that joins later, which learns it by
+/// gossip alone; so does an instance registered after it (gossip did not stall behind it).
+#[test]
+fn an_instance_too_large_to_gossip_is_refused_and_one_at_the_limit_reaches_every_node() {
+    const LIMIT: usize = 64_000;
+    let n1 = NodeProc::start("rl-n1");
+    let n2 = start_seeded("rl-n2", &n1);
+    wait_converged(&[&n1, &n2], &["rl-n1", "rl-n2"]);
+    let addr = "127.0.0.1:18090";
+    let fits = LIMIT - gossiped_size("big", "big-1", "rl-n1", addr, "");
+    let register = |pad: &str| {
+        n1.dctl(&[
+            "svc",
+            "register",
+            "big",
+            "--addr",
+            addr,
+            "--id",
+            "big-1",
+            "--meta",
+            &format!("pad={pad}"),
+        ])
+    };
+
+    let over = "v".repeat(fits + 1);
+    assert_one_line_error(&register(&over), "the limit is 64000 bytes");
+    let body = serde_json::json!({
+        "service": "big", "address": addr, "id": "big-1", "metadata": {"pad": over},
+    })
+    .to_string();
+    let (status, text) = http(
+        &n1.admin,
+        "POST",
+        "/registry/services",
+        &[],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 413, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let error = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        error.contains(&format!("is {} bytes", LIMIT + 1)) && error.contains("limit is 64000"),
+        "{error}"
+    );
+    assert!(instances(&n1, "big").is_empty());
+
+    let out = register(&"v".repeat(fits));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = n1.dctl(&[
+        "svc",
+        "register",
+        "small",
+        "--addr",
+        "127.0.0.1:18091",
+        "--id",
+        "small-1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let has_both = |n: &NodeProc| {
+        let big = instances(n, "big");
+        big.len() == 1
+            && big[0]["metadata"]["pad"].as_str().map(str::len) == Some(fits)
+            && instances(n, "small").len() == 1
+    };
+    wait_until(
+        "node 2 sees both instances",
+        Duration::from_secs(15),
+        || has_both(&n2),
+    );
+    let n3 = start_seeded("rl-n3", &n2);
+    let joined = Instant::now();
+    wait_until(
+        "node 3, started after, sees both instances",
+        Duration::from_secs(15),
+        || has_both(&n3),
+    );
+    eprintln!(
+        "a node that joined saw the {LIMIT}-byte instance after {:?}",
+        joined.elapsed()
+    );
+    assert_eq!(instances(&n3, "big")[0]["node"], "rl-n1");
+}

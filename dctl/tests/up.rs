@@ -19,6 +19,9 @@ fn up_starts_a_cluster_prints_urls_and_stops_on_sigterm() {
     let mut child = Command::new(DCTL)
         .args(["--admin", &admin, "up", "--nodes", "2", "--data-dir"])
         .arg(dir.path())
+        // no secret given in any way: `dctl up` generates one and shares it with its nodes
+        .env_remove("DCTL_COOKIE")
+        .env_remove("DCTL_GOSSIP_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

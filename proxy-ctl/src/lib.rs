@@ -133,7 +133,9 @@ impl Proxy {
                 .await
                 .map_err(|e| ProxyError::Files(e.to_string()))?;
         }
-        node.gossip_set(XDS_ADDR_KEY, &xds_addr.to_string()).await;
+        if let Err(e) = node.gossip_set(XDS_ADDR_KEY, &xds_addr.to_string()).await {
+            tracing::error!("cannot publish {XDS_ADDR_KEY}: {e}");
+        }
         let scraped = status.clone();
         node.metrics().add_source(move || scraped.metrics_text());
         node.add_admin_routes(http::routes(

@@ -736,6 +736,7 @@ impl Cluster {
             .await
     }
 
+    /// (The caller checked the size: `gossip_entry::check`.)
     pub(crate) async fn set_key(&self, key: &str, value: &str) {
         let (k, v) = (key.to_string(), value.to_string());
         self.chitchat

@@ -334,12 +334,23 @@ impl NodeBuilder {
         }
         let name = &self.config.name;
         if name.is_empty()
+            || name.len() > crate::NODE_NAME_MAX
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         {
             return Err(RuntimeError::Config(format!(
-                "node name '{name}' must be non-empty and use only letters, digits, '-', '_', '.'"
+                "node name '{name}' must be 1-{} letters, digits, '-', '_', '.'",
+                crate::NODE_NAME_MAX
+            )));
+        }
+        // the `roles` gossip entry ("runtime" and each role, comma-separated) must fit
+        let roles = 7 + self.config.roles.iter().map(|r| r.len() + 1).sum::<usize>();
+        if "roles".len() + roles > crate::GOSSIP_ENTRY_MAX {
+            return Err(RuntimeError::Config(format!(
+                "{} roles are too many to gossip: together they may take at most {} bytes",
+                self.config.roles.len(),
+                crate::GOSSIP_ENTRY_MAX - "roles".len() - 7
             )));
         }
         if !self.data_dir_set {

@@ -7,8 +7,8 @@
 //! task sends them in batches to each name's owner (applied at once when the owner is this
 //! node) and, when the live members change, sends every name whose owner moved to its new
 //! owner. A node drops the entries it no longer owns [`HANDOFF_GRACE`] after such a change.
-//! `Node::spawn*` waits (at most [`FLUSH_WITHIN`]) until the owner acknowledged the new name,
-//! so a name is resolvable from every node once its spawn returned.
+//! `Node::names_published` waits (at most [`FLUSH_WITHIN`]) until the owners acknowledged what
+//! was queued before it; spawns through the admin API or another node's request wait for it.
 //!
 //! Lookup: the owner's answer gives the node and pid; the actor's proxy is made on demand by
 //! ractor_cluster's session to that node (vendored, see `vendor/ractor_cluster/PATCHED.md`),

@@ -113,6 +113,17 @@ pub enum RuntimeError {
         /// The largest frame, in bytes.
         limit: usize,
     },
+    /// A key-value too large for gossip to carry (see [`crate::GOSSIP_ENTRY_MAX`]); nothing
+    /// was published.
+    #[error("gossip entry '{key}' is {size} bytes (key and value); the limit is {limit} bytes")]
+    GossipEntryTooLarge {
+        /// The key (its first 80 characters).
+        key: String,
+        /// Key and value, in bytes.
+        size: usize,
+        /// [`crate::GOSSIP_ENTRY_MAX`].
+        limit: usize,
+    },
 }
 
 impl RuntimeError {
@@ -126,7 +137,7 @@ impl RuntimeError {
             RuntimeError::WrongMessageType(..)
             | RuntimeError::BadJson(_)
             | RuntimeError::Config(_) => 400,
-            RuntimeError::TooLarge { .. } => 413,
+            RuntimeError::TooLarge { .. } | RuntimeError::GossipEntryTooLarge { .. } => 413,
             RuntimeError::Timeout { .. } => 504,
             RuntimeError::NoReply(_)
             | RuntimeError::NodeDown { .. }

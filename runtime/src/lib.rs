@@ -44,6 +44,7 @@ mod factory;
 mod forward;
 #[cfg(test)]
 mod fuzz_tests;
+mod gossip_entry;
 mod health;
 pub mod inspector;
 mod json;
@@ -70,6 +71,7 @@ pub use cluster::{failure_detector, Member, MemberState};
 pub use config::{NodeBuilder, NodeConfig, GOSSIP_DATAGRAM_MAX, GOSSIP_DATAGRAM_MIN};
 pub use error::RuntimeError;
 pub use factory::Factory;
+pub use gossip_entry::{GOSSIP_ENTRY_MAX, NODE_NAME_MAX};
 pub use health::Health;
 pub use inspector::InspectorMsg;
 pub use json::JsonMsg;

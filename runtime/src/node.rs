@@ -495,11 +495,29 @@ impl Node {
             .push(Box::new(move || Box::pin(hook())));
     }
 
-    /// Publish a key-value in this node's gossip state (visible to every node).
-    pub async fn gossip_set(&self, key: &str, value: &str) {
+    /// Publish a key-value in this node's gossip state (visible to every node). Key and value
+    /// together may have at most [`crate::GOSSIP_ENTRY_MAX`] bytes (what one gossip message
+    /// can carry): a larger one is refused with [`RuntimeError::GossipEntryTooLarge`] and
+    /// nothing changes.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let node = runtime::Node::builder().name("gossip-set-doc").admin_addr("127.0.0.1:0")
+    ///     .start().await.unwrap();
+    /// node.gossip_set("demo", "1").await.unwrap();
+    /// let big = "x".repeat(runtime::GOSSIP_ENTRY_MAX);
+    /// let err = node.gossip_set("demo", &big).await.unwrap_err();
+    /// assert_eq!(err.http_status(), 413);
+    /// assert_eq!(node.gossip_scan("demo").await[0].2, "1");
+    /// node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn gossip_set(&self, key: &str, value: &str) -> Result<(), RuntimeError> {
+        crate::gossip_entry::check(key, value)?;
         if let Some(c) = self.inner.cluster.get() {
             c.set_key(key, value).await;
         }
+        Ok(())
     }
 
     /// Remove a key from this node's gossip state.
@@ -706,12 +724,27 @@ impl Node {
             }
             other => other.map_err(spawn_error),
         }?;
-        // Resolvable from every node once this returns: wait for the name's owner (bounded; a
-        // late owner gets it from the publish task's retries).
-        if !self.inner.directory.flushed(FLUSH_WITHIN).await {
-            tracing::debug!(actor = %name, "the name directory has not acknowledged the name yet");
-        }
         Ok(cell)
+    }
+
+    /// Wait until the names of the actors this node spawned so far reached their owners in
+    /// the name directory (at most 2 s), so other nodes resolve them: `true` when they did.
+    ///
+    /// [`Node::spawn`] and its siblings return once the actor runs here; its name reaches the
+    /// directory a moment later (in batches, so spawning many actors is not held up by round
+    /// trips). A spawn through the admin API or another node's request
+    /// ([`Node::spawn_on`]) waits for this itself.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let node = runtime::Node::builder().name("published-doc").without_admin().start().await.unwrap();
+    /// node.spawn("published-doc-echo", runtime::echo::Echo, ()).await.unwrap();
+    /// assert!(node.names_published().await);
+    /// # node.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn names_published(&self) -> bool {
+        self.inner.directory.flushed(FLUSH_WITHIN).await
     }
 
     /// Actors spawned through this node ([`Node::spawn`], factories, other nodes' requests)
@@ -1215,6 +1248,10 @@ impl Node {
             let cell = self
                 .spawn_factory_as(&req.factory, &req.name, req.args, req.restart)
                 .await?;
+            // Whoever asked (the admin API, another node) may use the name anywhere at once.
+            if !self.names_published().await {
+                tracing::debug!(actor = %req.name, "the name directory has not acknowledged it yet");
+            }
             if let Some(from) = req.supervised_from {
                 // Published: the supervising node gets its proxy at once, and the proxy stops
                 // when the actor does (what the remote child's guard monitors).

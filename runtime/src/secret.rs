@@ -146,20 +146,31 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<Option<String>, RuntimeErr
     let Some(text) = read_private_file(path)? else {
         return Ok(None);
     };
+    // what deleting it costs, and where a good copy may be
+    let admin_token = path.file_name().is_some_and(|f| f == ADMIN_TOKEN_FILE);
+    let (regenerate, copy) = if admin_token {
+        (
+            "delete it to generate a new one, which every client must then be given \
+             (DCTL_ADMIN_TOKEN)",
+            "restore it from a copy (a client's DCTL_ADMIN_TOKEN)",
+        )
+    } else {
+        (
+            "delete it to generate a new one, which cuts this node off the nodes that know \
+             the old one",
+            "restore it from a copy (another node of the cluster holds the same cookie)",
+        )
+    };
     let secret = text.strip_suffix('\n').unwrap_or(&text);
     if secret.is_empty() || secret.contains(['\n', '\r']) || secret.trim() != secret {
-        return Err(bad(
-            "it must hold one line with the secret (delete it to generate a new one, which \
-             cuts this node off the nodes that know the old one)"
-                .into(),
-        ));
+        return Err(bad(format!(
+            "it must hold one line with the secret ({regenerate})"
+        )));
     }
     if !secret_is_intact(secret) {
         return Err(bad(format!(
             "it is corrupt (not a secret this node generated: {SECRET_LEN} characters of \
-             base64 whose last 4 bytes check the first 32); restore it from a copy (another \
-             node of the cluster holds the same cookie) or delete it to generate a new one, \
-             which cuts this node off the nodes that know the old one"
+             base64 whose last 4 bytes check the first 32); {copy} or {regenerate}"
         )));
     }
     Ok(Some(secret.to_string()))

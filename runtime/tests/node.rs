@@ -505,7 +505,7 @@ async fn extensions_routes_shutdown_hooks_and_gossip_state() {
     let r = http.get(format!("{base}/ext/hello")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "hi");
 
-    node.gossip_set("svc:demo:1", "127.0.0.1:9").await;
+    node.gossip_set("svc:demo:1", "127.0.0.1:9").await.unwrap();
     let scan = node.gossip_scan("svc:").await;
     assert_eq!(
         scan,
@@ -639,4 +639,29 @@ async fn spawns_beyond_max_actors_are_refused_and_stopping_frees_a_place() {
         .unwrap();
     assert_eq!(reply, json!({"ok": 1}));
     node.shutdown().await;
+}
+
+/// What a node puts in every gossip message is bounded: its name (in every digest) and its
+/// roles (one gossip entry) are refused at start beyond what gossip carries.
+#[tokio::test]
+async fn a_node_name_or_roles_too_long_to_gossip_are_refused_at_start() {
+    let long = "n".repeat(runtime::NODE_NAME_MAX + 1);
+    let err = Node::builder()
+        .name(&long)
+        .admin_addr("127.0.0.1:0")
+        .start()
+        .await
+        .expect_err("a 129-character name is refused");
+    assert!(matches!(err, RuntimeError::Config(_)), "{err}");
+    assert!(err.to_string().contains("must be 1-128"), "{err}");
+    let mut b = Node::builder().name("t-roles").admin_addr("127.0.0.1:0");
+    for i in 0..1100 {
+        b = b.role(format!("{i:04}-{}", "r".repeat(55)));
+    }
+    let err = b.start().await.expect_err("1 100 roles are refused");
+    assert!(
+        err.to_string()
+            .contains("1100 roles are too many to gossip"),
+        "{err}"
+    );
 }

@@ -172,10 +172,14 @@ impl Kv {
             .etcd_addr
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(addr);
-        self.inner
+        if let Err(e) = self
+            .inner
             .rt
             .gossip_set(crate::etcd::GOSSIP_KEY, &addr.to_string())
-            .await;
+            .await
+        {
+            tracing::error!("kv: cannot publish {}: {e}", crate::etcd::GOSSIP_KEY);
+        }
     }
 
     /// The address of this node's etcd API, once it serves one.

@@ -340,8 +340,10 @@ pub(crate) async fn run(kv: Kv) {
         };
         if let Ok(text) = serde_json::to_string(&advert) {
             if published.as_deref() != Some(text.as_str()) {
-                kv.inner.rt.gossip_set(GOSSIP_KEY, &text).await;
-                published = Some(text);
+                match kv.inner.rt.gossip_set(GOSSIP_KEY, &text).await {
+                    Ok(()) => published = Some(text),
+                    Err(e) => tracing::error!("kv: cannot publish {GOSSIP_KEY}: {e}"),
+                }
             }
         }
         let ads = adverts(&kv).await;

@@ -191,9 +191,15 @@ impl Actor for RegistryActor {
         match msg {
             RegistryMsg::Register(instance, reply) => match serde_json::to_string(&instance) {
                 Ok(value) => {
-                    self.node
-                        .gossip_set(&key(&instance.service, &instance.id), &value)
-                        .await;
+                    // (`Registration::into_instance` checked the size already)
+                    let k = key(&instance.service, &instance.id);
+                    if self.node.gossip_set(&k, &value).await.is_err() {
+                        let _ = reply.send(Err(RegistryError::TooLarge {
+                            size: k.len() + value.len(),
+                            limit: super::MAX_INSTANCE_BYTES,
+                        }));
+                        return Ok(());
+                    }
                     self.push(&instance.service, &instance.id, Some(value));
                     self.refresh(state).await;
                     tracing::info!(service = %instance.service, id = %instance.id, address = %instance.address, "registered");

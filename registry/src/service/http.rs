@@ -2,7 +2,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | POST | `/registry/services` | body: a [`Registration`] → 201 the [`Instance`] |
+//! | POST | `/registry/services` | body: a [`Registration`] → 201 the [`Instance`]; 413 when the instance would pass [`super::MAX_INSTANCE_BYTES`] |
 //! | GET | `/registry/services[?service=NAME]` | `{"instances":[...]}` |
 //! | DELETE | `/registry/services/{service}/{id}` | 204; 404 if not registered on this node |
 //! | GET | `/registry/watch[?service=NAME]` | Server-Sent Events, one [`WatchEvent`] JSON per event |

@@ -38,7 +38,9 @@ use runtime::Node;
 use tokio::sync::mpsc;
 
 pub use http::routes;
-pub use model::{Health, Instance, Registration, RegistryError, WatchEvent, WatchKind};
+pub use model::{
+    Health, Instance, Registration, RegistryError, WatchEvent, WatchKind, MAX_INSTANCE_BYTES,
+};
 
 use actor::{RegistryActor, RegistryMsg};
 
@@ -133,6 +135,8 @@ impl Registry {
     }
 
     /// Register an instance on this node; it is visible cluster-wide within a gossip round or two.
+    /// An instance larger than gossip carries ([`MAX_INSTANCE_BYTES`] with its key) is refused
+    /// with [`RegistryError::TooLarge`].
     pub async fn register(&self, reg: Registration) -> Result<Instance, RegistryError> {
         let instance = reg.into_instance(self.node.name())?;
         self.ask(|r| RegistryMsg::Register(instance, r)).await?

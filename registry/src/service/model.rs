@@ -21,6 +21,17 @@ pub enum RegistryError {
         /// Where it is registered, when known.
         hint: String,
     },
+    /// The instance is larger than gossip can carry ([`super::MAX_INSTANCE_BYTES`]).
+    #[error(
+        "the instance is {size} bytes as gossiped (its JSON and its key svc:SERVICE:ID); \
+         the limit is {limit} bytes"
+    )]
+    TooLarge {
+        /// The instance's JSON and its gossip key, in bytes.
+        size: usize,
+        /// [`super::MAX_INSTANCE_BYTES`].
+        limit: usize,
+    },
     /// The registry is not running.
     #[error("registry unavailable: {0}")]
     Unavailable(String),
@@ -32,6 +43,7 @@ impl RegistryError {
         match self {
             RegistryError::Invalid(_) => 400,
             RegistryError::NotFound { .. } => 404,
+            RegistryError::TooLarge { .. } => 413,
             RegistryError::Unavailable(_) => 503,
         }
     }
@@ -67,6 +79,35 @@ pub struct Instance {
     pub metadata: BTreeMap<String, String>,
     /// Health.
     pub health: Health,
+}
+
+/// The most bytes an instance may take in gossip: its JSON (as `GET /registry/services` shows
+/// it, without spaces) and its key `svc:SERVICE:ID` together. It is what one gossip message
+/// can carry ([`runtime::GOSSIP_ENTRY_MAX`]): a larger instance could never reach the other
+/// nodes, so it is refused ([`RegistryError::TooLarge`], HTTP 413).
+///
+/// ```
+/// use registry::service::{Registration, RegistryError, MAX_INSTANCE_BYTES};
+/// let big = Registration::new("billing", "127.0.0.1:8080").meta("blob", "x".repeat(MAX_INSTANCE_BYTES));
+/// let err = big.into_instance("node1").unwrap_err();
+/// assert!(matches!(err, RegistryError::TooLarge { limit: MAX_INSTANCE_BYTES, .. }));
+/// assert_eq!(err.http_status(), 413);
+/// ```
+pub const MAX_INSTANCE_BYTES: usize = runtime::GOSSIP_ENTRY_MAX;
+
+impl Instance {
+    /// The bytes this instance takes in gossip (see [`MAX_INSTANCE_BYTES`]).
+    ///
+    /// ```
+    /// use registry::service::Registration;
+    /// let i = Registration::new("web", "127.0.0.1:80").id("w1").into_instance("n1").unwrap();
+    /// assert_eq!(i.gossiped_size(), "svc:web:w1".len() + serde_json::to_string(&i).unwrap().len());
+    /// ```
+    pub fn gossiped_size(&self) -> usize {
+        // (an `Instance` always serializes; were it not to, it would count as too large)
+        let json = serde_json::to_string(self).map_or(usize::MAX, |s| s.len());
+        key(&self.service, &self.id).len().saturating_add(json)
+    }
 }
 
 /// A request to register an instance.
@@ -121,7 +162,15 @@ impl Registration {
         self
     }
 
-    pub(crate) fn into_instance(self, node: &str) -> Result<Instance, RegistryError> {
+    /// The instance this registration makes on `node`, validated: names, address, defaults
+    /// (id `{node}-{address}`, protocol `http`) and its size ([`MAX_INSTANCE_BYTES`]).
+    ///
+    /// ```
+    /// use registry::service::Registration;
+    /// let i = Registration::new("web", "127.0.0.1:80").into_instance("n1").unwrap();
+    /// assert_eq!((i.id.as_str(), i.protocol.as_str()), ("n1-127.0.0.1-80", "http"));
+    /// ```
+    pub fn into_instance(self, node: &str) -> Result<Instance, RegistryError> {
         validate_service(&self.service)?;
         validate_address(&self.address)?;
         let id = match self.id {
@@ -131,13 +180,7 @@ impl Registration {
         validate_name("instance id", &id)?;
         let protocol = self.protocol.unwrap_or_else(|| "http".into());
         validate_name("protocol", &protocol)?;
-        let encoded_meta: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if encoded_meta > 4096 {
-            return Err(RegistryError::Invalid(
-                "metadata is larger than 4096 bytes".into(),
-            ));
-        }
-        Ok(Instance {
+        let instance = Instance {
             service: self.service,
             id,
             node: node.to_string(),
@@ -145,7 +188,15 @@ impl Registration {
             protocol,
             metadata: self.metadata,
             health: self.health,
-        })
+        };
+        let size = instance.gossiped_size();
+        if size > MAX_INSTANCE_BYTES {
+            return Err(RegistryError::TooLarge {
+                size,
+                limit: MAX_INSTANCE_BYTES,
+            });
+        }
+        Ok(instance)
     }
 }
 
@@ -236,7 +287,45 @@ mod tests {
                 "{svc} {addr}: {err}"
             );
         }
-        let huge = Registration::new("s", "h:1").meta("k", "v".repeat(5000));
-        assert!(huge.into_instance("n1").is_err());
+    }
+
+    fn padded(pad: &str) -> Registration {
+        Registration::new("s", "h:1").id("i").meta("pad", pad)
+    }
+
+    #[test]
+    fn an_instance_is_refused_exactly_past_the_gossip_entry_limit() {
+        let base = padded("").into_instance("n1").unwrap().gossiped_size();
+        let fits = MAX_INSTANCE_BYTES - base;
+        let at = padded(&"v".repeat(fits)).into_instance("n1").unwrap();
+        assert_eq!(at.gossiped_size(), MAX_INSTANCE_BYTES);
+        let err = padded(&"v".repeat(fits + 1))
+            .into_instance("n1")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RegistryError::TooLarge {
+                size: MAX_INSTANCE_BYTES + 1,
+                limit: MAX_INSTANCE_BYTES
+            }
+        );
+        assert_eq!(err.http_status(), 413);
+        assert!(
+            err.to_string().contains("the limit is 64000 bytes"),
+            "{err}"
+        );
+        // the size counts what gossip carries: JSON escapes (6 bytes per control character)
+        let escaped = padded(&"\u{1}".repeat(fits / 6 + 1)).into_instance("n1");
+        assert!(
+            matches!(escaped, Err(RegistryError::TooLarge { .. })),
+            "{escaped:?}"
+        );
+        // an address (or anything else) cannot make it larger either
+        let host = format!("{}:80", "h".repeat(MAX_INSTANCE_BYTES));
+        let err = Registration::new("s", host).id("i").into_instance("n1");
+        assert!(
+            matches!(err, Err(RegistryError::TooLarge { .. })),
+            "{err:?}"
+        );
     }
 }

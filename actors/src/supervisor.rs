@@ -135,7 +135,7 @@ impl Supervisor {
                         s.record_restart();
                     }
                     if ignored && child.spec.restart == Restart::Temporary {
-                        state.children.remove(idx);
+                        state.remove_child(idx);
                     }
                 }
                 Err(e) => {
@@ -323,6 +323,7 @@ impl Actor for Supervisor {
             backoff: spec.backoff,
             stats: spec.stats,
             children: Vec::with_capacity(spec.children.len()),
+            ids: Default::default(),
             restart_log: VecDeque::new(),
             auto_shutdown: spec.auto_shutdown,
             max_children: spec.max_children,
@@ -343,7 +344,7 @@ impl Actor for Supervisor {
                 // OTP: a static child that answers `ignore` keeps its spec (not running),
                 // a temporary one is forgotten.
                 Ok(None) if child.restart == Restart::Temporary => {}
-                Ok(cell) => state.children.push(Child::new(child, cell)),
+                Ok(cell) => state.push_child(Child::new(child, cell)),
                 Err(e) => {
                     stop_all_reverse(&mut state).await;
                     return Err(From::from(e));
@@ -387,12 +388,12 @@ impl Actor for Supervisor {
                 let id = spec.id.clone();
                 let result = match start_one(&myself, &spec).await {
                     Ok(Some(cell)) => {
-                        state.children.push(Child::new(spec, Some(cell.clone())));
+                        state.push_child(Child::new(spec, Some(cell.clone())));
                         Ok(cell)
                     }
                     Ok(None) => {
                         if spec.restart != Restart::Temporary {
-                            state.children.push(Child::new(spec, None));
+                            state.push_child(Child::new(spec, None));
                         }
                         Err(SupervisorError::Ignored(id))
                     }
@@ -411,7 +412,7 @@ impl Actor for Supervisor {
                     shutdown_child(cell, child.spec.shutdown).await;
                 }
                 if child.spec.restart == Restart::Temporary {
-                    state.children.remove(idx);
+                    state.remove_child(idx);
                 }
                 let _ = reply.send(Ok(()));
             }
@@ -453,7 +454,7 @@ impl Actor for Supervisor {
                         Err(SupervisorError::Restarting(id))
                     }
                     Some(idx) => {
-                        state.children.remove(idx);
+                        state.remove_child(idx);
                         Ok(())
                     }
                 };
@@ -521,7 +522,7 @@ impl Actor for Supervisor {
         if !child.spec.wants_restart(abnormal) {
             let significant = child.spec.significant;
             if child.spec.restart == Restart::Temporary {
-                state.children.remove(idx);
+                state.remove_child(idx);
             }
             if significant && Self::auto_shutdown_due(state) {
                 tracing::info!(supervisor = ?myself.get_name(), "significant child exited; auto_shutdown");

@@ -304,8 +304,28 @@ impl ActorFigures {
     /// Take a sample and derive the window's figures from it and the oldest one kept.
     fn tick(&self, at: Instant) {
         self.report_wanted.store(true, Ordering::Relaxed);
-        let sample = self.sample(at);
+        let handled = self.handled.load(Ordering::Relaxed);
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        // Idle over the whole window (the common case with many actors): its figures are the
+        // zeros already derived; keep one sample, moved to now, so the rate after the next
+        // message is taken over the last second, not over the idle time. No 160-bucket read.
+        let idle = |s: Option<&Sample>| s.is_some_and(|s| s.handled == handled);
+        if idle(w.samples.front()) && idle(w.samples.back()) {
+            // What the window says now: nothing handled over it.
+            if let (Some(old), Some(new)) = (w.samples.front(), w.samples.back()) {
+                if w.samples.len() > 1 {
+                    w.derived = derive(old, new);
+                }
+            }
+            while w.samples.len() > 1 {
+                w.samples.pop_front();
+            }
+            if let Some(s) = w.samples.back_mut() {
+                s.at = at;
+            }
+            return;
+        }
+        let sample = self.sample(at);
         if w.samples.len() > WINDOW {
             w.samples.pop_front();
         }
@@ -435,18 +455,21 @@ impl StatsRegistry {
     pub(crate) fn tick(&self, running: impl Fn(&str) -> bool) {
         let now = Instant::now();
         let mut gone = Vec::new();
-        for (name, f) in self.all() {
+        // Under the read lock, without copying 100 000 names a second (spawns wait for it).
+        let map = self.by_name.read().unwrap_or_else(|p| p.into_inner());
+        for (name, f) in map.iter() {
             f.tick(now);
             let mut w = f.window.lock().unwrap_or_else(|p| p.into_inner());
-            if running(&name) {
+            if running(name) {
                 w.absent_since = None;
             } else {
                 let since = *w.absent_since.get_or_insert(now);
                 if now.duration_since(since) >= FORGET_AFTER {
-                    gone.push(name);
+                    gone.push(name.clone());
                 }
             }
         }
+        drop(map);
         if !gone.is_empty() {
             let mut map = self.by_name.write().unwrap_or_else(|p| p.into_inner());
             for name in gone {
@@ -631,6 +654,36 @@ mod tests {
         let p999 = quantile(&counts, 0.999);
         assert!((5_000_000..=6_250_000).contains(&p999), "p99.9 {p999} ns");
         assert_eq!(quantile(&[0; 4], 0.99), 0);
+    }
+
+    #[test]
+    fn an_idle_window_shows_zero_and_the_next_burst_is_rated_over_the_last_second() {
+        let f = ActorFigures::default();
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            f.record(Duration::from_micros(10));
+        }
+        f.tick(t0);
+        for _ in 0..100 {
+            f.record(Duration::from_micros(10));
+        }
+        f.tick(t0 + Duration::from_secs(1));
+        assert!(f.derived().rate > 50.0, "busy: {:?}", f.derived());
+        // idle for longer than the window: the figures drop to zero, one sample is kept
+        for s in 2..(WINDOW as u64 + 5) {
+            f.tick(t0 + Duration::from_secs(s));
+        }
+        assert_eq!(f.derived().rate, 0.0);
+        assert_eq!(f.window.lock().unwrap().samples.len(), 1);
+        // a minute later, 30 messages in a second are 30/s, not 30 over the idle minute
+        let later = t0 + Duration::from_secs(60);
+        f.tick(later);
+        for _ in 0..30 {
+            f.record(Duration::from_micros(10));
+        }
+        f.tick(later + Duration::from_secs(1));
+        let d = f.derived();
+        assert!((d.rate - 30.0).abs() < 1e-6, "{d:?}");
     }
 
     #[test]

@@ -42,14 +42,36 @@ pub fn locate_dctl() -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
-/// A free loopback TCP port (bound, then released).
-pub fn free_tcp_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free loopback port, TCP and UDP (bound then released), below Linux's ephemeral range
+/// (32768-60999), a new one at each call. A port 0 binding hands out an ephemeral port, which
+/// with 25 nodes starting at once one of their outgoing connections took before the node meant
+/// for it bound it ("Address already in use"); below that range the OS never hands one out.
+pub fn free_port() -> anyhow::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + start.wrapping_add(n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return Ok(port);
+        }
+    }
+    Err(anyhow::anyhow!("no free loopback port in 12000..32000"))
 }
 
-/// A free loopback UDP port (bound, then released).
+/// A free loopback TCP port (see [`free_port`]).
+pub fn free_tcp_port() -> anyhow::Result<u16> {
+    free_port()
+}
+
+/// A free loopback UDP port (see [`free_port`]).
 pub fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    free_port()
 }
 
 /// One `dctl node start` child process.

@@ -27,7 +27,7 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// The files of a new service crate (pure). `vendor` is the repository's `vendor/` directory:
-/// the crate patches the same two crates the runtime does.
+/// the crate patches the same crates the runtime does.
 pub fn files(name: &str, chassis: &Path, vendor: &Path) -> Vec<(&'static str, String)> {
     let main = MAIN
         .replace(
@@ -53,11 +53,13 @@ serde = {{ version = "1", features = ["derive"] }}
 axum = "0.8"
 
 # The runtime seals gossip with chitchat's envelope encoding, which the published crate keeps
-# private, and reads actors' mailbox lengths, which ractor does not expose (see the Draft
-# repository's vendor/chitchat/PATCHED.md and vendor/ractor/PATCHED.md).
+# private, reads actors' mailbox lengths, which ractor does not expose, and finds named actors
+# through its own directory instead of ractor_cluster's advertisement of every actor (see the
+# Draft repository's vendor/*/PATCHED.md).
 [patch.crates-io]
 chitchat = {{ path = "{vendor}/chitchat" }}
 ractor = {{ path = "{vendor}/ractor" }}
+ractor_cluster = {{ path = "{vendor}/ractor_cluster" }}
 
 [profile.dev]
 debug = "line-tables-only"
@@ -127,6 +129,10 @@ mod tests {
         );
         assert!(
             cargo.contains("ractor = { path = \"/v/ractor\" }"),
+            "{cargo}"
+        );
+        assert!(
+            cargo.contains("ractor_cluster = { path = \"/v/ractor_cluster\" }"),
             "{cargo}"
         );
     }

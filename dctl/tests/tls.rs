@@ -73,9 +73,10 @@ fn tls_nodes_cluster_and_plain_nodes_cannot_connect() {
                 .any(|(name, state, _)| name == "t-n2" && state == "alive")
         },
     );
+    // The plain node cannot reach the name's owners in the directory (nor the actor's node).
     assert_one_line_error(
         &plain.dctl(&["send", "tls-echo", "1", "--call"]),
-        "node 't-n2' is unreachable",
+        "is unreachable (no session to a node that knows where 'tls-echo' runs)",
     );
     assert_one_line_error(
         &n1.dctl(&["spawn", "echo", "--name", "x", "--on", "t-n3"]),

@@ -80,8 +80,9 @@ impl Directory {
         self.queued.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Wait until every change queued before this call reached its owner (or `within` passed;
-    /// a node without a cluster applies its changes itself, see [`run_publisher`]).
+    /// Wait until every change queued before this call was tried with its owners (a round of
+    /// the publish task; what an owner did not acknowledge is retried later), or `within`
+    /// passed.
     pub(crate) async fn flushed(&self, within: Duration) -> bool {
         let target = self.queued.load(Ordering::Acquire);
         let mut rx = self.acked.subscribe();

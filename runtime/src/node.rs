@@ -727,8 +727,10 @@ impl Node {
         Ok(cell)
     }
 
-    /// Wait until the names of the actors this node spawned so far reached their owners in
-    /// the name directory (at most 2 s), so other nodes resolve them: `true` when they did.
+    /// Wait until the names of the actors this node spawned so far were sent to their owners
+    /// in the name directory, each owner acknowledging or failing within 1 s (at most 2 s in
+    /// all), so other nodes resolve them: `false` when that took longer. An owner that did not
+    /// acknowledge is sent them again in the next rounds.
     ///
     /// [`Node::spawn`] and its siblings return once the actor runs here; its name reaches the
     /// directory a moment later (in batches, so spawning many actors is not held up by round

@@ -71,9 +71,15 @@ pub struct Client {
 impl Client {
     /// A client with [`REQUEST_TIMEOUT`] per request.
     pub fn new() -> anyhow::Result<Client> {
+        Self::with_timeout(REQUEST_TIMEOUT)
+    }
+
+    /// A client that waits `timeout` per request (to see a node's own answer when the node
+    /// takes [`REQUEST_TIMEOUT`] itself to give up, as a cut-off KV leader does).
+    pub fn with_timeout(timeout: Duration) -> anyhow::Result<Client> {
         Ok(Client {
             http: reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
+                .timeout(timeout)
                 .connect_timeout(Duration::from_secs(2))
                 .pool_max_idle_per_host(0)
                 .build()?,

@@ -261,10 +261,7 @@ impl Actor for DirectoryActor {
 
 /// The remote directory actor of `node`, if its process group has reached us.
 fn directory_of(node: &str) -> Option<ActorRef<DirectoryMsg>> {
-    ractor::pg::get_members(&directory_group(node))
-        .into_iter()
-        .find(|c| !c.get_id().is_local())
-        .map(ActorRef::from)
+    crate::Node::remote_member(&directory_group(node))
 }
 
 /// The publish task: send this node's changes to their owners, follow the members. Ends when

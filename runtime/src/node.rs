@@ -1200,7 +1200,8 @@ impl Node {
             .map(|c| (c.actor_addr, c.gossip_addr))
     }
 
-    fn remote_member<M: Message>(group: &str) -> Option<ActorRef<M>> {
+    /// A member of `group` on another node (its local proxy), if the group has reached us.
+    pub(crate) fn remote_member<M: Message>(group: &str) -> Option<ActorRef<M>> {
         ractor::pg::get_members(&group.to_string())
             .into_iter()
             .find(|c| !c.get_id().is_local())

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     cluster::MemberState,
     error::RuntimeError,
-    node::{spawner_group, Node},
-    spawner::{SpawnReply, SpawnerMsg},
+    node::Node,
+    spawn_protocol::{spawner_of, SpawnReply, SpawnerMsg},
 };
 
 /// What to do to an actor.
@@ -97,14 +97,7 @@ impl Node {
 
     /// Ask `node`'s spawner to act on its user actor `name`: `Ok(false)` when it has none.
     async fn act_on(&self, node: &str, name: &str, action: Action) -> Result<bool, RuntimeError> {
-        let spawner = ractor::pg::get_members(&spawner_group(node))
-            .into_iter()
-            .find(|c| !c.get_id().is_local())
-            .map(ractor::ActorRef::<SpawnerMsg>::from)
-            .ok_or_else(|| RuntimeError::Unreachable {
-                node: node.to_string(),
-                what: "no actor-transport session to it".into(),
-            })?;
+        let spawner = spawner_of(node)?;
         let req = serde_json::to_vec(&ActRequest {
             name: name.to_string(),
             action,
@@ -117,19 +110,6 @@ impl Node {
                 Duration::from_secs(10),
             )
             .await?;
-        match serde_json::from_slice::<SpawnReply>(&bytes) {
-            Ok(SpawnReply::Ok { .. }) => Ok(true),
-            Ok(SpawnReply::Err { status: 404, .. }) => Ok(false),
-            Ok(SpawnReply::Err { status, message }) => Err(RuntimeError::Remote {
-                node: node.to_string(),
-                status,
-                message,
-            }),
-            Err(e) => Err(RuntimeError::Remote {
-                node: node.to_string(),
-                status: 502,
-                message: format!("unreadable reply: {e}"),
-            }),
-        }
+        SpawnReply::found(node, &bytes, "unreadable reply")
     }
 }

@@ -261,7 +261,7 @@ impl Actor for DirectoryActor {
 
 /// The remote directory actor of `node`, if its process group has reached us.
 fn directory_of(node: &str) -> Option<ActorRef<DirectoryMsg>> {
-    crate::Node::remote_member(&directory_group(node))
+    crate::names::remote_member(&directory_group(node))
 }
 
 /// The publish task: send this node's changes to their owners, follow the members. Ends when

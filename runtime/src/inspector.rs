@@ -34,7 +34,7 @@ impl Actor for Inspector {
         _: (),
     ) -> Result<(), ActorProcessingErr> {
         ractor::pg::join(
-            crate::node::inspector_group(&self.node),
+            crate::names::inspector_group(&self.node),
             vec![myself.get_cell()],
         );
         Ok(())

@@ -39,8 +39,9 @@ use serde_json::Value;
 
 use crate::{
     cluster::{Member, MemberState},
-    node::{actor_group, spawner_group, Inner, Node},
-    spawner::SpawnRequest,
+    names::{actor_group, spawner_group},
+    node::{Inner, Node},
+    spawn_protocol::SpawnRequest,
 };
 
 /// How long the guard waits for a spawned remote actor to appear in its name group.

@@ -2,55 +2,15 @@
 
 use std::sync::{Arc, OnceLock, Weak};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::RactorClusterMessage;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+pub use crate::spawn_protocol::SpawnerMsg;
 use crate::{
     actions::ActRequest,
+    names::spawner_group,
     node::{Inner, Node},
+    spawn_protocol::{SpawnReply, SpawnRequest},
 };
-
-/// A remote spawn request (JSON on the wire).
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct SpawnRequest {
-    pub factory: String,
-    pub name: String,
-    #[serde(default)]
-    pub args: Value,
-    /// Restart type under the host's `user` supervisor (default `transient`); a remote child is
-    /// spawned `temporary`, its own supervisor on the other node restarts it.
-    #[serde(default)]
-    pub restart: Option<actors::Restart>,
-    /// `NODE/SUPERVISOR` when the actor is another node's remote child (shown in the tree).
-    #[serde(default)]
-    pub supervised_from: Option<String>,
-}
-
-/// The answer: the actor id, or an error with an HTTP-style status.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum SpawnReply {
-    Ok { actor_id: String },
-    Err { status: u16, message: String },
-}
-
-/// Messages of the spawner.
-#[derive(RactorClusterMessage)]
-pub enum SpawnerMsg {
-    /// Spawn from a factory; request and reply are JSON.
-    #[rpc]
-    Spawn(Vec<u8>, RpcReplyPort<Vec<u8>>),
-    /// Stop a user actor of this node by name; the reply is JSON (`ok` with the name as
-    /// `actor_id`, or an error with a status: 404 when it is not here).
-    #[rpc]
-    Stop(String, RpcReplyPort<Vec<u8>>),
-    /// Restart or kill a user actor of this node (JSON `{"name","action"}`); the reply is as
-    /// for `Stop`.
-    #[rpc]
-    Act(Vec<u8>, RpcReplyPort<Vec<u8>>),
-}
 
 #[derive(Clone)]
 pub(crate) struct Spawner {
@@ -68,10 +28,7 @@ impl Actor for Spawner {
         myself: ActorRef<SpawnerMsg>,
         _: (),
     ) -> Result<(), ActorProcessingErr> {
-        ractor::pg::join(
-            crate::node::spawner_group(&self.node_name),
-            vec![myself.get_cell()],
-        );
+        ractor::pg::join(spawner_group(&self.node_name), vec![myself.get_cell()]);
         Ok(())
     }
 

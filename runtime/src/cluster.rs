@@ -19,18 +19,27 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::SocketAddr,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
-use ractor_cluster::{
-    node::{NodeConnectionMode, NodeServerSessionInformation},
-    NodeEventSubscription, NodeServer, NodeServerMessage,
-};
-use serde::{Deserialize, Serialize};
+use ractor_cluster::{node::NodeConnectionMode, NodeServer, NodeServerMessage};
 use sha2::{Digest, Sha256};
+
+mod gossip_state;
+mod member;
+mod name_check;
+mod sessions;
+
+pub use member::{Member, MemberState};
+use member::{
+    KEY_ACTOR_ADDR, KEY_ACTOR_COUNT, KEY_ADMIN_ADDR, KEY_LANE_ADDR, KEY_NAME, KEY_ROLES,
+    KEY_VERSION,
+};
+use name_check::name_taken;
+use sessions::{peer_node_name, Events, Sessions};
 
 use crate::{
     config::NodeConfig,
@@ -39,74 +48,12 @@ use crate::{
     lane::{Lane, Lanes},
     sealed_transport::{GossipSeal, SealedUdp},
     tls::{server_name, Tls},
-    transport_door::Door,
 };
-
-const KEY_NAME: &str = "name";
-const KEY_ACTOR_ADDR: &str = "actor_addr";
-const KEY_ADMIN_ADDR: &str = "admin_addr";
-const KEY_VERSION: &str = "version";
-const KEY_ROLES: &str = "roles";
-const KEY_ACTOR_COUNT: &str = "actor_count";
-const KEY_LANE_ADDR: &str = "lane_addr";
-/// Published by the proxy controller (`proxy_ctl::XDS_ADDR_KEY`).
-const KEY_XDS_ADDR: &str = "xds_addr";
 
 /// How often membership is reconciled with the transport's sessions.
 const RECONCILE_EVERY: Duration = Duration::from_millis(200);
 /// Minimum time between two dial attempts to the same node.
 const REDIAL_AFTER: Duration = Duration::from_secs(1);
-
-/// Liveness of a cluster member as this node sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MemberState {
-    /// Gossiping and (once a session is up) reachable.
-    Alive,
-    /// Declared dead by the failure detector.
-    Dead,
-}
-
-/// One node of the cluster, as published in its gossip state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Member {
-    /// Node name.
-    pub name: String,
-    /// Alive or dead.
-    pub state: MemberState,
-    /// Whether this is the node answering.
-    #[serde(rename = "self")]
-    pub is_self: bool,
-    /// Whether an authenticated actor-transport session to it is up (always true for self).
-    pub connected: bool,
-    /// Whether the direct message lane to it is up (always true for self).
-    #[serde(default)]
-    pub lane: bool,
-    /// Gossip address.
-    pub gossip_addr: String,
-    /// Actor-transport address.
-    pub actor_addr: Option<String>,
-    /// Direct message lane address.
-    #[serde(default)]
-    pub lane_addr: Option<String>,
-    /// Admin HTTP address.
-    pub admin_addr: Option<String>,
-    /// Envoy ADS (xDS gRPC) address, when the node serves one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xds_addr: Option<String>,
-    /// Runtime version.
-    pub version: Option<String>,
-    /// Roles.
-    pub roles: Vec<String>,
-    /// How many actors it runs for users (spawned through the node: factories, `Node::spawn`,
-    /// other nodes' requests), as it last gossiped.
-    #[serde(default)]
-    pub actor_count: u64,
-    /// The failure detector's phi for it (suspicion grows with silence; dead past 8); `None`
-    /// for this node itself and before two heartbeats.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phi: Option<f64>,
-}
 
 /// The chitchat failure-detector settings used by every node.
 pub fn failure_detector() -> FailureDetectorConfig {
@@ -124,126 +71,6 @@ fn cluster_id(cookie: &str) -> String {
     let digest = Sha256::digest(cookie.as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("draft-{hex}")
-}
-
-/// How long a joining node looks for a live node that already has its name.
-const NAME_CHECK: Duration = Duration::from_secs(3);
-
-/// Whether another *running* node has our name: a live incarnation at another gossip address
-/// whose heartbeat advances. (An incarnation at our own address is this node's previous life,
-/// and one whose heartbeat stands still is a node that just died and is not yet declared dead,
-/// so a node restarted at once on other ports is not refused.) Returns its gossip address.
-///
-/// Waits until the cluster has been heard from (at most [`NAME_CHECK`]); a node whose seeds
-/// do not answer starts without the check.
-async fn name_taken(chitchat: &ChitchatHandle) -> Option<String> {
-    let deadline = Instant::now() + NAME_CHECK;
-    let mut heard_rounds = 0;
-    let mut first_beat: HashMap<ChitchatId, u64> = HashMap::new();
-    while Instant::now() < deadline {
-        let (others, clashes) = chitchat
-            .with_chitchat(|c| {
-                let me = c.self_chitchat_id().clone();
-                let live: Vec<ChitchatId> =
-                    c.live_nodes().filter(|id| **id != me).cloned().collect();
-                let clashes: Vec<(ChitchatId, u64)> = live
-                    .iter()
-                    .filter(|id| {
-                        id.node_id == me.node_id
-                            && id.gossip_advertise_addr != me.gossip_advertise_addr
-                    })
-                    .filter_map(|id| {
-                        c.node_state(id)
-                            .map(|s| (id.clone(), u64::from(s.heartbeat())))
-                    })
-                    .collect();
-                (live.len(), clashes)
-            })
-            .await;
-        for (id, beat) in clashes {
-            let first = *first_beat.entry(id.clone()).or_insert(beat);
-            if beat > first {
-                return Some(id.gossip_advertise_addr.to_string());
-            }
-        }
-        if others > 0 {
-            heard_rounds += 1;
-        }
-        // Two rounds after first contact with nothing clashing: the name is free.
-        if heard_rounds >= 3 && first_beat.is_empty() {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
-/// Tracks transport sessions: which session-local node id is which node, and refusals.
-#[derive(Default)]
-struct Sessions {
-    /// ractor_cluster's session-local node id → node name.
-    by_node_id: RwLock<HashMap<u64, String>>,
-    /// Sessions opened but not yet authenticated, by peer address.
-    pending: Mutex<HashSet<String>>,
-    /// The transport port's front door (slots and deadlines of unauthenticated connections).
-    door: Arc<Door>,
-}
-
-struct Events(Arc<Sessions>);
-
-fn peer_node_name(info: &NodeServerSessionInformation) -> Option<String> {
-    info.peer_name
-        .as_ref()
-        .map(|n| n.name.split('@').next().unwrap_or_default().to_string())
-}
-
-impl NodeEventSubscription for Events {
-    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
-        if let Ok(mut p) = self.0.pending.lock() {
-            p.insert(ses.peer_addr.clone());
-        }
-        self.0
-            .door
-            .opened(&ses.peer_addr, ses.actor.clone(), ses.is_server);
-    }
-
-    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
-        if let Ok(mut p) = self.0.pending.lock() {
-            p.remove(&ses.peer_addr);
-        }
-        self.0.door.forget(&ses.peer_addr);
-    }
-
-    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
-        if let Some(name) = peer_node_name(&ses) {
-            tracing::info!(peer = %name, addr = %ses.peer_addr, "actor transport connected");
-            if let Ok(mut m) = self.0.by_node_id.write() {
-                m.insert(ses.node_id, name);
-            }
-        }
-    }
-
-    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
-        let was_pending = self
-            .0
-            .pending
-            .lock()
-            .map(|mut p| p.remove(&ses.peer_addr))
-            .unwrap_or(false);
-        self.0.door.forget(&ses.peer_addr);
-        if was_pending {
-            tracing::warn!(
-                addr = %ses.peer_addr,
-                "actor-transport session refused before authentication: the peer's cookie does \
-                 not match ours (or it is not a draft node)"
-            );
-        } else {
-            tracing::info!(peer = ?peer_node_name(&ses), addr = %ses.peer_addr, "actor transport disconnected");
-        }
-        if let Ok(mut m) = self.0.by_node_id.write() {
-            m.remove(&ses.node_id);
-        }
-    }
 }
 
 /// A node's membership and transport.
@@ -670,127 +497,6 @@ impl Cluster {
                 .collect(),
             Err(_) => Vec::new(),
         }
-    }
-
-    /// Every node this node knows of, itself included, sorted by name.
-    pub(crate) async fn members(&self) -> Vec<Member> {
-        let connected: HashSet<String> = self
-            .session_list()
-            .await
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        let lanes: HashSet<String> = self.lanes.connected().into_iter().collect();
-        self.chitchat
-            .with_chitchat(move |c| {
-                let self_id = c.self_chitchat_id().clone();
-                let live: HashSet<ChitchatId> = c.live_nodes().cloned().collect();
-                let mut by_name: BTreeMap<String, Member> = BTreeMap::new();
-                for (id, state) in c.node_states() {
-                    let alive = live.contains(id) || *id == self_id;
-                    let name = id.node_id.to_string();
-                    // A restarted node has a newer generation: prefer the live entry.
-                    if let Some(existing) = by_name.get(&name) {
-                        if existing.state == MemberState::Alive || !alive {
-                            continue;
-                        }
-                    }
-                    let get = |k: &str| state.get(k).map(str::to_string);
-                    let split = |v: Option<String>| {
-                        v.map(|s| {
-                            s.split(',')
-                                .filter(|x| !x.is_empty())
-                                .map(str::to_string)
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                    };
-                    by_name.insert(
-                        name.clone(),
-                        Member {
-                            is_self: *id == self_id,
-                            connected: *id == self_id || (alive && connected.contains(&name)),
-                            lane: *id == self_id || (alive && lanes.contains(&name)),
-                            state: if alive {
-                                MemberState::Alive
-                            } else {
-                                MemberState::Dead
-                            },
-                            gossip_addr: id.gossip_advertise_addr.to_string(),
-                            actor_addr: get(KEY_ACTOR_ADDR),
-                            lane_addr: get(KEY_LANE_ADDR),
-                            admin_addr: get(KEY_ADMIN_ADDR),
-                            xds_addr: get(KEY_XDS_ADDR),
-                            version: get(KEY_VERSION),
-                            roles: split(get(KEY_ROLES)),
-                            actor_count: get(KEY_ACTOR_COUNT)
-                                .and_then(|v| v.parse().ok())
-                                .unwrap_or(0),
-                            phi: if *id == self_id { None } else { c.phi(id) },
-                            name,
-                        },
-                    );
-                }
-                by_name.into_values().collect()
-            })
-            .await
-    }
-
-    /// (The caller checked the size: `gossip_entry::check`.)
-    pub(crate) async fn set_key(&self, key: &str, value: &str) {
-        let (k, v) = (key.to_string(), value.to_string());
-        self.chitchat
-            .with_chitchat(move |c| c.self_node_state().set(k.clone(), v.clone()))
-            .await;
-    }
-
-    pub(crate) async fn delete_key(&self, key: &str) {
-        let k = key.to_string();
-        self.chitchat
-            .with_chitchat(move |c| c.self_node_state().delete(&k))
-            .await;
-    }
-
-    /// `(node, key, value)` for keys under `prefix` of live nodes, self included.
-    pub(crate) async fn scan_live(&self, prefix: &str) -> Vec<(String, String, String)> {
-        let prefix = prefix.to_string();
-        self.chitchat
-            .with_chitchat(move |c| {
-                let me = c.self_chitchat_id().clone();
-                let live: HashSet<ChitchatId> = c.live_nodes().cloned().collect();
-                let mut out = Vec::new();
-                for (id, state) in c.node_states() {
-                    if *id != me && !live.contains(id) {
-                        continue;
-                    }
-                    for (k, v) in state.key_values() {
-                        if k.starts_with(&prefix) {
-                            out.push((id.node_id.to_string(), k.to_string(), v.to_string()));
-                        }
-                    }
-                }
-                out
-            })
-            .await
-    }
-
-    /// A counter bumped on every membership or gossip-state change.
-    pub(crate) async fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        let mut live = self
-            .chitchat
-            .with_chitchat(|c| c.live_nodes_watcher())
-            .await;
-        let (tx, rx) = tokio::sync::watch::channel(0u64);
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while live.changed().await.is_ok() {
-                n += 1;
-                if tx.send(n).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
     }
 
     /// The name of the node a (proxy) actor lives on.

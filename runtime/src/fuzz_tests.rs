@@ -12,7 +12,7 @@ use crate::{
     keys::apply_local,
     node::NodeTree,
     sealed_transport::GossipSeal,
-    spawner::{SpawnReply, SpawnRequest},
+    spawn_protocol::{SpawnReply, SpawnRequest},
     JsonMsg,
 };
 

@@ -3,16 +3,9 @@
 //! (no `post_stop`, as a crash). Requests to other nodes go through their spawner
 //! ([`crate::SpawnerMsg::Act`]).
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    cluster::MemberState,
-    error::RuntimeError,
-    node::Node,
-    spawn_protocol::{spawner_of, SpawnReply, SpawnerMsg},
-};
+use crate::{error::RuntimeError, node::Node, spawn_protocol::SpawnerMsg};
 
 /// What to do to an actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,35 +74,20 @@ impl Node {
             Err(RuntimeError::UnknownActor(_)) => {}
             Err(e) => return Err(e),
         }
-        for m in self.members().await {
-            if m.is_self || m.state != MemberState::Alive {
-                continue;
-            }
-            match self.act_on(&m.name, name, action).await {
-                Ok(true) => return Ok(m.name),
-                Ok(false) => {}
-                Err(e @ RuntimeError::Remote { .. }) => return Err(e),
-                Err(_) => {} // no session or no answer: try the next node
-            }
-        }
-        Err(RuntimeError::UnknownActor(name.to_string()))
+        self.on_the_other_node_running(name, |node| async move {
+            self.act_on(&node, name, action).await
+        })
+        .await
     }
 
     /// Ask `node`'s spawner to act on its user actor `name`: `Ok(false)` when it has none.
     async fn act_on(&self, node: &str, name: &str, action: Action) -> Result<bool, RuntimeError> {
-        let spawner = spawner_of(node)?;
         let req = serde_json::to_vec(&ActRequest {
             name: name.to_string(),
             action,
         })
         .map_err(|e| RuntimeError::BadJson(e.to_string()))?;
-        let bytes = self
-            .call(
-                &spawner,
-                |p| SpawnerMsg::Act(req, p),
-                Duration::from_secs(10),
-            )
-            .await?;
-        SpawnReply::found(node, &bytes, "unreadable reply")
+        self.ask_spawner(node, |p| SpawnerMsg::Act(req, p), "unreadable reply")
+            .await
     }
 }

@@ -15,6 +15,11 @@
 //! node's keys opens is dropped, so only nodes with a key can join or change member state. The
 //! `cluster_id` (derived from the cookie) is the associated data of every datagram; the actor
 //! transport and the lane check the cookie themselves.
+//!
+//! This file starts the [`Cluster`] and reconciles sessions and lanes with membership;
+//! `member.rs` is the [`Member`] type and the gossip keys, `gossip_state.rs` what the gossip
+//! state says (members, key-values, changes), `sessions.rs` the transport's session events and
+//! `name_check.rs` the check that a joining node's name is free.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},

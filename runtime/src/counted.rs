@@ -206,7 +206,7 @@ impl<A: Actor> Actor for Counted<A> {
         // The received context is taken before the first await: set by the message's
         // decoding on this very thread.
         let actor = myself.get_name().unwrap_or_default();
-        let outcome = crate::trace::handle_received(
+        let outcome = crate::message_span::handle_received(
             self.spans.as_deref(),
             &actor,
             self.timed(myself, message, state),

@@ -30,6 +30,11 @@
 //! `CALL: u64 pid | u64 id | u32 timeout_ms | u16 vlen | variant | args`,
 //! `REPLY: u64 id | bytes`, `FAIL: u64 id` (no such actor, or it dropped the reply port);
 //! `CAST_M` / `CALL_M` carry a message's metadata (its trace context) too: see `lane/frame.rs`.
+//!
+//! This file holds [`Lanes`], a node's set of lanes: the listener, dialing and accepting peers,
+//! their handshakes, installing a lane. `link.rs` is one lane ([`Lane`]: its buffer, writer and
+//! reader), `frame.rs` the frames, `handshake.rs` the handshake's state machine, and
+//! `shared_tcp.rs` the TCP stream a lane's tasks share.
 
 use std::{
     collections::{HashMap, HashSet},

@@ -23,6 +23,20 @@
 //! node.shutdown().await;
 //! # });
 //! ```
+//!
+//! ## Layout
+//!
+//! [`Node`] (`node/`) is the handle: its state, and one file per capability (start, messaging,
+//! spawning, cluster view, admin API, lifecycle, spans). Below it, holding no `Node`:
+//! configuration (`config`, `builder`), clustering (`cluster/`: gossip and the actor transport;
+//! `lane/`: the direct message lane; `seal`, `keyring`, `sealed_transport`, `tls`,
+//! `transport_door`), the name directory (`directory`, `directory_service`), the wrapping and
+//! live figures of actors (`factory`, `counted`, `actor_stats/`, `actor_metrics`), tracing
+//! (`trace`, `otlp`, `message_span`), the names and process groups of the node's own actors
+//! (`names`), the spawner's wire protocol (`spawn_protocol`), errors (`error`, `gossip_entry`).
+//! Above it, taking a `Node`: the node's actors and servers (`spawner`, `inspector`, `watch`,
+//! `forward`, `remote_child`, `supervisor_factory`, `keys`, `actions`, `admin`, `admin_serve`,
+//! `health`, `diagnostics`).
 
 #![warn(missing_docs)]
 
@@ -52,6 +66,7 @@ mod json;
 pub mod keyring;
 mod keys;
 mod lane;
+mod message_span;
 mod metrics;
 mod names;
 mod node;

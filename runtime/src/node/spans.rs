@@ -64,6 +64,6 @@ impl Node {
         actor: &str,
         work: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
-        crate::trace::handle_received(self.inner.spans.as_deref(), actor, work).await
+        crate::message_span::handle_received(self.inner.spans.as_deref(), actor, work).await
     }
 }

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use actors::{ChildSpec, SupervisorError};
-use ractor::{Actor, ActorCell, ActorRef};
+use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
 use serde_json::Value;
 
 use super::Node;
@@ -265,11 +265,28 @@ impl Node {
             Err(RuntimeError::UnknownActor(_)) => {}
             Err(e) => return Err(e),
         }
+        self.on_the_other_node_running(name, |node| async move { self.stop_on(&node, name).await })
+            .await
+    }
+
+    /// Ask each other live node in turn (`ask` with its name) to do something to its user actor
+    /// `name` until one has it (`Ok(true)`), and return that node. A node's refusal
+    /// ([`RuntimeError::Remote`]) ends the search; a node with no session or no answer is
+    /// skipped; [`RuntimeError::UnknownActor`] when no node has it.
+    pub(crate) async fn on_the_other_node_running<F, Fut>(
+        &self,
+        name: &str,
+        ask: F,
+    ) -> Result<String, RuntimeError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, RuntimeError>>,
+    {
         for m in self.members().await {
             if m.is_self || m.state != MemberState::Alive {
                 continue;
             }
-            match self.stop_on(&m.name, name).await {
+            match ask(m.name.clone()).await {
                 Ok(true) => return Ok(m.name),
                 Ok(false) => {}
                 Err(e @ RuntimeError::Remote { .. }) => return Err(e),
@@ -281,16 +298,29 @@ impl Node {
 
     /// Ask `node`'s spawner to stop its user actor `name`: `Ok(false)` when it has none.
     pub(crate) async fn stop_on(&self, node: &str, name: &str) -> Result<bool, RuntimeError> {
-        let spawner = spawner_of(node)?;
         let asked = name.to_string();
+        self.ask_spawner(
+            node,
+            |p| SpawnerMsg::Stop(asked, p),
+            "unreadable stop reply",
+        )
+        .await
+    }
+
+    /// Send `node`'s spawner a request about one of its user actors (stop it, act on it) and
+    /// read the answer: `Ok(false)` when it has no such actor (`unreadable`: see
+    /// [`SpawnReply::found`]).
+    pub(crate) async fn ask_spawner(
+        &self,
+        node: &str,
+        request: impl FnOnce(RpcReplyPort<Vec<u8>>) -> SpawnerMsg,
+        unreadable: &str,
+    ) -> Result<bool, RuntimeError> {
+        let spawner = spawner_of(node)?;
         let bytes = self
-            .call(
-                &spawner,
-                |p| SpawnerMsg::Stop(asked, p),
-                Duration::from_secs(10),
-            )
+            .call(&spawner, request, Duration::from_secs(10))
             .await?;
-        SpawnReply::found(node, &bytes, "unreadable stop reply")
+        SpawnReply::found(node, &bytes, unreadable)
     }
 }
 

@@ -12,8 +12,10 @@
 //! * [`lifecycle`]: shutdown, shutdown hooks, the root supervisor's fate;
 //! * [`spans`]: running work as a span of the current trace.
 //!
-//! The modules that hold actors of the node (spawner, inspector, watch, ...) depend on this one,
-//! never the other way round: only [`start`] names them.
+//! The modules of the node's actors and servers (spawner, inspector, watch, admin, ...) take a
+//! `Node` from this file, which names none of them; only the capability files that use them
+//! (`start`, `admin_api`, `cluster_view`) do, and nothing depends on those, so no module cycle
+//! runs through `node`.
 
 mod admin_api;
 mod cluster_view;

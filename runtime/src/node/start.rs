@@ -29,6 +29,11 @@ use crate::{
 };
 
 impl Node {
+    /// Start a node from a checked, filled-in config ([`NodeBuilder::start`] calls this):
+    /// the tree, the node's own actors and factories, the admin server, then the cluster and
+    /// the key manager. Whatever started is stopped again when a later step fails.
+    ///
+    /// [`NodeBuilder::start`]: crate::NodeBuilder::start
     pub(crate) async fn start(config: NodeConfig) -> Result<Node, RuntimeError> {
         let name = config.name.clone();
         let services_pending = config.services_pending;

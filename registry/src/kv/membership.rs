@@ -179,7 +179,7 @@ pub(crate) fn new_store_id() -> String {
     let b = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();
-    format!("{a:016x}{:016x}", b ^ super::client::now_ms())
+    format!("{a:016x}{:016x}", b ^ super::types::now_ms())
 }
 
 /// The store id of a static voter set (the same on every node given the same `--kv-voter`s).

@@ -3,8 +3,6 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 use ractor::{Actor, ActorCell, ActorProcessingErr};
 use serde::{Deserialize, Serialize};
 
-use crate::supervisor::{Supervisor, SupervisorSpec};
-
 /// The future a child's start function returns: the started, linked actor.
 pub type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, ActorProcessingErr>> + Send>>;
 
@@ -95,7 +93,7 @@ pub enum Shutdown {
 pub enum ChildKind {
     /// A leaf actor.
     Worker,
-    /// A [`Supervisor`] with children of its own.
+    /// A [`Supervisor`](crate::Supervisor) with children of its own.
     Supervisor,
 }
 
@@ -182,16 +180,6 @@ impl ChildSpec {
         })
     }
 
-    /// A nested [`Supervisor`] child. Defaults: `permanent`, shutdown `Infinity`, start timeout
-    /// infinity (its start is its children's starts, each with its own timeout).
-    pub fn supervisor(id: impl Into<String>, name: Option<String>, spec: SupervisorSpec) -> Self {
-        let mut child = ChildSpec::worker(id, name, Supervisor, spec);
-        child.kind = ChildKind::Supervisor;
-        child.shutdown = Shutdown::Infinity;
-        child.start_timeout = None;
-        child
-    }
-
     /// Start the child once, linked to `supervisor`: what a supervisor does at each (re)start.
     /// For actors that stand in for a child and supervise it themselves (the runtime's remote
     /// children placed on their own node).
@@ -255,7 +243,7 @@ impl ChildSpec {
     }
 
     /// Mark the child as a supervisor (for snapshots and counts) when its start function
-    /// starts a [`Supervisor`] itself.
+    /// starts a [`Supervisor`](crate::Supervisor) itself.
     pub fn kind(mut self, kind: ChildKind) -> Self {
         self.kind = kind;
         self

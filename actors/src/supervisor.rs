@@ -51,6 +51,18 @@ impl Supervisor {
     }
 }
 
+impl ChildSpec {
+    /// A nested [`Supervisor`] child. Defaults: `permanent`, shutdown `Infinity`, start timeout
+    /// infinity (its start is its children's starts, each with its own timeout).
+    pub fn supervisor(id: impl Into<String>, name: Option<String>, spec: SupervisorSpec) -> Self {
+        let mut child = ChildSpec::worker(id, name, Supervisor, spec);
+        child.kind = ChildKind::Supervisor;
+        child.shutdown = Shutdown::Infinity;
+        child.start_timeout = None;
+        child
+    }
+}
+
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Stop one child according to its shutdown policy; returns when it is gone.

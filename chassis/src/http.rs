@@ -16,7 +16,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::service::Shared;
+use crate::service::shared::Shared;
 
 /// Request counters of the service's HTTP port.
 #[derive(Debug, Default)]

@@ -1,4 +1,4 @@
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 /// Draft actor runtime: run nodes and talk to them.
 #[derive(Debug, Parser)]
@@ -25,7 +25,7 @@ pub enum Command {
     #[command(subcommand)]
     Node(NodeCmd),
     /// Start a local setup on embedded defaults and print where to look.
-    Up(UpArgs),
+    Up(crate::up::UpArgs),
     /// Spawn an actor from a factory.
     Spawn {
         /// Factory name (e.g. `echo`).
@@ -112,22 +112,7 @@ pub enum Command {
     },
     /// Build a service crate and run supervised instances of it in the local cluster that
     /// `dctl up` started, until Ctrl-C.
-    Run(RunArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// The service crate's directory (default: the current directory).
-    pub path: Option<std::path::PathBuf>,
-    /// How many instances (named NAME-1, NAME-2, ...).
-    #[arg(long, default_value_t = 1)]
-    pub instances: usize,
-    /// The data directory of the `dctl up` to join (default `.dctl/up`).
-    #[arg(long)]
-    pub cluster: Option<std::path::PathBuf>,
-    /// Build with --release.
-    #[arg(long)]
-    pub release: bool,
+    Run(crate::run_cmd::RunArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,17 +140,3 @@ pub enum NodeCmd {
 /// The flags of `dctl node start`: the same struct every service binary built on the chassis
 /// parses, so a user's binary joins a cluster like any node.
 pub type NodeArgs = chassis::NodeFlags;
-
-#[derive(Debug, Args)]
-pub struct UpArgs {
-    /// Number of node processes.
-    #[arg(long, default_value_t = 3)]
-    pub nodes: usize,
-    /// Cluster secret shared by the nodes (default: `<data-dir>/cookie`, generated with mode 0600
-    /// on the first run).
-    #[arg(long, env = "DCTL_COOKIE", hide_env_values = true)]
-    pub cookie: Option<String>,
-    /// Where the nodes keep their data and logs (default `.dctl/up`).
-    #[arg(long)]
-    pub data_dir: Option<std::path::PathBuf>,
-}

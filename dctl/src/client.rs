@@ -173,3 +173,16 @@ impl Client {
         .await
     }
 }
+
+/// Percent-encode a path segment (actor names are restricted, but be safe).
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -6,8 +6,8 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{
-    cli::{Cli, ClusterCmd, Command, NodeArgs, NodeCmd, UpArgs},
-    client::Client,
+    cli::{Cli, ClusterCmd, Command, NodeArgs, NodeCmd},
+    client::{encode, Client},
     render,
 };
 
@@ -157,19 +157,6 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Percent-encode a path segment (actor names are restricted, but be safe).
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
     let defaults = chassis::Defaults::dctl();
     let builder = args.builder(admin, &defaults);
@@ -197,6 +184,6 @@ async fn node_start(admin: &str, args: NodeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn up(admin: &str, args: UpArgs) -> Result<()> {
+async fn up(admin: &str, args: crate::up::UpArgs) -> Result<()> {
     crate::up::run(admin, args).await
 }

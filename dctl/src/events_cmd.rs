@@ -145,7 +145,7 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
             let resp = http
                 .post(format!(
                     "{url}/broker/channels/{}/events",
-                    crate::commands::encode(&channel)
+                    crate::client::encode(&channel)
                 ))
                 .query(
                     &timeout_ms
@@ -207,7 +207,7 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
             let resp = http
                 .get(format!(
                     "{url}/broker/channels/{}/events",
-                    crate::commands::encode(&channel)
+                    crate::client::encode(&channel)
                 ))
                 .query(&q)
                 .send()
@@ -220,7 +220,7 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
             let resp = http
                 .put(format!(
                     "{url}/broker/channels/{}/durable",
-                    crate::commands::encode(&channel)
+                    crate::client::encode(&channel)
                 ))
                 .send()
                 .await

@@ -25,10 +25,10 @@ pub fn figures(s: &Value) -> String {
     if s["timed"] == true {
         let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
         parts.push(format!("{:.1} msg/s", f("rate")));
-        parts.push(format!("mean {}", crate::top_cmd::micros(f("mean_us"))));
-        parts.push(format!("p99 {}", crate::top_cmd::micros(f("p99_us"))));
+        parts.push(format!("mean {}", micros(f("mean_us"))));
+        parts.push(format!("p99 {}", micros(f("p99_us"))));
         parts.push(format!("handled {}", s["handled"].as_u64().unwrap_or(0)));
-        parts.push(format!("up {}", crate::top_cmd::uptime(f("uptime_s"))));
+        parts.push(format!("up {}", uptime(f("uptime_s"))));
         if let Some(last) = s["failures"].as_array().and_then(|f| f.last()) {
             parts.push(format!("last failure: {}", last.as_str().unwrap_or("?")));
         }
@@ -159,9 +159,44 @@ pub fn members(nodes: &Value) -> String {
     out
 }
 
+/// A duration in microseconds, short.
+pub fn micros(us: f64) -> String {
+    if us <= 0.0 {
+        "-".into()
+    } else if us < 1000.0 {
+        format!("{us:.0}µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.1}ms", us / 1000.0)
+    } else {
+        format!("{:.2}s", us / 1e6)
+    }
+}
+
+/// Seconds, short (`42s`, `3m07s`, `2h05m`).
+pub fn uptime(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    use super::{micros, uptime};
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(micros(0.0), "-");
+        assert_eq!(micros(12.4), "12µs");
+        assert_eq!(micros(2_500_000.0), "2.50s");
+        assert_eq!(uptime(7300.0), "2h01m");
+    }
 
     #[test]
     fn figures_follow_an_actor_when_asked() {

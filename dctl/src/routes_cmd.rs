@@ -7,7 +7,7 @@ use clap::Subcommand;
 use proxy_ctl::{GrpcMatch, HeaderMatch, PathMatch, Route, RouteMatch};
 use serde_json::Value;
 
-use crate::{client::Client, commands::encode};
+use crate::client::{encode, Client};
 
 /// Route table commands (parsed once per run: the size of `Add` does not matter).
 #[allow(clippy::large_enum_variant)]

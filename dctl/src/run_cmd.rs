@@ -15,7 +15,23 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::cli::RunArgs;
+use clap::Args;
+
+/// The arguments of `dctl run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The service crate's directory (default: the current directory).
+    pub path: Option<std::path::PathBuf>,
+    /// How many instances (named NAME-1, NAME-2, ...).
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
+    /// The data directory of the `dctl up` to join (default `.dctl/up`).
+    #[arg(long)]
+    pub cluster: Option<std::path::PathBuf>,
+    /// Build with --release.
+    #[arg(long)]
+    pub release: bool,
+}
 
 /// Restarts allowed per instance within [`RESTART_PERIOD`] before it is given up on.
 pub const MAX_RESTARTS: usize = 5;

@@ -6,10 +6,8 @@
 use anyhow::Result;
 use runtime::Node;
 
-use crate::cli::NodeArgs;
-
 /// Start every service on a freshly started node.
-pub async fn start(node: &Node, args: &NodeArgs) -> Result<()> {
+pub async fn start(node: &Node, args: &chassis::NodeFlags) -> Result<()> {
     chassis::start_services(node, args, &chassis::Defaults::dctl()).await?;
     Ok(())
 }

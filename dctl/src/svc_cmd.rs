@@ -90,7 +90,7 @@ pub async fn run(admin: &str, json_out: bool, cmd: SvcCmd) -> Result<()> {
         }
         SvcCmd::Ls { name } => {
             let path = match &name {
-                Some(n) => format!("/registry/services?service={}", crate::commands::encode(n)),
+                Some(n) => format!("/registry/services?service={}", crate::client::encode(n)),
                 None => "/registry/services".to_string(),
             };
             let out = client.get(&path).await?;
@@ -125,7 +125,7 @@ pub async fn run(admin: &str, json_out: bool, cmd: SvcCmd) -> Result<()> {
         }
         SvcCmd::Watch { name, count } => {
             let path = match &name {
-                Some(n) => format!("/registry/watch?service={}", crate::commands::encode(n)),
+                Some(n) => format!("/registry/watch?service={}", crate::client::encode(n)),
                 None => "/registry/watch".to_string(),
             };
             let mut seen = 0usize;
@@ -140,8 +140,8 @@ pub async fn run(admin: &str, json_out: bool, cmd: SvcCmd) -> Result<()> {
         SvcCmd::Deregister { name, id } => {
             let path = format!(
                 "/registry/services/{}/{}",
-                crate::commands::encode(&name),
-                crate::commands::encode(&id)
+                crate::client::encode(&name),
+                crate::client::encode(&id)
             );
             client.delete(&path).await?;
             if json_out {

@@ -8,7 +8,10 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use crate::client::Client;
+use crate::{
+    client::Client,
+    render::{micros, uptime},
+};
 
 #[derive(Debug, Args)]
 pub struct TopArgs {
@@ -102,19 +105,6 @@ pub fn sort(rows: &mut [Row], by: SortBy) {
     });
 }
 
-/// A duration in microseconds, short.
-pub fn micros(us: f64) -> String {
-    if us <= 0.0 {
-        "-".into()
-    } else if us < 1000.0 {
-        format!("{us:.0}µs")
-    } else if us < 1_000_000.0 {
-        format!("{:.1}ms", us / 1000.0)
-    } else {
-        format!("{:.2}s", us / 1e6)
-    }
-}
-
 /// A memory estimate, short and without spaces (one column): `~20.1KiB` when shallow (from
 /// the types only), `8.0MiB` when the actor reported its state's heap; `-` without one.
 pub fn memory(m: Option<(u64, bool)>) -> String {
@@ -128,18 +118,6 @@ pub fn memory(m: Option<(u64, bool)>) -> String {
                 format!("~{text}")
             }
         }
-    }
-}
-
-/// Seconds, short (`42s`, `3m07s`, `2h05m`).
-pub fn uptime(s: f64) -> String {
-    let s = s.max(0.0) as u64;
-    if s < 60 {
-        format!("{s}s")
-    } else if s < 3600 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
     }
 }
 
@@ -285,13 +263,5 @@ mod tests {
         assert!(lines[4].contains(" 8.6MiB "), "{f}");
         assert!(!f.contains('\x1b'));
         assert_eq!(frame(&all(), SortBy::Mailbox, 1).lines().count(), 4);
-    }
-
-    #[test]
-    fn short_durations() {
-        assert_eq!(micros(0.0), "-");
-        assert_eq!(micros(12.4), "12µs");
-        assert_eq!(micros(2_500_000.0), "2.50s");
-        assert_eq!(uptime(7300.0), "2h01m");
     }
 }

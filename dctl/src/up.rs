@@ -9,7 +9,24 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::{cli::UpArgs, client::Client};
+use clap::Args;
+
+use crate::client::Client;
+
+/// The arguments of `dctl up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Number of node processes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Cluster secret shared by the nodes (default: `<data-dir>/cookie`, generated with mode 0600
+    /// on the first run).
+    #[arg(long, env = "DCTL_COOKIE", hide_env_values = true)]
+    pub cookie: Option<String>,
+    /// Where the nodes keep their data and logs (default `.dctl/up`).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+}
 
 struct Proc {
     name: String,

@@ -8,26 +8,13 @@
 use std::time::Duration;
 
 use super::{
-    client::now_ms,
-    request::{LeaseOp, Request, Response},
+    request::{LeaseInfo, LeaseOp, Request, Response},
+    types::now_ms,
     CmdResult, Command, Kv, KvError, Proposal,
 };
 
 /// How often the leader's reaper looks for expired leases.
 const REAP_EVERY: Duration = Duration::from_millis(250);
-
-/// A lease as the leader times it (see [`Kv::lease_info`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LeaseInfo {
-    /// Lease id.
-    pub id: u64,
-    /// The TTL it was granted with.
-    pub ttl: Duration,
-    /// Time left before it expires.
-    pub remaining: Duration,
-    /// Keys attached to it.
-    pub keys: Vec<String>,
-}
 
 impl Kv {
     /// Create a lease with a time to live; keys put with it vanish when it expires.

@@ -76,11 +76,10 @@ pub use client::{handle, Kv, Watch};
 pub use etcd_ops::{cluster_id, HeaderInfo};
 #[cfg(test)]
 pub(crate) use etcd_ops::{validate_range, validate_txn};
-pub use leases::LeaseInfo;
 pub use live_config::ConfigWatcher;
 pub use lock::LockGuard;
 pub use membership::MAX_VOTERS;
-pub use request::MemberInfo;
+pub use request::{LeaseInfo, MemberInfo};
 pub use txn::{
     Compare, CompareOp, CompareTarget, KeyRange, RangeEnd, RangeQuery, RangeResult, SortTarget,
     Txn, TxnOp, TxnOpResult, TxnResult,
@@ -346,7 +345,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
         std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish()
-            ^ client::now_ms()
+            ^ types::now_ms()
             ^ u64::from(std::process::id())
     };
     let kv = Kv {

@@ -1,10 +1,11 @@
 //! The requests a node serves (its own clients' and those forwarded by other nodes), and their
 //! answers: one enum matched in one place ([`Kv::serve`](super::Kv)).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::{
-    leases::LeaseInfo,
     txn::{RangeQuery, RangeResult},
     CmdResult, Command, KvEntry, KvStatus, WatchBatch,
 };
@@ -124,6 +125,19 @@ pub(crate) enum MemberOp {
         /// Node name.
         name: String,
     },
+}
+
+/// A lease as the leader times it (see [`Kv::lease_info`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// Lease id.
+    pub id: u64,
+    /// The TTL it was granted with.
+    pub ttl: Duration,
+    /// Time left before it expires.
+    pub remaining: Duration,
+    /// Keys attached to it.
+    pub keys: Vec<String>,
 }
 
 /// One member of the store, as the leader sees it.

@@ -1,8 +1,10 @@
 //! Data types of the KV store: what is stored, what is proposed through Raft, what is answered.
 
-use std::fmt;
-
-use std::io::Cursor;
+use std::{
+    fmt,
+    io::Cursor,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -276,4 +278,13 @@ pub struct WatchBatch {
     pub events: Vec<WatchEvent>,
     /// Where to continue.
     pub next: u64,
+}
+
+/// The wall clock in milliseconds since the Unix epoch (0 if the clock is before it): what
+/// lease commands carry and what request ids are salted with, never what times a lease.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -35,8 +35,9 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
-    procs::{cluster_view, free_tcp_port, http_client, locate_dctl, sees_exactly, NodeSet},
-    stats::percentile,
+    checks::Checks,
+    procs::{cluster_view, free_port, http_client, locate_dctl, sees_exactly, NodeSet},
+    stats::{percentile, Limit},
 };
 
 /// What to measure.
@@ -96,15 +97,21 @@ pub struct ProxyReport {
     pub build_ack_ms: f64,
     /// Worst round of build + ACK (ms).
     pub build_ack_max_ms: f64,
+    /// The targets: routed p99 <= 100 ms, last request <= 100 ms after detection, build +
+    /// ACK < 1 s.
+    pub checks: Checks,
 }
 
+/// The name of [`ProxyReport::checks`]' register -> routed target.
+pub const ROUTED_P99: &str = "register -> routed p99 (ms)";
+/// The name of the target on the last request a killed node got after it was seen dead.
+pub const LAST_REQUEST: &str = "last request after detection (ms)";
+/// The name of the snapshot build + ACK target.
+pub const BUILD_ACK_MAX: &str = "build + ACK max (ms)";
+
 impl ProxyReport {
-    fn verdict(pass: bool) -> &'static str {
-        if pass {
-            "PASS"
-        } else {
-            "MISS"
-        }
+    fn verdict(&self, check: &str) -> &'static str {
+        self.checks.cells(check, "-").1
     }
 }
 
@@ -123,7 +130,7 @@ impl fmt::Display for ProxyReport {
             self.routed_p50_ms,
             self.routed_p99_ms,
             "p99<=100",
-            Self::verdict(self.routed_p99_ms <= 100.0)
+            self.verdict(ROUTED_P99)
         )?;
         writeln!(
             f,
@@ -154,7 +161,7 @@ impl fmt::Display for ProxyReport {
             self.kill_last_request_ms,
             "",
             "det+100",
-            Self::verdict(margin <= 100.0)
+            self.verdict(LAST_REQUEST)
         )?;
         writeln!(
             f,
@@ -172,7 +179,7 @@ impl fmt::Display for ProxyReport {
             self.build_ack_ms,
             self.build_ack_max_ms,
             "<1000",
-            Self::verdict(self.build_ack_max_ms < 1000.0)
+            self.verdict(BUILD_ACK_MAX)
         )
     }
 }
@@ -205,8 +212,8 @@ impl Drop for Envoy {
 async fn start_envoy(node_id: &str, xds: Vec<SocketAddr>) -> anyhow::Result<Envoy> {
     let bin = envoy_bin()?;
     let dir = tempfile::tempdir()?;
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()?).parse()?;
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()?).parse()?;
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let yaml = Bootstrap {
         node_id: node_id.into(),
         listen,
@@ -596,7 +603,7 @@ pub async fn run_proxy(config: &ProxyConfig) -> anyhow::Result<ProxyReport> {
     drop(envoy);
     builds.sort();
     acks.sort();
-    Ok(ProxyReport {
+    let mut report = ProxyReport {
         runs: config.runs,
         routed_p50_ms: ms(percentile(&routed, 0.5)),
         routed_p99_ms: ms(percentile(&routed, 0.99)),
@@ -608,5 +615,18 @@ pub async fn run_proxy(config: &ProxyConfig) -> anyhow::Result<ProxyReport> {
         build_ms: ms(percentile(&builds, 0.5)),
         build_ack_ms: ms(percentile(&acks, 0.5)),
         build_ack_max_ms: ms(*acks.last().expect("rounds")),
-    })
+        checks: Checks::new(),
+    };
+    let margin = report.kill_last_request_ms - report.kill_detected_ms;
+    let (routed_p99, ack_max) = (report.routed_p99_ms, report.build_ack_max_ms);
+    report
+        .checks
+        .add(ROUTED_P99, routed_p99, Limit::AtMost(100.0));
+    report
+        .checks
+        .add(LAST_REQUEST, margin, Limit::AtMost(100.0));
+    report
+        .checks
+        .add(BUILD_ACK_MAX, ack_max, Limit::Below(1000.0));
+    Ok(report)
 }

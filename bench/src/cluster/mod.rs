@@ -71,6 +71,8 @@ pub const FAILURE_DETECTION_TARGET_SECS: f64 = 5.0;
 /// Target for convergence from the last spawn, seconds (below).
 pub const CONVERGENCE_TARGET_SECS: f64 = 5.0;
 
+/// Run the `cluster` benchmark. Needs the `dctl` binary (see [`locate_dctl`]) and a tokio
+/// runtime (multi-threaded, for representative numbers). Starts node A in this process, so no
 /// other node may run in the process. Every child process is killed before it returns.
 pub async fn run_cluster(config: &ClusterConfig) -> anyhow::Result<ClusterReport> {
     config.validate()?;

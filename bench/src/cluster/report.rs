@@ -128,9 +128,6 @@ impl ClusterReport {
     }
 }
 
-/// Run the `cluster` benchmark. Needs the `dctl` binary (see [`locate_dctl`]) and a tokio
-/// runtime (multi-threaded, for representative numbers). Starts node A in this process, so no
-
 // ------------------------------------------------------------------ display -----------------
 
 impl fmt::Display for ClusterReport {

@@ -30,14 +30,16 @@ pub use actor::{Counter, Msg};
 pub use config::LocalConfig;
 pub use report::{LocalReport, Ratios, SideReport, StatsReport};
 
-use crate::{checks::Checks, stats::Limit};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use ractor::{rpc::CallResult, Actor, ActorRef};
 use runtime::Node;
 
-use crate::stats::{LatencySummary, Rounds};
+use crate::{
+    checks::Checks,
+    stats::{LatencySummary, Limit, Rounds},
+};
 
 /// Target for the throughput ratio runtime/bare (at least).
 pub const THROUGHPUT_RATIO_TARGET: f64 = 0.95;

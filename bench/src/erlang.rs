@@ -30,12 +30,12 @@ use std::{
 
 use anyhow::{anyhow, bail, Context};
 use ractor::ActorRef;
-use runtime::{JsonMsg, MemberState, Node};
+use runtime::{JsonMsg, Node};
 use serde::Serialize;
 
 use crate::{
     checks::Checks,
-    cluster::{json_payload, runtime_latency, runtime_stream},
+    cluster::{json_payload, runtime_latency, runtime_stream, wait_lane},
     memory::{rss_of, start_node_a, Idle},
     procs::{free_port, locate_dctl, wait_for, NodeSet},
     restart::ensure_escript,
@@ -381,21 +381,8 @@ async fn with_node(
         .ok_or_else(|| anyhow!("node A is not clustered"))?;
     let b_name = "bench-erl-b";
     set.spawn(b_name, Some(&gossip.to_string()))?;
+    wait_lane(node, b_name, cfg.wait_limit).await?;
     let every = Duration::from_millis(50);
-    wait_for(
-        &format!("a session and a lane to {b_name}"),
-        cfg.wait_limit,
-        every,
-        || async {
-            Ok(node
-                .members()
-                .await
-                .iter()
-                .any(|m| m.name == b_name && m.state == MemberState::Alive && m.connected && m.lane)
-                .then_some(()))
-        },
-    )
-    .await?;
     let local: ActorRef<JsonMsg> = node
         .spawn("bench-erl-local-echo", runtime::echo::Echo, ())
         .await

@@ -28,6 +28,25 @@ pub fn json_payload(len: usize) -> Vec<u8> {
 
 type Messaging = (&'static str, Vec<LatencyRow>, Vec<ThroughputRow>);
 
+/// Wait (polling every 50 ms, at most `limit`) until `node` has an actor-transport session
+/// and a lane to `peer`.
+pub(crate) async fn wait_lane(node: &Node, peer: &str, limit: Duration) -> anyhow::Result<()> {
+    wait_for(
+        &format!("a session and a lane to {peer}"),
+        limit,
+        Duration::from_millis(50),
+        || async {
+            Ok(node
+                .members()
+                .await
+                .iter()
+                .any(|m| m.name == peer && m.state == MemberState::Alive && m.connected && m.lane)
+                .then_some(()))
+        },
+    )
+    .await
+}
+
 pub(super) async fn messaging(
     config: &ClusterConfig,
     dctl: &std::path::Path,
@@ -79,21 +98,8 @@ async fn with_node_a(
     node: &Node,
     b_name: &str,
 ) -> anyhow::Result<Messaging> {
+    wait_lane(node, b_name, config.wait_limit).await?;
     let every = Duration::from_millis(50);
-    wait_for(
-        &format!("an actor-transport session to {b_name}"),
-        config.wait_limit,
-        every,
-        || async {
-            Ok(node
-                .members()
-                .await
-                .iter()
-                .any(|m| m.name == b_name && m.state == MemberState::Alive && m.connected && m.lane)
-                .then_some(()))
-        },
-    )
-    .await?;
     let echo_name = format!("{}-echo", config.node_name);
     let deadline = Instant::now() + config.wait_limit;
     let spawned = loop {

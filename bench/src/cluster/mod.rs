@@ -40,7 +40,7 @@ pub use crate::stats::Limit;
 pub use config::{ClusterConfig, RawServerMode};
 pub(crate) use membership::{poll_nodes, spawn_cluster, wait_converged_within};
 pub use messaging::json_payload;
-pub(crate) use messaging::{runtime_latency, runtime_stream};
+pub(crate) use messaging::{runtime_latency, runtime_stream, wait_lane};
 pub use report::{
     ClusterReport, Convergence, Detection, FailureDetection, LatencyRow, LatencySide, ThroughputRow,
 };

@@ -33,6 +33,8 @@ pub fn wait_until(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
 }
 
 /// How [`NodeProc::try_start_in`] ended.
+// (one value per start, matched at once: boxing the node would only add `*` at every caller)
+#[allow(clippy::large_enum_variant)]
 pub enum Started {
     /// The node serves.
     Running(NodeProc),

@@ -343,10 +343,7 @@ fn invalid_events_get_clear_errors_and_the_broker_keeps_serving() {
     assert_eq!(first["data"], serde_json::json!({"ok": true}));
     assert_eq!(first["datacontenttype"], "application/json");
     let m = http_get(&n.admin, "/broker/metrics");
-    assert!(
-        metric(&m, "broker_events_rejected_total") >= 3,
-        "{m}"
-    );
+    assert!(metric(&m, "broker_events_rejected_total") >= 3, "{m}");
 }
 
 /// A node process with a data directory of our choosing (kept across restarts).
@@ -595,11 +592,7 @@ fn block_policy_paused_consumer_on_another_node_holds_the_producer_back_and_lose
     assert!(!err_text.contains("dropped"), "{err_text}");
     let m = http_get(&n2.admin, "/broker/metrics");
     assert_eq!(metric(&m, "broker_events_dropped_total"), 0, "{m}");
-    assert_eq!(
-        metric(&m, "broker_consumers_cut_off_total"),
-        0,
-        "{m}"
-    );
+    assert_eq!(metric(&m, "broker_consumers_cut_off_total"), 0, "{m}");
 }
 
 #[test]
@@ -778,11 +771,7 @@ fn block_policy_consumer_that_stops_reading_is_cut_off_after_its_deadline_and_to
         assert_eq!(status, 200, "batch at {start}: {body}");
     }
     let m = http_get(&n2.admin, "/broker/metrics");
-    assert_eq!(
-        metric(&m, "broker_consumers_cut_off_total"),
-        1,
-        "{m}"
-    );
+    assert_eq!(metric(&m, "broker_consumers_cut_off_total"), 1, "{m}");
     // Its interest is withdrawn: producers stop sending to s2.
     wait_until(
         "s1 no longer sees the consumer",
@@ -839,10 +828,7 @@ fn a_produce_held_back_by_a_consumer_past_its_timeout_is_answered_503() {
     );
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
     let m = http_get(&n.admin, "/broker/metrics");
-    assert!(
-        metric(&m, "broker_produce_timeouts_total") >= 1,
-        "{m}"
-    );
+    assert!(metric(&m, "broker_produce_timeouts_total") >= 1, "{m}");
     // The node still serves: another channel takes events at once.
     let (status, body) = produce_http(&n.admin, "other", 0..1, 1_000);
     assert_eq!(status, 200, "{body}");

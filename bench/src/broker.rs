@@ -32,7 +32,7 @@ use tokio::{
 };
 
 use crate::{
-    procs::{cluster_view, free_tcp_port, http_client, locate_dctl, sees_exactly, NodeSet},
+    procs::{cluster_view, free_port, http_client, locate_dctl, sees_exactly, NodeSet},
     stats::LatencySummary,
 };
 
@@ -510,7 +510,7 @@ impl Drop for Kill {
 
 async fn run_nats(cfg: &BrokerConfig, bin: &std::path::Path) -> anyhow::Result<SideReport> {
     let ports: Vec<(u16, u16)> = (0..3)
-        .map(|_| Ok((free_tcp_port()?, free_tcp_port()?)))
+        .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<anyhow::Result<_>>()?;
     let mut procs = Kill(Vec::new());
     for (i, (p, c)) in ports.iter().enumerate() {

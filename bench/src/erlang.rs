@@ -30,13 +30,14 @@ use std::{
 
 use anyhow::{anyhow, bail, Context};
 use ractor::ActorRef;
-use runtime::{JsonMsg, MemberState, Node};
+use runtime::{JsonMsg, Node};
 use serde::Serialize;
 
 use crate::{
-    cluster::{json_payload, runtime_latency, runtime_stream, wait_for},
+    checks::Checks,
+    cluster::{json_payload, runtime_latency, runtime_stream, wait_lane},
     memory::{rss_of, start_node_a, Idle},
-    procs::{free_tcp_port, locate_dctl, NodeSet},
+    procs::{free_port, locate_dctl, wait_for, NodeSet},
     restart::ensure_escript,
     stats::{LatencySummary, Limit, Rounds},
 };
@@ -113,10 +114,6 @@ pub struct Row {
     pub erlang: Rounds,
     /// ours / Erlang of the medians.
     pub ratio: f64,
-    /// The target of the ratio, if the metric has one.
-    pub target: Option<Limit>,
-    /// Whether the target was met (`None`: informational).
-    pub pass: Option<bool>,
 }
 
 /// The result of [`run_erlang`]; `Display` prints it as a table with PASS/MISS per target.
@@ -131,6 +128,8 @@ pub struct ErlangReport {
     /// The rows, in a fixed order: local one-way, local call p50, local call p99, cross-node
     /// one-way, cross-node call p50, cross-node call p99, memory per idle actor, spawn rate.
     pub rows: Vec<Row>,
+    /// The targeted ratios (named as their rows), with their verdicts.
+    pub checks: Checks,
 }
 
 /// The metric names of [`ErlangReport::rows`], in order.
@@ -160,10 +159,7 @@ impl fmt::Display for ErlangReport {
         )?;
         writeln!(f, "{}", "-".repeat(85))?;
         for r in &self.rows {
-            let (target, verdict) = match (r.target, r.pass) {
-                (Some(t), Some(p)) => (t.to_string(), if p { "PASS" } else { "MISS" }),
-                _ => ("-".into(), "info"),
-            };
+            let (target, verdict) = self.checks.cells(&r.metric, "info");
             writeln!(
                 f,
                 "{:<28} {:>14.1} {:>14.1} {:>9.3} {:>8} {:>7}",
@@ -192,7 +188,7 @@ impl Erlang {
         let dir = tempfile::tempdir()?;
         let script = dir.path().join("erlang_peer.erl");
         std::fs::write(&script, ESCRIPT)?;
-        let epmd_port = free_tcp_port()?;
+        let epmd_port = free_port()?;
         let status = Command::new(epmd_path(&escript))
             .args(["-daemon", "-address", "127.0.0.1", "-port"])
             .arg(epmd_port.to_string())
@@ -385,21 +381,8 @@ async fn with_node(
         .ok_or_else(|| anyhow!("node A is not clustered"))?;
     let b_name = "bench-erl-b";
     set.spawn(b_name, Some(&gossip.to_string()))?;
+    wait_lane(node, b_name, cfg.wait_limit).await?;
     let every = Duration::from_millis(50);
-    wait_for(
-        &format!("a session and a lane to {b_name}"),
-        cfg.wait_limit,
-        every,
-        || async {
-            Ok(node
-                .members()
-                .await
-                .iter()
-                .any(|m| m.name == b_name && m.state == MemberState::Alive && m.connected && m.lane)
-                .then_some(()))
-        },
-    )
-    .await?;
     let local: ActorRef<JsonMsg> = node
         .spawn("bench-erl-local-echo", runtime::echo::Echo, ())
         .await
@@ -485,6 +468,7 @@ async fn with_node(
     let mut values: Vec<(Vec<f64>, Vec<f64>)> = v.into_iter().collect();
     values.push((vec![ours_memory], vec![erl_memory]));
     values.push((vec![spawn_rate], vec![erl_spawn]));
+    let mut checks = Checks::new();
     let rows = METRICS
         .iter()
         .zip(targets)
@@ -493,13 +477,14 @@ async fn with_node(
             let ours = Rounds::new(o).ok_or_else(|| anyhow!("no rounds"))?;
             let erlang = Rounds::new(e).ok_or_else(|| anyhow!("no rounds"))?;
             let ratio = ours.median / erlang.median;
+            if let Some(t) = target {
+                checks.add(*metric, ratio, t);
+            }
             Ok(Row {
                 metric: metric.to_string(),
-                pass: target.map(|t| t.met_by(ratio)),
                 ours,
                 erlang,
                 ratio,
-                target,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -508,6 +493,7 @@ async fn with_node(
         otp_release,
         erlang_process_bytes: erl_process_bytes,
         rows,
+        checks,
     })
 }
 

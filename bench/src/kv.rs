@@ -25,7 +25,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    procs::{free_tcp_port, free_udp_port, locate_dctl},
+    checks::Checks,
+    procs::{free_port, locate_dctl, Cookie, NodeProcess},
     stats::{LatencySummary, Limit, Rounds},
 };
 
@@ -86,19 +87,6 @@ pub struct KvSide {
     pub get_p99_ns: Rounds,
 }
 
-/// A target and whether it was met.
-#[derive(Debug, Clone, Serialize)]
-pub struct Target {
-    /// What is compared.
-    pub what: String,
-    /// The ratio draft / etcd (medians).
-    pub ratio: f64,
-    /// The bound.
-    pub limit: Limit,
-    /// Met?
-    pub pass: bool,
-}
-
 /// Both sides at one concurrency level.
 #[derive(Debug, Clone, Serialize)]
 pub struct KvLevel {
@@ -109,7 +97,7 @@ pub struct KvLevel {
     /// etcd, when run.
     pub etcd: Option<KvSide>,
     /// The targets (when etcd ran).
-    pub targets: Vec<Target>,
+    pub targets: Checks,
 }
 
 /// The report.
@@ -151,14 +139,14 @@ impl std::fmt::Display for KvReport {
                     ms(s.get_p99_ns.median)
                 )?;
             }
-            for t in &l.targets {
+            for t in l.targets.iter() {
                 writeln!(
                     f,
                     "  {} draft/etcd {}: {:.2}x (target {})",
-                    if t.pass { "PASS" } else { "MISS" },
-                    t.what,
-                    t.ratio,
-                    t.limit
+                    t.verdict(),
+                    t.metric,
+                    t.value,
+                    t.target
                 )?;
             }
         }
@@ -166,8 +154,11 @@ impl std::fmt::Display for KvReport {
     }
 }
 
+/// The processes of one side (etcd members, or `dctl` nodes, killed on their own drop) and
+/// their directory.
 struct Procs {
     children: Vec<Child>,
+    _nodes: Vec<NodeProcess>,
     _dir: tempfile::TempDir,
 }
 
@@ -203,42 +194,26 @@ async fn start_draft(
     let dir = tempfile::Builder::new()
         .prefix("bench-kv-")
         .tempdir_in(base)?;
-    let mut children = Vec::new();
-    let mut admins = Vec::new();
+    let mut nodes: Vec<NodeProcess> = Vec::new();
     let mut etcds = Vec::new();
-    let mut seed: Option<String> = None;
     for i in 1..=3 {
         let name = format!("n{i}");
-        let admin = format!("127.0.0.1:{}", free_tcp_port()?);
-        let gossip = format!("127.0.0.1:{}", free_udp_port()?);
-        let listen = format!("127.0.0.1:{}", free_tcp_port()?);
-        let etcd = format!("127.0.0.1:{}", free_tcp_port()?);
-        let log = std::fs::File::create(dir.path().join(format!("{name}.log")))?;
-        let mut cmd = Command::new(dctl);
-        cmd.args(["--admin", &admin, "node", "start", "--name", &name])
-            .args(["--listen", &listen, "--gossip", &gossip])
-            .args(["--etcd-listen", &etcd])
-            .arg("--data-dir")
-            .arg(dir.path().join(&name))
-            .args(["--kv-voter", "n1", "--kv-voter", "n2", "--kv-voter", "n3"])
-            .args(["--cookie", "bench-kv-cookie"])
+        let etcd = format!("127.0.0.1:{}", free_port()?);
+        let seed = nodes.first().map(|n| n.gossip.clone());
+        let mut node = NodeProcess::new(dctl, &name, dir.path())?
+            .cookie(Cookie::Arg("bench-kv-cookie".into()))
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        if let Some(s) = &seed {
-            cmd.args(["--seed", s]);
-        }
-        children.push(
-            cmd.spawn()
-                .with_context(|| format!("cannot run {}", dctl.display()))?,
-        );
-        seed.get_or_insert(gossip);
-        admins.push(admin);
+            .args(["--etcd-listen", &etcd])
+            .args(["--kv-voter", "n1", "--kv-voter", "n2", "--kv-voter", "n3"])
+            .args(seed.iter().flat_map(|s| ["--seed", s.as_str()]));
+        node.spawn()?;
+        nodes.push(node);
         etcds.push(etcd);
     }
+    let admins: Vec<String> = nodes.iter().map(|n| n.admin.clone()).collect();
     let procs = Procs {
-        children,
+        children: Vec::new(),
+        _nodes: nodes,
         _dir: dir,
     };
     for a in &admins {
@@ -292,8 +267,8 @@ async fn start_etcd(http: &reqwest::Client, base: &Path) -> anyhow::Result<(Proc
     let dir = tempfile::Builder::new()
         .prefix("bench-etcd-")
         .tempdir_in(base)?;
-    let peers: Vec<u16> = (0..3).map(|_| free_tcp_port()).collect::<Result<_, _>>()?;
-    let clients: Vec<u16> = (0..3).map(|_| free_tcp_port()).collect::<Result<_, _>>()?;
+    let peers: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let clients: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
     let cluster: Vec<String> = (0..3)
         .map(|i| format!("e{}=http://127.0.0.1:{}", i + 1, peers[i]))
         .collect();
@@ -331,6 +306,7 @@ async fn start_etcd(http: &reqwest::Client, base: &Path) -> anyhow::Result<(Proc
     }
     let procs = Procs {
         children,
+        _nodes: Vec::new(),
         _dir: dir,
     };
     let endpoints: Vec<String> = clients.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -486,35 +462,29 @@ fn side(system: &str, rounds: &[[f64; 4]]) -> anyhow::Result<KvSide> {
 
 /// The targets: put throughput >= 1.5x etcd at p99 <= 0.75x; linearizable range
 /// >= 2x at p99 <= 0.5x.
-fn targets(d: &KvSide, e: &KvSide) -> Vec<Target> {
-    let t = |what: &str, ratio: f64, limit: Limit| Target {
-        what: what.into(),
-        ratio,
-        limit,
-        pass: limit.met_by(ratio),
-    };
-    vec![
-        t(
-            "put throughput",
-            d.put_ops.median / e.put_ops.median,
-            Limit::AtLeast(1.5),
-        ),
-        t(
-            "put p99",
-            d.put_p99_ns.median / e.put_p99_ns.median,
-            Limit::AtMost(0.75),
-        ),
-        t(
-            "range throughput",
-            d.get_ops.median / e.get_ops.median,
-            Limit::AtLeast(2.0),
-        ),
-        t(
-            "range p99",
-            d.get_p99_ns.median / e.get_p99_ns.median,
-            Limit::AtMost(0.5),
-        ),
-    ]
+fn targets(d: &KvSide, e: &KvSide) -> Checks {
+    let mut t = Checks::new();
+    t.add(
+        "put throughput",
+        d.put_ops.median / e.put_ops.median,
+        Limit::AtLeast(1.5),
+    );
+    t.add(
+        "put p99",
+        d.put_p99_ns.median / e.put_p99_ns.median,
+        Limit::AtMost(0.75),
+    );
+    t.add(
+        "range throughput",
+        d.get_ops.median / e.get_ops.median,
+        Limit::AtLeast(2.0),
+    );
+    t.add(
+        "range p99",
+        d.get_p99_ns.median / e.get_p99_ns.median,
+        Limit::AtMost(0.5),
+    );
+    t
 }
 
 async fn client(endpoints: &[String]) -> anyhow::Result<etcd_client::Client> {
@@ -610,8 +580,8 @@ mod tests {
             get_p99_ns: rs(p99),
         };
         let t = targets(&s(300.0, 1.0), &s(100.0, 4.0));
-        assert!(t.iter().all(|t| t.pass), "{t:?}");
+        assert!(t.all_pass(), "{t:?}");
         let t = targets(&s(120.0, 1.0), &s(100.0, 1.0));
-        assert_eq!(t.iter().filter(|t| t.pass).count(), 0, "{t:?}");
+        assert_eq!(t.verdicts().pass, 0, "{t:?}");
     }
 }

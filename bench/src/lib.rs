@@ -5,7 +5,7 @@
 //!
 //! * [`local`] — one-way throughput and call latency of an actor spawned through
 //!   [`runtime::Node`] versus the same actor spawned with bare [`ractor::Actor::spawn`];
-//!   [`local_api`] adds `Node::send`, calls by name and spawn rate.
+//!   [`local::api`] adds `Node::send`, calls by name and spawn rate.
 //! * [`cluster`] — cross-node call latency and one-way throughput versus raw TCP, failure
 //!   detection after `kill -9`, and convergence of a multi-node cluster, with `dctl node start`
 //!   child processes as the other nodes (one OS process is one node).
@@ -23,6 +23,10 @@
 //!
 //! * [`all`] — every benchmark in turn, one markdown report of every target's verdict.
 //!
+//! Shared pieces: [`checks`] (each target with its PASS/MISS verdict, the target table),
+//! [`stats`] (percentiles, medians over rounds, limits), [`procs`] (the `dctl` node processes,
+//! on the [`testkit`] harness).
+//!
 //! Benchmarks return a report value (printable with `Display`, serialisable to JSON) rather than
 //! printing themselves, so tests can run them in a quick mode and inspect the results.
 
@@ -30,12 +34,12 @@
 
 pub mod all;
 pub mod broker;
+pub mod checks;
 pub mod cluster;
 pub mod config;
 pub mod erlang;
 pub mod kv;
 pub mod local;
-pub mod local_api;
 pub mod memory;
 pub mod procs;
 pub mod proxy;

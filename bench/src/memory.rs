@@ -26,8 +26,8 @@ use runtime::{MemberState, Node};
 use serde::Serialize;
 
 use crate::{
-    cluster::wait_for,
-    procs::{free_tcp_port, free_udp_port, locate_dctl, NodeSet},
+    checks::{Checks, TableStyle},
+    procs::{free_port, locate_dctl, wait_for, NodeSet},
     stats::Limit,
 };
 
@@ -104,19 +104,6 @@ pub struct NodeMemory {
     pub idle_cpu_percent: f64,
 }
 
-/// A targeted figure with its verdict.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemoryCheck {
-    /// What.
-    pub metric: String,
-    /// The measured value.
-    pub value: f64,
-    /// Its target.
-    pub target: Limit,
-    /// Whether it was met.
-    pub pass: bool,
-}
-
 /// The result of [`run_memory`].
 #[derive(Debug, Clone, Serialize)]
 pub struct MemoryReport {
@@ -133,7 +120,7 @@ pub struct MemoryReport {
     /// Seconds for one tree snapshot of A.
     pub tree_snapshot_secs: f64,
     /// The targets.
-    pub checks: Vec<MemoryCheck>,
+    pub checks: Checks,
 }
 
 impl fmt::Display for MemoryReport {
@@ -166,21 +153,14 @@ impl fmt::Display for MemoryReport {
             self.spawn_secs, self.spawn_rate_first, self.spawn_rate_last, self.tree_snapshot_secs
         )?;
         writeln!(f)?;
-        writeln!(
-            f,
-            "{:<52} {:>14} {:>12} {:>8}",
-            "target", "value", "limit", "verdict"
-        )?;
-        for c in &self.checks {
-            writeln!(
-                f,
-                "{:<52} {:>14.2} {:>12} {:>8}",
-                c.metric,
-                c.value,
-                c.target.to_string(),
-                if c.pass { "PASS" } else { "MISS" }
-            )?;
-        }
+        let style = TableStyle {
+            name: 52,
+            value: 14,
+            decimals: 2,
+            limit: 12,
+            verdict: 8,
+        };
+        write!(f, "{}", self.checks.table("target", style))?;
         Ok(())
     }
 }
@@ -209,8 +189,8 @@ pub(crate) async fn start_node_a(
         .name(name)
         .without_admin()
         .cookie(cookie)
-        .listen_addr(&format!("127.0.0.1:{}", free_tcp_port()?))
-        .gossip_addr(&format!("127.0.0.1:{}", free_udp_port()?))
+        .listen_addr(&format!("127.0.0.1:{}", free_port()?))
+        .gossip_addr(&format!("127.0.0.1:{}", free_port()?))
         .data_dir(dir.join(name))
         .start()
         .await
@@ -318,7 +298,14 @@ async fn with_node(
             .then_some(()))
     })
     .await?;
-    let pids: Vec<u32> = set.nodes.iter().map(|n| n.pid()).collect();
+    let pids: Vec<u32> = set
+        .nodes
+        .iter()
+        .map(|n| {
+            n.pid()
+                .with_context(|| format!("node {} is not running", n.name))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let before_a = rss_of(None)?;
     let before: Vec<f64> = pids
         .iter()
@@ -416,31 +403,26 @@ async fn with_node(
     let rate = |d: Duration| 1_000.0 / d.as_secs_f64().max(f64::MIN_POSITIVE);
     let (spawn_rate_first, spawn_rate_last) = (rate(first), rate(last));
 
-    let mut checks = Vec::new();
-    let mut check = |metric: String, value: f64, target: Limit| {
-        checks.push(MemoryCheck {
-            metric,
-            value,
-            pass: target.met_by(value),
-            target,
-        })
+    let mut checks = Checks::new();
+    let mut check = |metric: &str, value: f64, target: Limit| {
+        checks.add(metric, value, target);
     };
     let worst_remote = nodes[1..]
         .iter()
         .map(|n| n.bytes_per_actor)
         .fold(f64::MIN, f64::max);
     check(
-        "other nodes: bytes per remote actor (worst)".into(),
+        "other nodes: bytes per remote actor (worst)",
         worst_remote,
         Limit::Below(REMOTE_BYTES_PER_ACTOR_TARGET),
     );
     check(
-        "other nodes: MB per 100 000 remote actors (worst)".into(),
+        "other nodes: MB per 100 000 remote actors (worst)",
         worst_remote * 100_000.0 / 1e6,
         Limit::Below(REMOTE_PER_100K_TARGET / 1e6),
     );
     check(
-        "spawn rate, last 1 000 / first 1 000".into(),
+        "spawn rate, last 1 000 / first 1 000",
         spawn_rate_last / spawn_rate_first,
         Limit::AtLeast(SPAWN_FLAT_TARGET),
     );
@@ -449,13 +431,13 @@ async fn with_node(
         .map(|n| n.idle_cpu_percent)
         .fold(f64::MIN, f64::max);
     check(
-        "idle CPU per node, % of a core (worst)".into(),
+        "idle CPU per node, % of a core (worst)",
         worst_cpu,
         Limit::Below(IDLE_CPU_TARGET),
     );
     if cfg.actors >= 1_000_000 {
         check(
-            "spawning node RSS with 1 M actors (GiB)".into(),
+            "spawning node RSS with 1 M actors (GiB)",
             after_a / (1024.0 * 1024.0 * 1024.0),
             Limit::Below(MILLION_RSS_TARGET / (1024.0 * 1024.0 * 1024.0)),
         );

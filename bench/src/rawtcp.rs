@@ -248,16 +248,7 @@ impl RawClient {
         n: u64,
         flush: &[u8],
     ) -> anyhow::Result<Duration> {
-        let start = Instant::now();
-        for _ in 0..n {
-            self.frame(TELL, payload).await?;
-        }
-        let got = self.call(flush).await?;
-        let elapsed = start.elapsed();
-        if got != flush.len() {
-            bail!("raw flush returned {got} bytes for {}", flush.len());
-        }
-        Ok(elapsed)
+        self.stream_flushing(payload, n, flush, false).await
     }
 
     /// Like [`RawClient::stream`] but flushing after every frame (one `write` per message, no
@@ -268,10 +259,23 @@ impl RawClient {
         n: u64,
         flush: &[u8],
     ) -> anyhow::Result<Duration> {
+        self.stream_flushing(payload, n, flush, true).await
+    }
+
+    /// `n` frames (each flushed if `every_frame`), then the flushing call; the elapsed time.
+    async fn stream_flushing(
+        &mut self,
+        payload: &[u8],
+        n: u64,
+        flush: &[u8],
+        every_frame: bool,
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
         for _ in 0..n {
             self.frame(TELL, payload).await?;
-            self.w.flush().await?;
+            if every_frame {
+                self.w.flush().await?;
+            }
         }
         let got = self.call(flush).await?;
         let elapsed = start.elapsed();

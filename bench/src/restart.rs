@@ -21,7 +21,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::stats::{LatencySummary, Rounds};
+use crate::{
+    checks::Checks,
+    stats::{LatencySummary, Limit, Rounds},
+};
 
 const ESCRIPT: &str = include_str!("../assets/restart_bench.erl");
 
@@ -66,6 +69,8 @@ pub struct RestartReport {
     pub erlang_p99: Rounds,
     /// Crashes per side and round.
     pub crashes: usize,
+    /// The ratios against their target (`"p50"`, `"p99"`: ours / Erlang at most 1).
+    pub checks: Checks,
 }
 
 impl RestartReport {
@@ -103,7 +108,7 @@ impl fmt::Display for RestartReport {
                 us(ours.median),
                 us(erl.median),
                 ratio,
-                if ratio <= 1.0 { "PASS" } else { "MISS" }
+                self.checks.cells(name, "-").1
             )?;
         }
         Ok(())
@@ -238,11 +243,16 @@ pub async fn run_restart(cfg: &RestartConfig) -> anyhow::Result<RestartReport> {
         ep99.push(p99);
     }
     let r = |v| Rounds::new(v).ok_or_else(|| anyhow!("no rounds"));
-    Ok(RestartReport {
+    let mut report = RestartReport {
         ours_p50: r(op50)?,
         ours_p99: r(op99)?,
         erlang_p50: r(ep50)?,
         erlang_p99: r(ep99)?,
         crashes: cfg.crashes,
-    })
+        checks: Checks::new(),
+    };
+    let (r50, r99) = (report.ratio_p50(), report.ratio_p99());
+    report.checks.add("p50", r50, Limit::AtMost(1.0));
+    report.checks.add("p99", r99, Limit::AtMost(1.0));
+    Ok(report)
 }

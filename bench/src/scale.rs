@@ -26,6 +26,7 @@ use anyhow::{anyhow, Context};
 use serde::Serialize;
 
 use crate::{
+    checks::{Checks, TableStyle},
     cluster::{poll_nodes, spawn_cluster, wait_converged_within},
     memory::cpu_secs_of,
     procs::{http_client, locate_dctl, sees_dead, NodeSet},
@@ -90,19 +91,6 @@ pub struct ScaleRow {
     pub detection_secs: f64,
 }
 
-/// A target and whether it was met.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScaleCheck {
-    /// What is measured.
-    pub metric: String,
-    /// The measured value.
-    pub value: f64,
-    /// The target.
-    pub target: Limit,
-    /// Whether the value meets it.
-    pub pass: bool,
-}
-
 /// The result of [`run_scale`].
 #[derive(Debug, Clone, Serialize)]
 pub struct ScaleReport {
@@ -117,13 +105,13 @@ pub struct ScaleReport {
     /// How per-node CPU grew: largest size's mean / smallest's.
     pub cpu_growth: f64,
     /// The targets.
-    pub checks: Vec<ScaleCheck>,
+    pub checks: Checks,
 }
 
 impl ScaleReport {
     /// Whether every target was met.
     pub fn all_pass(&self) -> bool {
-        self.checks.iter().all(|c| c.pass)
+        self.checks.all_pass()
     }
 }
 
@@ -159,14 +147,9 @@ pub async fn run_scale(config: &ScaleConfig) -> anyhow::Result<ScaleReport> {
     let n_ratio = last.nodes as f64 / first.nodes as f64;
     let gossip_growth = last.gossip_bytes_per_s_mean / first.gossip_bytes_per_s_mean.max(1.0);
     let cpu_growth = last.cpu_percent_mean / first.cpu_percent_mean.max(0.01);
-    let mut checks = Vec::new();
+    let mut checks = Checks::new();
     let mut check = |metric: String, value: f64, target: Limit| {
-        checks.push(ScaleCheck {
-            metric,
-            value,
-            target,
-            pass: target.met_by(value),
-        })
+        checks.add(metric, value, target);
     };
     check(
         format!("convergence, {} nodes (s)", last.nodes),
@@ -207,12 +190,7 @@ async fn gossip_bytes(http: &reqwest::Client, admin: &str) -> anyhow::Result<f64
         .await
         .with_context(|| format!("GET {admin}/metrics"))?;
     let sample = |name: &str| -> anyhow::Result<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .ok_or_else(|| anyhow!("{admin}: no {name} in /metrics"))?
-            .trim()
-            .parse::<f64>()
-            .with_context(|| format!("{admin}: {name} is not a number"))
+        testkit::metric::sample(&text, name).with_context(|| format!("{admin}: /metrics"))
     };
     Ok(sample("draft_gossip_bytes_sent_total")? + sample("draft_gossip_bytes_received_total")?)
 }
@@ -222,7 +200,10 @@ async fn sample_all(http: &reqwest::Client, set: &NodeSet) -> anyhow::Result<Vec
     let mut out = Vec::with_capacity(set.nodes.len());
     for node in &set.nodes {
         let bytes = gossip_bytes(http, &node.admin).await?;
-        let cpu = cpu_secs_of(Some(node.pid()))?;
+        let pid = node
+            .pid()
+            .with_context(|| format!("node {} is not running", node.name))?;
+        let cpu = cpu_secs_of(Some(pid))?;
         out.push((bytes, cpu));
     }
     Ok(out)
@@ -238,7 +219,9 @@ async fn one_size(
     let http = http_client()?;
     progress(config, || format!("scale: starting {n} nodes"));
     let names = spawn_cluster(&mut set, &format!("sc{n}"), n)?;
-    let last_spawn = set.nodes[n - 1].spawned_at;
+    let last_spawn = set.nodes[n - 1]
+        .spawned_at
+        .context("the last node never spawned")?;
     let done = wait_converged_within(
         &http,
         &mut set,
@@ -363,21 +346,14 @@ impl fmt::Display for ScaleReport {
             self.cpu_growth
         )?;
         writeln!(f)?;
-        writeln!(
-            f,
-            "{:<62} {:>10} {:>10}  verdict",
-            "target", "value", "limit"
-        )?;
-        for c in &self.checks {
-            writeln!(
-                f,
-                "{:<62} {:>10.3} {:>10}  {}",
-                c.metric,
-                c.value,
-                c.target.to_string(),
-                if c.pass { "PASS" } else { "MISS" }
-            )?;
-        }
+        let style = TableStyle {
+            name: 62,
+            value: 10,
+            decimals: 3,
+            limit: 10,
+            verdict: 5,
+        };
+        write!(f, "{}", self.checks.table("target", style))?;
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Smoke test of the `restart` benchmark in quick mode: both sides run end to end (Erlang's
 //! `escript` is required: the test fails without it) and the report is sane.
 
+mod common;
+
 use bench::restart::{run_restart, RestartConfig};
 
 #[tokio::test]
@@ -22,4 +24,5 @@ async fn restart_quick_produces_a_sane_report() {
     let text = report.to_string();
     eprintln!("{text}");
     assert!(text.contains("p50") && text.contains("p99"), "{text}");
+    common::assert_checks(&report.checks, &text, &["p50", "p99"]);
 }

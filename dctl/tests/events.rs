@@ -116,16 +116,6 @@ fn channels_json(node: &NodeProc) -> Value {
     serde_json::from_str(&stdout(&out)).expect("events channels prints JSON")
 }
 
-/// The value of a metric that must be present in a Prometheus text exposition.
-fn metric_present(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"))
-}
-
 fn produce(node: &NodeProc, channel: &str, id: &str) -> Value {
     let out = node.dctl(&[
         "--json",
@@ -265,7 +255,7 @@ fn broadcast_across_nodes_and_queue_group_failover() {
     // One network crossing per interested node: n3 forwarded each of the 151 events once to
     // each of n1 and n2 (a group event rides with the broadcast copy).
     let m = http_get(&n3.admin, "/broker/metrics");
-    let forwarded: u64 = metric_present(&m, "broker_events_forwarded_total");
+    let forwarded: u64 = metric(&m, "broker_events_forwarded_total");
     assert!((302..=310).contains(&forwarded), "forwarded {forwarded}");
 }
 
@@ -353,10 +343,7 @@ fn invalid_events_get_clear_errors_and_the_broker_keeps_serving() {
     assert_eq!(first["data"], serde_json::json!({"ok": true}));
     assert_eq!(first["datacontenttype"], "application/json");
     let m = http_get(&n.admin, "/broker/metrics");
-    assert!(
-        metric_present(&m, "broker_events_rejected_total") >= 3,
-        "{m}"
-    );
+    assert!(metric(&m, "broker_events_rejected_total") >= 3, "{m}");
 }
 
 /// A node process with a data directory of our choosing (kept across restarts).
@@ -482,14 +469,14 @@ fn drop_policy_slow_consumer_loses_counted_events_and_stalls_no_one() {
     fast.wait_for(total, "the fast consumer gets everything");
     assert_eq!(fast.ids(), seq(0..total), "in order, nothing lost");
     wait_until("d2 counts dropped events", Duration::from_secs(20), || {
-        metric_present(
+        metric(
             &http_get(&n2.admin, "/broker/metrics"),
             "broker_events_dropped_total",
         ) > 0
     });
     // the node's own /metrics carries the broker's families too
     assert!(
-        metric_present(
+        metric(
             &http_get(&n2.admin, "/metrics"),
             "broker_events_dropped_total"
         ) > 0,
@@ -604,12 +591,8 @@ fn block_policy_paused_consumer_on_another_node_holds_the_producer_back_and_lose
     let err_text = std::fs::read_to_string(&err_path).expect("consumer's stderr");
     assert!(!err_text.contains("dropped"), "{err_text}");
     let m = http_get(&n2.admin, "/broker/metrics");
-    assert_eq!(metric_present(&m, "broker_events_dropped_total"), 0, "{m}");
-    assert_eq!(
-        metric_present(&m, "broker_consumers_cut_off_total"),
-        0,
-        "{m}"
-    );
+    assert_eq!(metric(&m, "broker_events_dropped_total"), 0, "{m}");
+    assert_eq!(metric(&m, "broker_consumers_cut_off_total"), 0, "{m}");
 }
 
 #[test]
@@ -788,11 +771,7 @@ fn block_policy_consumer_that_stops_reading_is_cut_off_after_its_deadline_and_to
         assert_eq!(status, 200, "batch at {start}: {body}");
     }
     let m = http_get(&n2.admin, "/broker/metrics");
-    assert_eq!(
-        metric_present(&m, "broker_consumers_cut_off_total"),
-        1,
-        "{m}"
-    );
+    assert_eq!(metric(&m, "broker_consumers_cut_off_total"), 1, "{m}");
     // Its interest is withdrawn: producers stop sending to s2.
     wait_until(
         "s1 no longer sees the consumer",
@@ -849,10 +828,7 @@ fn a_produce_held_back_by_a_consumer_past_its_timeout_is_answered_503() {
     );
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
     let m = http_get(&n.admin, "/broker/metrics");
-    assert!(
-        metric_present(&m, "broker_produce_timeouts_total") >= 1,
-        "{m}"
-    );
+    assert!(metric(&m, "broker_produce_timeouts_total") >= 1, "{m}");
     // The node still serves: another channel takes events at once.
     let (status, body) = produce_http(&n.admin, "other", 0..1, 1_000);
     assert_eq!(status, 200, "{body}");

@@ -338,17 +338,7 @@ fn a_node_whose_root_gives_up_exits_non_zero_and_loses_no_acknowledged_write() {
         }
     }
     let killed_at = Instant::now();
-    let mut child = nodes[idx].child.take().expect("running");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(30),
-            "the node did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = nodes[idx].wait_exit(Duration::from_secs(30));
     let exited_after = killed_at.elapsed();
     assert!(!status.success(), "exit status {status:?}");
     let log = std::fs::read_to_string(nodes[idx].log_path()).unwrap_or_default();

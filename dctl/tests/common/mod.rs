@@ -4,12 +4,15 @@
 pub mod bulk;
 
 use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    io::Read,
+    net::TcpStream,
+    ops::{Deref, DerefMut},
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::Output,
     time::{Duration, Instant},
 };
+
+use testkit::{Cookie, NodeProcess};
 
 pub const DCTL: &str = env!("CARGO_BIN_EXE_dctl");
 
@@ -17,40 +20,21 @@ pub const DCTL: &str = env!("CARGO_BIN_EXE_dctl");
 /// tests get this one through `DCTL_COOKIE`; a `--cookie` argument overrides it).
 pub const TEST_COOKIE: &str = "dctl-test-cookie";
 
-/// A free loopback port, TCP and UDP (bound then released), below Linux's ephemeral range
-/// (32768-60999): the ports the OS hands out for port 0 and for outgoing connections never land
-/// there, so a port found free here is not taken by a node's own connection before the node it
-/// is meant for binds it (with 30 nodes starting at once, that happened). Each call of a test
-/// process takes the next one.
+/// A free loopback port, TCP and UDP, below Linux's ephemeral range ([`testkit::free_port`]).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    // 12000..32000 (10000 is `--xds-files-listen`'s default)
-    const LOW: u32 = 12_000;
-    const SPAN: u32 = 20_000;
-    let start = std::process::id().wrapping_mul(7919) % SPAN;
-    for _ in 0..SPAN {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (LOW + start.wrapping_add(n) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
-        {
-            return port;
-        }
-    }
-    panic!("no free loopback port in 12000..32000");
+    testkit::free_port().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Poll `cond` every 50 ms until it holds or `limit` passes.
-pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
+/// Poll `cond` every 50 ms until it holds; fail the test if `limit` passes first.
+pub fn wait_until(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    if let Err(e) = testkit::wait_until(what, limit, cond) {
+        panic!("{e}");
     }
 }
 
 /// How [`NodeProc::try_start_in`] ended.
+// (one value per start, matched at once: boxing the node would only add `*` at every caller)
+#[allow(clippy::large_enum_variant)]
 pub enum Started {
     /// The node serves.
     Running(NodeProc),
@@ -61,14 +45,25 @@ pub enum Started {
     },
 }
 
-/// A `dctl node start` process, killed on drop if still running.
+/// A `dctl node start` process in a temporary directory (data in `data/`, log in `node.log`),
+/// killed on drop if still running. Its fields (`name`, `admin`, `listen`, `gossip`, ...) are
+/// the [`NodeProcess`]'s.
 pub struct NodeProc {
-    pub name: String,
-    pub admin: String,
-    pub listen: String,
-    pub gossip: String,
-    pub child: Option<Child>,
+    node: NodeProcess,
     pub dir: tempfile::TempDir,
+}
+
+impl Deref for NodeProc {
+    type Target = NodeProcess;
+    fn deref(&self) -> &NodeProcess {
+        &self.node
+    }
+}
+
+impl DerefMut for NodeProc {
+    fn deref_mut(&mut self) -> &mut NodeProcess {
+        &mut self.node
+    }
 }
 
 impl NodeProc {
@@ -108,9 +103,8 @@ impl NodeProc {
             limit,
             || {
                 self.dctl(&["tree", "--json"]).status.success()
-                    && !http(&self.admin, "GET", "/health", &[], b"")
-                        .1
-                        .contains("services (starting)")
+                    && testkit::http::get(&self.admin, "/health")
+                        .is_ok_and(|r| !r.body.contains("services (starting)"))
             },
         );
     }
@@ -124,30 +118,31 @@ impl NodeProc {
         cookie: Option<&str>,
     ) -> Started {
         let mut node = Self::launch(name, Some(data), extra, cookie);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = node
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                node.child = None;
-                let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
-                return Started::Exited { status, log };
-            }
-            // (the node may exit between two probes: a refused connection is "not yet"; a node
-            // whose services failed to start answers as it shuts down, unhealthy)
-            if node.dctl(&["tree", "--json"]).status.success()
-                && TcpStream::connect(&node.admin).is_ok()
-                && http(&node.admin, "GET", "/health", &[], b"").0 == 200
-            {
-                return Started::Running(node);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {name} neither served nor exited"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let mut exited = None;
+        // (the node may exit between two probes: a refused connection is "not yet"; a node
+        // whose services failed to start answers as it shuts down, unhealthy)
+        wait_until(
+            &format!("node {name} to serve or exit"),
+            Duration::from_secs(30),
+            || {
+                match node.node.try_exit() {
+                    Ok(Some(status)) => {
+                        exited = Some(status);
+                        return true;
+                    }
+                    Ok(None) => {}
+                    Err(e) => panic!("{e}"),
+                }
+                node.dctl(&["tree", "--json"]).status.success()
+                    && testkit::http::get(&node.admin, "/health").is_ok_and(|r| r.status == 200)
+            },
+        );
+        match exited {
+            Some(status) => Started::Exited {
+                status,
+                log: node.log_text(),
+            },
+            None => Started::Running(node),
         }
     }
 
@@ -174,81 +169,49 @@ impl NodeProc {
         let data = data
             .map(std::path::Path::to_path_buf)
             .unwrap_or_else(|| dir.path().join("data"));
-        let admin = format!("127.0.0.1:{}", free_port());
-        let listen = format!("127.0.0.1:{}", free_port());
-        let gossip = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("node.log")).expect("log file");
-        let mut cmd = Command::new(DCTL);
-        cmd.args(["--admin", &admin, "node", "start", "--name", name])
-            .args(["--listen", &listen, "--gossip", &gossip])
-            .arg("--data-dir")
-            .arg(&data)
-            .args(extra)
-            .env_remove("DCTL_COOKIE")
-            .stdout(Stdio::null())
-            .stderr(log);
-        if let Some(c) = cookie {
-            cmd.env("DCTL_COOKIE", c);
-        }
-        let child = cmd.spawn().expect("dctl node start");
-        NodeProc {
-            name: name.into(),
-            admin,
-            listen,
-            gossip,
-            child: Some(child),
-            dir,
-        }
+        let mut node = NodeProcess::new(DCTL.as_ref(), name, dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .data_dir(&data)
+            .log_to(&dir.path().join("node.log"))
+            .cookie(cookie.map_or(Cookie::None, |c| Cookie::Env(c.to_string())))
+            .args(extra.iter().copied());
+        node.spawn().unwrap_or_else(|e| panic!("{e}"));
+        NodeProc { node, dir }
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("node.log")
+        self.node.log.clone()
     }
 
     /// Run a client command against this node.
     pub fn dctl(&self, args: &[&str]) -> Output {
-        Command::new(DCTL)
-            .args(["--admin", &self.admin])
-            .args(args)
-            .output()
-            .expect("run dctl")
+        self.node.dctl(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The process id (0 once it is gone).
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+        self.node.pid().unwrap_or(0)
     }
 
     /// Send a signal and wait for the exit status.
     pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
-        let pid = self.pid().to_string();
-        let sent = Command::new("kill").args(["-s", signal, &pid]).status();
-        assert!(sent.map(|s| s.success()).unwrap_or(false), "kill -{signal}");
-        let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node did not exit after {signal}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.node
+            .signal_and_wait(signal, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Wait for the process to exit on its own (after a fault it must not survive).
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.node.wait_exit(limit).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
 impl Drop for NodeProc {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = self.node.kill();
         // A failing test shows what its nodes logged (the temp dir goes with it).
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(60)..];
+            let tail = self.node.log_tail(60);
             eprintln!("--- last {} lines of {}'s log ---", tail.len(), self.name);
             for line in tail {
                 eprintln!("{line}");
@@ -322,7 +285,8 @@ pub fn wait_converged(nodes: &[&NodeProc], alive: &[&str]) {
     }
 }
 
-/// A raw HTTP/1.1 request; returns (status, body).
+/// A raw HTTP/1.1 request ([`testkit::http::request`]); returns (status, body). Fails the
+/// test when the node does not answer with HTTP.
 pub fn http(
     admin: &str,
     method: &str,
@@ -330,26 +294,9 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(admin).expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("write");
-    s.write_all(body).expect("write");
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let r = testkit::http::request(admin, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (r.status, r.body)
 }
 
 pub fn http_get(admin: &str, path: &str) -> String {
@@ -357,15 +304,9 @@ pub fn http_get(admin: &str, path: &str) -> String {
 }
 
 /// The value of the sample `name` in a Prometheus text exposition. Panics when the sample is
-/// absent or not a number, so a renamed or missing metric fails the test instead of reading 0.
+/// absent or not a count, so a renamed or missing metric fails the test instead of reading 0.
 pub fn metric(text: &str, name: &str) -> u64 {
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("metric {name} is not in the exposition:\n{text}"));
-    line.trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("metric {name} = {line:?} is not a count: {e}"))
+    testkit::metric::count(text, name).unwrap_or_else(|e| panic!("{e}:\n{text}"))
 }
 
 /// Read from `conn` until the peer closes it (EOF or reset) or `deadline` passes: whether it

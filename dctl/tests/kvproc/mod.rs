@@ -4,36 +4,37 @@
 
 use std::{
     collections::BTreeSet,
-    io::{Read, Write},
-    net::TcpStream,
-    path::PathBuf,
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    ops::{Deref, DerefMut},
+    process::Output,
+    time::Duration,
 };
 
 use serde_json::Value;
+use testkit::{Cookie, NodeProcess};
 
-use crate::common::{free_port, stdout, wait_until, DCTL};
+use crate::common::{stdout, wait_until, DCTL, TEST_COOKIE};
 
-/// A node process whose data directory outlives it (so it can be restarted).
+/// A node process whose data directory (`dir/name`) and log (`dir/name.log`, appended to)
+/// outlive it, so it can be restarted on the same ports. Its fields (`name`, `admin`,
+/// `gossip`, `log`, ...) are the [`NodeProcess`]'s; `voters` and `seed` are read at each
+/// [`KvProc::spawn`].
 pub struct KvProc {
-    pub name: String,
-    pub admin: String,
-    pub listen: String,
-    pub gossip: String,
-    pub data: PathBuf,
-    pub log: PathBuf,
+    node: NodeProcess,
     pub voters: Vec<String>,
-    pub extra: Vec<String>,
     pub seed: Option<String>,
-    pub child: Option<Child>,
 }
 
-pub fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free udp port")
-        .port()
+impl Deref for KvProc {
+    type Target = NodeProcess;
+    fn deref(&self) -> &NodeProcess {
+        &self.node
+    }
+}
+
+impl DerefMut for KvProc {
+    fn deref_mut(&mut self) -> &mut NodeProcess {
+        &mut self.node
+    }
 }
 
 impl KvProc {
@@ -44,50 +45,30 @@ impl KvProc {
         seed: Option<String>,
         extra: &[&str],
     ) -> KvProc {
+        let node = NodeProcess::new(DCTL.as_ref(), name, dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .cookie(Cookie::Env(TEST_COOKIE.to_string()))
+            .env("RUST_LOG", "info,openraft=warn")
+            .args(extra.iter().copied());
         KvProc {
-            name: name.into(),
-            admin: format!("127.0.0.1:{}", free_port()),
-            listen: format!("127.0.0.1:{}", free_port()),
-            gossip: format!("127.0.0.1:{}", free_udp()),
-            data: dir.join(name),
-            log: dir.join(format!("{name}.log")),
+            node,
             voters: voters.iter().map(|v| v.to_string()).collect(),
-            extra: extra.iter().map(|v| v.to_string()).collect(),
             seed,
-            child: None,
         }
     }
 
+    /// Spawn the process (again) with the current `voters` and `seed`.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let mut cmd = Command::new(DCTL);
-        cmd.args([
-            "--admin",
-            &self.admin,
-            "node",
-            "start",
-            "--name",
-            &self.name,
-        ])
-        .args(["--listen", &self.listen, "--gossip", &self.gossip])
-        .arg("--data-dir")
-        .arg(&self.data)
-        .args(&self.extra)
-        .env("RUST_LOG", "info,openraft=warn")
-        .env("DCTL_COOKIE", crate::common::TEST_COOKIE)
-        .stdout(Stdio::null())
-        .stderr(log);
+        let mut more: Vec<&str> = Vec::new();
         for v in &self.voters {
-            cmd.args(["--kv-voter", v]);
+            more.extend(["--kv-voter", v]);
         }
         if let Some(s) = &self.seed {
-            cmd.args(["--seed", s]);
+            more.extend(["--seed", s]);
         }
-        self.child = Some(cmd.spawn().expect("dctl node start"));
+        self.node
+            .spawn_with(&more)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn wait_healthy(&self) {
@@ -105,40 +86,28 @@ impl KvProc {
     }
 
     pub fn dctl(&self, args: &[&str]) -> Output {
-        Command::new(DCTL)
-            .args(["--admin", &self.admin])
-            .args(args)
-            .output()
-            .expect("run dctl")
+        self.node.dctl(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Kill the process with SIGKILL (nothing if it is not running).
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.node.kill().unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Stop the process with SIGTERM, waiting up to 30 s (then SIGKILL).
     pub fn term(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        if self.node.is_spawned() {
+            // a timeout has killed it: either way it is gone, as a restart needs
+            let _ = self.node.signal_and_wait("TERM", Duration::from_secs(30));
         }
     }
 
+    /// Wait for the process to exit on its own (a start it must refuse).
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.node.wait_exit(limit).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `kv status --json`, or `None` while the node does not answer it (a poller's "not yet").
     pub fn status(&self) -> Option<Value> {
         let o = self.dctl(&["kv", "status", "--json"]);
         if !o.status.success() {
@@ -147,7 +116,9 @@ impl KvProc {
         serde_json::from_str(&stdout(&o)).ok()
     }
 
-    /// Keys under `prefix` in this node's own copy, with their versions.
+    /// Keys under `prefix` in this node's own copy, with their versions; `None` while the
+    /// node does not answer (a poller's "not yet"). An entry without a key or version fails
+    /// the test.
     pub fn local_keys(&self, prefix: &str) -> Option<Vec<(String, u64)>> {
         let (code, body) = http(
             &self.admin,
@@ -166,8 +137,13 @@ impl KvProc {
                 .iter()
                 .map(|e| {
                     (
-                        e["key"].as_str().unwrap_or_default().to_string(),
-                        e["version"].as_u64().unwrap_or(0),
+                        e["key"]
+                            .as_str()
+                            .unwrap_or_else(|| panic!("entry without a key: {e}"))
+                            .to_string(),
+                        e["version"]
+                            .as_u64()
+                            .unwrap_or_else(|| panic!("entry without a version: {e}")),
                     )
                 })
                 .collect(),
@@ -175,40 +151,18 @@ impl KvProc {
     }
 }
 
-impl Drop for KvProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// A raw HTTP/1.1 request with timeouts (so tests can send anything, malformed bodies
-/// included): (status, body), or why it failed.
+/// A raw HTTP/1.1 request with a JSON content type and timeouts (so tests can send anything,
+/// malformed bodies included): (status, body), or why it failed.
 pub fn http(admin: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
-    let addr: std::net::SocketAddr = admin.parse().map_err(|e| format!("{e}"))?;
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    s.write_all(body.as_bytes()).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad response: {text}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    Ok((code, body))
+    testkit::http::request(
+        admin,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .map(|r| (r.status, r.body))
+    .map_err(|e| e.to_string())
 }
 
 /// Start three voters (n1..n3) and wait until they agree on a leader.

@@ -15,10 +15,11 @@ use ractor::{rpc::CallResult, Actor, ActorRef};
 use runtime::Node;
 use serde::Serialize;
 
-use crate::{
-    local::{Counter, LocalConfig, Msg},
-    stats::{LatencySummary, Rounds},
+use super::{
+    actor::{Counter, Msg},
+    config::LocalConfig,
 };
+use crate::stats::{LatencySummary, Rounds};
 
 /// One row: bare ractor and the runtime, medians over the rounds.
 #[derive(Debug, Clone, PartialEq, Serialize)]

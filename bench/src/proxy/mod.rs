@@ -10,9 +10,14 @@
 //!    other node sees the node dead). Target: last request <= detection + 100 ms.
 //! 3. **big snapshot**: 1 000 services x 3 instances and 1 000 routes: snapshot build time, and
 //!    build + push until Envoy ACKed every type, alternating two such snapshots. Target: < 1 s.
+//!
+//! [`report`] holds the result and its table; this file runs the measurements.
+
+pub mod report;
+
+pub use report::{ProxyReport, BUILD_ACK_MAX, LAST_REQUEST, ROUTED_P99};
 
 use std::{
-    fmt,
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -31,12 +36,12 @@ use proxy_ctl::{
     PathMatch, Route,
 };
 use registry::service::{Health, Instance};
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
-    procs::{cluster_view, free_tcp_port, http_client, locate_dctl, sees_exactly, NodeSet},
-    stats::percentile,
+    checks::Checks,
+    procs::{cluster_view, free_port, http_client, locate_dctl, sees_exactly, NodeSet},
+    stats::{percentile, Limit},
 };
 
 /// What to measure.
@@ -71,112 +76,6 @@ impl ProxyConfig {
     }
 }
 
-/// The report.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProxyReport {
-    /// Runs of register -> routed.
-    pub runs: usize,
-    /// register -> routed through Envoy on another node: p50, p99 (ms).
-    pub routed_p50_ms: f64,
-    /// p99 (ms).
-    pub routed_p99_ms: f64,
-    /// register -> listed on that other node (the peer): p50 (ms).
-    pub listed_p50_ms: f64,
-    /// p99 (ms).
-    pub listed_p99_ms: f64,
-    /// kill -9 -> the failure detector says dead (ms).
-    pub kill_detected_ms: f64,
-    /// kill -9 -> the last request the killed node's instance got (ms).
-    pub kill_last_request_ms: f64,
-    /// Services in the big snapshot.
-    pub services: usize,
-    /// Big snapshot build time, median over the rounds (ms).
-    pub build_ms: f64,
-    /// Big snapshot build + push until Envoy ACKed every type, median (ms).
-    pub build_ack_ms: f64,
-    /// Worst round of build + ACK (ms).
-    pub build_ack_max_ms: f64,
-}
-
-impl ProxyReport {
-    fn verdict(pass: bool) -> &'static str {
-        if pass {
-            "PASS"
-        } else {
-            "MISS"
-        }
-    }
-}
-
-impl fmt::Display for ProxyReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "proxy: registry + routes -> Envoy over ADS")?;
-        writeln!(
-            f,
-            "{:<44} {:>10} {:>10} {:>8} {:>8}",
-            "measure", "p50 (ms)", "p99 (ms)", "target", "verdict"
-        )?;
-        writeln!(
-            f,
-            "{:<44} {:>10.1} {:>10.1} {:>8} {:>8}",
-            format!("register -> routed via another node ({} runs)", self.runs),
-            self.routed_p50_ms,
-            self.routed_p99_ms,
-            "p99<=100",
-            Self::verdict(self.routed_p99_ms <= 100.0)
-        )?;
-        writeln!(
-            f,
-            "{:<44} {:>10.1} {:>10.1} {:>8} {:>8}",
-            "  peer: register -> listed on that node",
-            self.listed_p50_ms,
-            self.listed_p99_ms,
-            "-",
-            "-"
-        )?;
-        writeln!(
-            f,
-            "{:<44} {:>10.2}x {:>9.2}x",
-            "  ratio routed / listed",
-            self.routed_p50_ms / self.listed_p50_ms.max(0.001),
-            self.routed_p99_ms / self.listed_p99_ms.max(0.001)
-        )?;
-        let margin = self.kill_last_request_ms - self.kill_detected_ms;
-        writeln!(
-            f,
-            "{:<44} {:>10.1} {:>10} {:>8} {:>8}",
-            "kill -9 -> detected dead", self.kill_detected_ms, "", "-", "-"
-        )?;
-        writeln!(
-            f,
-            "{:<44} {:>10.1} {:>10} {:>8} {:>8}",
-            format!("kill -9 -> last request to it ({margin:+.0} ms)"),
-            self.kill_last_request_ms,
-            "",
-            "det+100",
-            Self::verdict(margin <= 100.0)
-        )?;
-        writeln!(
-            f,
-            "{:<44} {:>10.1} {:>10} {:>8} {:>8}",
-            format!("{} services x 3 instances: build", self.services),
-            self.build_ms,
-            "",
-            "-",
-            "-"
-        )?;
-        writeln!(
-            f,
-            "{:<44} {:>10.1} {:>10.1} {:>8} {:>8}",
-            "  build + push until Envoy ACKed all (max)",
-            self.build_ack_ms,
-            self.build_ack_max_ms,
-            "<1000",
-            Self::verdict(self.build_ack_max_ms < 1000.0)
-        )
-    }
-}
-
 fn envoy_bin() -> anyhow::Result<PathBuf> {
     std::env::var_os("PATH")
         .and_then(|paths| {
@@ -205,8 +104,8 @@ impl Drop for Envoy {
 async fn start_envoy(node_id: &str, xds: Vec<SocketAddr>) -> anyhow::Result<Envoy> {
     let bin = envoy_bin()?;
     let dir = tempfile::tempdir()?;
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()?).parse()?;
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()?).parse()?;
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let yaml = Bootstrap {
         node_id: node_id.into(),
         listen,
@@ -596,7 +495,7 @@ pub async fn run_proxy(config: &ProxyConfig) -> anyhow::Result<ProxyReport> {
     drop(envoy);
     builds.sort();
     acks.sort();
-    Ok(ProxyReport {
+    let mut report = ProxyReport {
         runs: config.runs,
         routed_p50_ms: ms(percentile(&routed, 0.5)),
         routed_p99_ms: ms(percentile(&routed, 0.99)),
@@ -608,5 +507,18 @@ pub async fn run_proxy(config: &ProxyConfig) -> anyhow::Result<ProxyReport> {
         build_ms: ms(percentile(&builds, 0.5)),
         build_ack_ms: ms(percentile(&acks, 0.5)),
         build_ack_max_ms: ms(*acks.last().expect("rounds")),
-    })
+        checks: Checks::new(),
+    };
+    let margin = report.kill_last_request_ms - report.kill_detected_ms;
+    let (routed_p99, ack_max) = (report.routed_p99_ms, report.build_ack_max_ms);
+    report
+        .checks
+        .add(ROUTED_P99, routed_p99, Limit::AtMost(100.0));
+    report
+        .checks
+        .add(LAST_REQUEST, margin, Limit::AtMost(100.0));
+    report
+        .checks
+        .add(BUILD_ACK_MAX, ack_max, Limit::Below(1000.0));
+    Ok(report)
 }

@@ -1,0 +1,110 @@
+//! Waiting on a condition with a deadline: poll it, sleeping between polls, until it holds
+//! or the deadline passes. A timeout is an error naming what was awaited.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use crate::{Error, Result};
+
+/// How often [`wait_until`] polls.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Poll `cond` every [`POLL`] until it holds, for at most `limit`; [`Error::TimedOut`]
+/// naming `what` if it never did. `cond` runs at least once, also past the deadline.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() >= deadline {
+            return Err(timed_out(what, limit));
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
+/// The async twin of [`wait_until`] for a condition that yields a value: poll `f` every
+/// `every` until it returns `Ok(Some(v))` (then `Ok(v)`), for at most `limit`. An `Err` from
+/// `f` ends the wait with that error; running out of time is [`Error::TimedOut`] naming `what`,
+/// converted into `E`.
+pub async fn wait_for<T, E, F, Fut>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut f: F,
+) -> Result<T, E>
+where
+    E: From<Error>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, E>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(timed_out(what, limit).into());
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+fn timed_out(what: &str, limit: Duration) -> Error {
+    Error::TimedOut {
+        what: what.to_string(),
+        limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_until_returns_once_the_condition_holds() {
+        let mut polls = 0;
+        wait_until("the third poll", Duration::from_secs(10), || {
+            polls += 1;
+            polls == 3
+        })
+        .expect("holds on the third poll");
+        assert_eq!(polls, 3);
+    }
+
+    #[test]
+    fn wait_until_times_out_naming_what_it_waited_for() {
+        let err = wait_until("never", Duration::from_millis(120), || false)
+            .expect_err("the condition never holds");
+        assert!(matches!(&err, Error::TimedOut { what, .. } if what == "never"));
+        assert!(err.to_string().contains("waiting for: never"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn wait_for_yields_the_value_or_the_first_error() {
+        let mut n = 0;
+        let v: Result<u32> = wait_for("n", Duration::from_secs(10), Duration::ZERO, || {
+            n += 1;
+            let now = n;
+            async move { Ok((now == 2).then_some(now)) }
+        })
+        .await;
+        assert_eq!(v.expect("a value"), 2);
+
+        let e: Result<()> = wait_for("x", Duration::from_secs(10), Duration::ZERO, || async {
+            Err(Error::NotRunning { name: "a".into() })
+        })
+        .await;
+        assert!(matches!(e, Err(Error::NotRunning { .. })));
+
+        let t: Result<()> = wait_for(
+            "none",
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+            || async { Ok(None) },
+        )
+        .await;
+        assert!(matches!(t, Err(Error::TimedOut { .. })));
+    }
+}

@@ -133,3 +133,32 @@ async fn one_idle_named_actor_costs_about_actor_base_bytes() {
     );
     node.shutdown().await;
 }
+
+/// The same measurement for bare ractor (`Actor::spawn`, named, no runtime around it): the
+/// floor every actor pays, so that the runtime's own share is the difference between the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+async fn a_bare_ractor_actor_for_comparison() {
+    let (warm, _) = Actor::spawn(Some("bare-warm".into()), Idle, ())
+        .await
+        .expect("spawn");
+    let before = IN_USE.load(Ordering::Relaxed);
+    let mut actors = Vec::with_capacity(ACTORS);
+    let held = IN_USE.load(Ordering::Relaxed) - before;
+    for i in 0..ACTORS {
+        let (a, _) = Actor::spawn(Some(format!("bare-{i:05}")), Idle, ())
+            .await
+            .expect("spawn");
+        actors.push(a);
+    }
+    let after = IN_USE.load(Ordering::Relaxed);
+    let per_actor = (after - before - held) as f64 / ACTORS as f64;
+    println!(
+        "heap per idle named bare ractor actor: {per_actor:.0} B (the handle vector excluded)"
+    );
+    assert!(per_actor > 0.0, "an actor costs something: {per_actor}");
+    for a in actors {
+        a.stop(None);
+    }
+    warm.stop(None);
+}

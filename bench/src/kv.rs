@@ -140,13 +140,15 @@ impl std::fmt::Display for KvReport {
                 )?;
             }
             for t in l.targets.iter() {
+                // the verdict last, as in every bench, so `bench all` lists the row
                 writeln!(
                     f,
-                    "  {} draft/etcd {}: {:.2}x (target {})",
-                    t.verdict(),
+                    "  c{} draft/etcd {}: {:.2}x (target {})  {}",
+                    l.concurrency,
                     t.metric,
                     t.value,
-                    t.target
+                    t.target,
+                    t.verdict()
                 )?;
             }
         }
@@ -583,5 +585,37 @@ mod tests {
         assert!(t.all_pass(), "{t:?}");
         let t = targets(&s(120.0, 1.0), &s(100.0, 1.0));
         assert_eq!(t.verdicts().pass, 0, "{t:?}");
+    }
+
+    #[test]
+    fn every_target_row_reaches_the_bench_all_summary() {
+        let s = |ops: f64, p99: f64| KvSide {
+            system: "x".into(),
+            put_ops: rs(ops),
+            put_p99_ns: rs(p99),
+            get_ops: rs(ops),
+            get_p99_ns: rs(p99),
+        };
+        let level = |concurrency| KvLevel {
+            concurrency,
+            draft: s(300.0, 1.0),
+            etcd: Some(s(100.0, 4.0)),
+            targets: targets(&s(300.0, 1.0), &s(100.0, 4.0)),
+        };
+        let report = KvReport {
+            value_size: 128,
+            rounds: 3,
+            data_dir: "/tmp (ext4)".into(),
+            levels: vec![level(16), level(256)],
+        };
+        let rows = crate::all::verdict_rows(&report.to_string());
+        let per_level = report.levels[0].targets.verdicts().pass;
+        assert!(per_level > 0);
+        assert_eq!(rows.len(), 2 * per_level, "{report}");
+        assert!(
+            rows.iter()
+                .any(|(r, v)| r.starts_with("c256 ") && *v == "PASS"),
+            "{rows:?}"
+        );
     }
 }

@@ -99,6 +99,7 @@ pub struct NodeFlags {
     /// The ingress listener address written into the files of --xds-files.
     #[arg(long, default_value = proxy_ctl::envoy::DEFAULT_LISTEN, requires = "xds_files")]
     pub xds_files_listen: std::net::SocketAddr,
+    /// The KV store's flags.
     #[command(flatten)]
     pub kv: KvFlags,
 }

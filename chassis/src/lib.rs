@@ -59,6 +59,8 @@
 //! # });
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod config;
 mod error;
 pub mod flags;

@@ -51,6 +51,7 @@ pub struct ServiceArgs {
     /// The instance id in the registry [default: the node's name].
     #[arg(long)]
     pub instance: Option<String>,
+    /// The node's flags.
     #[command(flatten)]
     pub node: NodeFlags,
 }

@@ -198,3 +198,29 @@ fn names_without_an_actor_are_forgotten_after_a_while_only() {
     reg.forget("a");
     assert!(reg.rows().is_empty());
 }
+
+#[test]
+fn a_figure_held_by_a_child_spec_is_kept_without_a_lookup_by_name() {
+    let reg = StatsRegistry::new(true);
+    let held = reg.figures("held");
+    reg.figures("loose");
+    let asked = std::sync::Mutex::new(Vec::new());
+    let running = |name: &str| {
+        asked.lock().unwrap().push(name.to_string());
+        false
+    };
+    reg.tick(running);
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec!["loose".to_string()],
+        "only the unheld name is looked up"
+    );
+    drop(held);
+    reg.tick(running);
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        3,
+        "once dropped, it is looked up too"
+    );
+    assert_eq!(reg.rows().len(), 2, "neither forgotten before FORGET_AFTER");
+}

@@ -572,15 +572,19 @@ mod tests {
         Rounds::new(vec![v, v, v]).expect("rounds")
     }
 
-    #[test]
-    fn targets_compare_medians_as_ratios() {
-        let s = |ops: f64, p99: f64| KvSide {
+    /// A side whose every round measured `ops` operations/s and `p99` ns.
+    fn s(ops: f64, p99: f64) -> KvSide {
+        KvSide {
             system: "x".into(),
             put_ops: rs(ops),
             put_p99_ns: rs(p99),
             get_ops: rs(ops),
             get_p99_ns: rs(p99),
-        };
+        }
+    }
+
+    #[test]
+    fn targets_compare_medians_as_ratios() {
         let t = targets(&s(300.0, 1.0), &s(100.0, 4.0));
         assert!(t.all_pass(), "{t:?}");
         let t = targets(&s(120.0, 1.0), &s(100.0, 1.0));
@@ -589,13 +593,6 @@ mod tests {
 
     #[test]
     fn every_target_row_reaches_the_bench_all_summary() {
-        let s = |ops: f64, p99: f64| KvSide {
-            system: "x".into(),
-            put_ops: rs(ops),
-            put_p99_ns: rs(p99),
-            get_ops: rs(ops),
-            get_p99_ns: rs(p99),
-        };
         let level = |concurrency| KvLevel {
             concurrency,
             draft: s(300.0, 1.0),

@@ -1,9 +1,15 @@
 //! Live figures of named actors, cheap enough to leave on: messages handled, handling time in a
 //! log-bucketed histogram (atomics only, no lock on the message path), uptime and the last
 //! failures, kept per actor *name* (so they survive restarts). A sampler task takes a snapshot of
-//! every actor's counters once a second and derives rate, mean and p99 over the last
-//! [`WINDOW`] samples; mailbox lengths come from ractor's cells (vendored with a counter, see
-//! `vendor/ractor/PATCHED.md`) when a tree snapshot is taken.
+//! the counters of every actor that handled a message in the last [`WINDOW`] seconds, once a
+//! second, and derives rate, mean and p99 over the last [`WINDOW`] samples; mailbox lengths come
+//! from ractor's cells (vendored with a counter, see `vendor/ractor/PATCHED.md`) when a tree
+//! snapshot is taken.
+//!
+//! Idle actors cost the sampler nothing: an actor whose window has been idle throughout leaves
+//! the sampler's list, and its next message puts it back (a flag on the message path, a push
+//! once per round). Only the sweep that forgets names without an actor visits every figure, every
+//! [`SWEEP_EVERY`] rounds, without taking a lock on a figure that an actor still holds.
 //!
 //! The timing can be switched off at run time ([`StatsRegistry::set_enabled`]); the message
 //! count stays (it feeds `draft_messages_handled_total`).
@@ -39,6 +45,8 @@ pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const FAILURES_KEPT: usize = 5;
 /// Figures of a name with no running actor are forgotten after this long.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
+/// Every how many sampler rounds the figures of names without an actor are looked for.
+const SWEEP_EVERY: u64 = 10;
 
 /// What one named actor costs the runtime besides its state and its queued messages: the
 /// ractor cell and its four mailbox channels, the task and its future (a minimal actor's), the
@@ -75,9 +83,21 @@ impl MemoryShape {
 const NOT_REPORTED: u64 = u64::MAX;
 
 /// One actor's counters (one per name; the actor's wrapper holds it).
+///
+/// `repr(C)` with the fields the sweep and the message path read first, next to the `Arc`'s
+/// counts: with a million figures the sweep touches one cache line of each.
+#[repr(C)]
 pub(crate) struct ActorFigures {
+    /// Milliseconds after the registry's epoch when the name was first seen without an actor
+    /// (for forgetting it), or [`PRESENT`].
+    absent_since: AtomicU64,
     handled: AtomicU64,
+    /// Whether the figure is on the sampler's list (or waiting to be put on it).
+    listed: AtomicBool,
     busy_ns: AtomicU64,
+    /// The round in which the memory hook was last asked.
+    asked_round: AtomicU64,
+    rounds: Arc<Rounds>,
     buckets: [AtomicU64; BUCKETS],
     /// When the actor last started (its wrapper's `pre_start`).
     started: Mutex<Option<Instant>>,
@@ -86,20 +106,45 @@ pub(crate) struct ActorFigures {
     shape: Mutex<Option<MemoryShape>>,
     /// Heap bytes the actor's memory hook last reported, or [`NOT_REPORTED`].
     reported: AtomicU64,
-    /// Set by each sampler round, taken by the wrapper to ask the memory hook again.
-    report_wanted: AtomicBool,
     /// The memory hook panicked once: it is not asked again.
     hook_broken: AtomicBool,
     /// The sampler's view: cumulative samples, newest last, and what was derived from them.
     window: Mutex<Window>,
 }
 
+/// `absent_since` of a name whose actor is there.
+const PRESENT: u64 = 0;
+
+/// What the figures of one registry share with its sampler.
+pub(crate) struct Rounds {
+    /// The sampler rounds so far (a memory hook is asked at most once per round).
+    number: AtomicU64,
+    /// Figures that handled a message while off the sampler's list; the next round takes them.
+    woken: Mutex<Vec<Arc<ActorFigures>>>,
+    /// What `absent_since` counts from.
+    epoch: Instant,
+}
+
+impl Rounds {
+    fn new() -> Arc<Self> {
+        Arc::new(Rounds {
+            number: AtomicU64::new(0),
+            woken: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// `at` as one more than the milliseconds after the epoch, so never [`PRESENT`].
+    fn millis(&self, at: Instant) -> u64 {
+        let ms = u64::try_from(at.saturating_duration_since(self.epoch).as_millis());
+        ms.unwrap_or(u64::MAX - 1).saturating_add(1)
+    }
+}
+
 #[derive(Default)]
 struct Window {
     samples: VecDeque<Sample>,
     derived: Derived,
-    /// When the name was last seen without a running actor (for forgetting it).
-    absent_since: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -133,16 +178,26 @@ pub(crate) struct Derived {
 }
 
 impl Default for ActorFigures {
+    /// Figures with a sampler of their own (tests).
     fn default() -> Self {
+        ActorFigures::new(Rounds::new())
+    }
+}
+
+impl ActorFigures {
+    fn new(rounds: Arc<Rounds>) -> Self {
         ActorFigures {
+            absent_since: AtomicU64::new(PRESENT),
             handled: AtomicU64::new(0),
+            listed: AtomicBool::new(false),
             busy_ns: AtomicU64::new(0),
+            asked_round: AtomicU64::new(u64::MAX),
+            rounds,
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             started: Mutex::new(None),
             failures: Mutex::new(VecDeque::new()),
             shape: Mutex::new(None),
             reported: AtomicU64::new(NOT_REPORTED),
-            report_wanted: AtomicBool::new(true),
             hook_broken: AtomicBool::new(false),
             window: Mutex::new(Window::default()),
         }
@@ -172,12 +227,23 @@ fn derive(old: &Sample, new: &Sample) -> Derived {
 }
 
 impl ActorFigures {
-    /// One message handled in `took`.
-    pub(crate) fn record(&self, took: Duration) {
+    /// One message handled in `took`; an actor off the sampler's list goes back on it.
+    pub(crate) fn record(self: &Arc<Self>, took: Duration) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.handled.fetch_add(1, Ordering::Relaxed);
+        // SeqCst on `handled` and `listed` (free on x86 for these): the sampler, taking a
+        // figure off its list, clears `listed` and then reads `handled`; this side adds to
+        // `handled` and then reads `listed`. One of the two sees the other, so a message is
+        // never left unsampled.
+        self.handled.fetch_add(1, Ordering::SeqCst);
         self.busy_ns.fetch_add(ns, Ordering::Relaxed);
         self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+        if !self.listed.load(Ordering::SeqCst) && !self.listed.swap(true, Ordering::SeqCst) {
+            self.rounds
+                .woken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Arc::clone(self));
+        }
     }
 
     /// The actor (re)started.
@@ -199,11 +265,12 @@ impl ActorFigures {
         *self.shape.lock().unwrap_or_else(|p| p.into_inner()) = Some(shape);
     }
 
-    /// Whether the memory hook should be asked again (at most once per sampler round); a
-    /// relaxed load on the message path, a swap only once a round.
+    /// Whether the memory hook should be asked again (at most once per sampler round); two
+    /// relaxed loads on the message path, a swap only once a round.
     pub(crate) fn report_due(&self) -> bool {
-        self.report_wanted.load(Ordering::Relaxed)
-            && self.report_wanted.swap(false, Ordering::Relaxed)
+        let round = self.rounds.number.load(Ordering::Relaxed);
+        self.asked_round.load(Ordering::Relaxed) != round
+            && self.asked_round.swap(round, Ordering::Relaxed) != round
     }
 
     /// The memory hook panicked: forget what it said and do not ask it again.
@@ -261,11 +328,18 @@ impl ActorFigures {
         }
     }
 
-    /// Take a sample and derive the window's figures from it and the oldest one kept.
-    fn tick(&self, at: Instant) {
-        self.report_wanted.store(true, Ordering::Relaxed);
-        let handled = self.handled.load(Ordering::Relaxed);
+    /// Take a sample and derive the window's figures from it and the oldest one kept. `woken`
+    /// is the time of the previous round when the figure comes back on the sampler's list: its
+    /// one idle sample was last moved before it left, and moves to then, so its first rate is
+    /// over the last round. Returns whether the whole window is idle (and `handled` then).
+    fn tick(&self, at: Instant, woken: Option<Instant>) -> Option<u64> {
+        let handled = self.handled.load(Ordering::SeqCst);
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(prev), 1) = (woken, w.samples.len()) {
+            if let Some(s) = w.samples.back_mut() {
+                s.at = prev.min(at);
+            }
+        }
         // Idle over the whole window (the common case with many actors): its figures are the
         // zeros already derived; keep one sample, moved to now, so the rate after the next
         // message is taken over the last second, not over the idle time. No 160-bucket read.
@@ -283,7 +357,7 @@ impl ActorFigures {
             if let Some(s) = w.samples.back_mut() {
                 s.at = at;
             }
-            return;
+            return Some(handled);
         }
         let sample = self.sample(at);
         if w.samples.len() > WINDOW {
@@ -293,6 +367,16 @@ impl ActorFigures {
             w.derived = derive(oldest, &sample);
         }
         w.samples.push_back(sample);
+        None
+    }
+
+    /// Take the figure off the sampler's list after an idle [`ActorFigures::tick`] that saw
+    /// `handled`; false when a message came in meanwhile and it stays on.
+    fn leave_list(&self, handled: u64) -> bool {
+        self.listed.store(false, Ordering::SeqCst);
+        // A message after the tick whose `record` saw `listed` still set: stay on the list
+        // (unless that `record` saw it clear and woke the figure itself).
+        self.handled.load(Ordering::SeqCst) == handled || self.listed.swap(true, Ordering::SeqCst)
     }
 
     pub(crate) fn derived(&self) -> Derived {
@@ -358,6 +442,9 @@ pub struct NodeTotals {
 pub(crate) struct StatsRegistry {
     enabled: AtomicBool,
     by_name: RwLock<HashMap<String, Arc<ActorFigures>>>,
+    rounds: Arc<Rounds>,
+    /// The sampler's list: figures with a message in their window, and the last round's time.
+    listed: Mutex<(Vec<Arc<ActorFigures>>, Option<Instant>)>,
 }
 
 impl StatsRegistry {
@@ -365,6 +452,8 @@ impl StatsRegistry {
         Arc::new(StatsRegistry {
             enabled: AtomicBool::new(enabled),
             by_name: RwLock::new(HashMap::new()),
+            rounds: Rounds::new(),
+            listed: Mutex::new((Vec::new(), None)),
         })
     }
 
@@ -390,7 +479,7 @@ impl StatsRegistry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .entry(name.to_string())
-            .or_default()
+            .or_insert_with(|| Arc::new(ActorFigures::new(self.rounds.clone())))
             .clone()
     }
 
@@ -411,25 +500,61 @@ impl StatsRegistry {
             .collect()
     }
 
-    /// One sampler round: sample every actor, forget names absent for a while.
+    /// One sampler round: sample the actors on the list, every [`SWEEP_EVERY`] rounds (the
+    /// first included) forget names absent for a while.
     pub(crate) fn tick(&self, running: impl Fn(&str) -> bool) {
-        let now = Instant::now();
+        self.tick_at(Instant::now(), running);
+    }
+
+    fn tick_at(&self, now: Instant, running: impl Fn(&str) -> bool) {
+        let round = self.rounds.number.fetch_add(1, Ordering::Relaxed);
+        let woken =
+            std::mem::take(&mut *self.rounds.woken.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut guard = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        let (list, last_round) = &mut *guard;
+        let previous = last_round.replace(now);
+        let on = std::mem::take(list).into_iter().map(|f| (f, None));
+        let back = woken.into_iter().map(|f| (f, previous));
+        let mut kept = Vec::new();
+        for (f, woken) in on.chain(back) {
+            match f.tick(now, woken) {
+                Some(handled) if f.leave_list(handled) => {}
+                _ => kept.push(f),
+            }
+        }
+        *list = kept;
+        drop(guard);
+        if round.is_multiple_of(SWEEP_EVERY) {
+            self.sweep(now, running);
+        }
+    }
+
+    /// Forget the figures of names without an actor for [`FORGET_AFTER`]. A figure that an
+    /// actor's child spec still holds (running, or being restarted) needs no lookup by name:
+    /// `running` hashes the name in ractor's registry, which with 100 000 idle actors was most
+    /// of an idle node's CPU.
+    fn sweep(&self, now: Instant, running: impl Fn(&str) -> bool) {
+        let now_ms = self.rounds.millis(now);
+        let forget_ms = u64::try_from(FORGET_AFTER.as_millis()).unwrap_or(u64::MAX);
         let mut gone = Vec::new();
-        // Under the read lock, without copying 100 000 names a second (spawns wait for it).
+        // Under the read lock, without copying 100 000 names (spawns wait for it).
         let map = self.by_name.read().unwrap_or_else(|p| p.into_inner());
         for (name, f) in map.iter() {
-            f.tick(now);
-            let mut w = f.window.lock().unwrap_or_else(|p| p.into_inner());
-            // A figure that an actor's child spec still holds (running, or being restarted)
-            // needs no lookup by name: `running` hashes the name in ractor's registry, which
-            // with 100 000 idle actors was most of an idle node's CPU.
             if Arc::strong_count(f) > 1 || running(name) {
-                w.absent_since = None;
-            } else {
-                let since = *w.absent_since.get_or_insert(now);
-                if now.duration_since(since) >= FORGET_AFTER {
-                    gone.push(name.clone());
+                if f.absent_since.load(Ordering::Relaxed) != PRESENT {
+                    f.absent_since.store(PRESENT, Ordering::Relaxed);
                 }
+                continue;
+            }
+            let since = match f.absent_since.load(Ordering::Relaxed) {
+                PRESENT => {
+                    f.absent_since.store(now_ms, Ordering::Relaxed);
+                    now_ms
+                }
+                since => since,
+            };
+            if now_ms.saturating_sub(since) >= forget_ms {
+                gone.push(name.clone());
             }
         }
         drop(map);

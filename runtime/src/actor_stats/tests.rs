@@ -47,7 +47,7 @@ fn a_bucket_edge_is_at_most_a_quarter_above_its_lower_edge() {
 
 #[test]
 fn p99_is_the_slow_tail_not_the_mean() {
-    let f = ActorFigures::default();
+    let f = Arc::new(ActorFigures::default());
     for _ in 0..990 {
         f.record(Duration::from_micros(10));
     }
@@ -64,43 +64,43 @@ fn p99_is_the_slow_tail_not_the_mean() {
 
 #[test]
 fn an_idle_window_shows_zero_and_the_next_burst_is_rated_over_the_last_second() {
-    let f = ActorFigures::default();
+    let f = Arc::new(ActorFigures::default());
     let t0 = Instant::now();
     for _ in 0..100 {
         f.record(Duration::from_micros(10));
     }
-    f.tick(t0);
+    f.tick(t0, None);
     for _ in 0..100 {
         f.record(Duration::from_micros(10));
     }
-    f.tick(t0 + Duration::from_secs(1));
+    f.tick(t0 + Duration::from_secs(1), None);
     assert!(f.derived().rate > 50.0, "busy: {:?}", f.derived());
     // idle for longer than the window: the figures drop to zero, one sample is kept
     for s in 2..(WINDOW as u64 + 5) {
-        f.tick(t0 + Duration::from_secs(s));
+        f.tick(t0 + Duration::from_secs(s), None);
     }
     assert_eq!(f.derived().rate, 0.0);
     assert_eq!(f.window.lock().unwrap().samples.len(), 1);
     // a minute later, 30 messages in a second are 30/s, not 30 over the idle minute
     let later = t0 + Duration::from_secs(60);
-    f.tick(later);
+    f.tick(later, None);
     for _ in 0..30 {
         f.record(Duration::from_micros(10));
     }
-    f.tick(later + Duration::from_secs(1));
+    f.tick(later + Duration::from_secs(1), None);
     let d = f.derived();
     assert!((d.rate - 30.0).abs() < 1e-6, "{d:?}");
 }
 
 #[test]
 fn the_window_gives_rate_mean_and_p99_of_the_recent_messages() {
-    let f = ActorFigures::default();
+    let f = Arc::new(ActorFigures::default());
     let t0 = Instant::now();
-    f.tick(t0);
+    f.tick(t0, None);
     for _ in 0..200 {
         f.record(Duration::from_micros(100));
     }
-    f.tick(t0 + Duration::from_secs(2));
+    f.tick(t0 + Duration::from_secs(2), None);
     let d = f.derived();
     assert!((d.rate - 100.0).abs() < 1e-9, "{d:?}");
     assert!((d.mean_us - 100.0).abs() < 1e-9, "{d:?}");
@@ -108,7 +108,7 @@ fn the_window_gives_rate_mean_and_p99_of_the_recent_messages() {
     assert!((d.window_s - 2.0).abs() < 1e-9);
     // nothing new: the rate falls to zero once the window has moved past the burst
     for s in 3..(3 + WINDOW as u64 + 1) {
-        f.tick(t0 + Duration::from_secs(s));
+        f.tick(t0 + Duration::from_secs(s), None);
     }
     assert_eq!(f.derived().rate, 0.0);
     assert_eq!(f.handled(), 200);
@@ -116,7 +116,7 @@ fn the_window_gives_rate_mean_and_p99_of_the_recent_messages() {
 
 #[test]
 fn failures_keep_the_last_few() {
-    let f = ActorFigures::default();
+    let f = Arc::new(ActorFigures::default());
     for i in 0..8 {
         f.failed(format!("boom {i}"));
     }
@@ -128,7 +128,7 @@ fn failures_keep_the_last_few() {
 
 #[test]
 fn the_shallow_estimate_grows_with_the_state_and_the_queued_messages() {
-    let f = ActorFigures::default();
+    let f = Arc::new(ActorFigures::default());
     assert_eq!(f.memory(0), None, "no estimate before the actor started");
     f.set_shape(MemoryShape::of::<[u8; 40_000], [u64; 32]>());
     let envelope = std::mem::size_of::<ractor::message::BoxedMessage>() as u64;
@@ -148,7 +148,7 @@ fn the_shallow_estimate_grows_with_the_state_and_the_queued_messages() {
 
 #[test]
 fn a_reported_figure_adds_to_the_shallow_one_until_the_hook_fails() {
-    let f = ActorFigures::default();
+    let f = Arc::new(ActorFigures::default());
     f.set_shape(MemoryShape::of::<u64, u8>());
     f.report_memory(1 << 20);
     assert_eq!(f.memory(0), Some((ACTOR_BASE_BYTES + 8 + (1 << 20), true)));
@@ -159,11 +159,12 @@ fn a_reported_figure_adds_to_the_shallow_one_until_the_hook_fails() {
 
 #[test]
 fn the_hook_is_due_once_per_sampler_round() {
-    let f = ActorFigures::default();
+    let reg = StatsRegistry::new(true);
+    let f = reg.figures("a");
     assert!(f.report_due(), "asked after the first message");
     assert!(!f.report_due());
     assert!(!f.report_due());
-    f.tick(Instant::now());
+    reg.tick(|_| true);
     assert!(f.report_due());
     assert!(!f.report_due());
 }
@@ -209,18 +210,106 @@ fn a_figure_held_by_a_child_spec_is_kept_without_a_lookup_by_name() {
         asked.lock().unwrap().push(name.to_string());
         false
     };
-    reg.tick(running);
+    reg.sweep(Instant::now(), running);
     assert_eq!(
         *asked.lock().unwrap(),
         vec!["loose".to_string()],
         "only the unheld name is looked up"
     );
     drop(held);
-    reg.tick(running);
+    reg.sweep(Instant::now(), running);
     assert_eq!(
         asked.lock().unwrap().len(),
         3,
         "once dropped, it is looked up too"
     );
     assert_eq!(reg.rows().len(), 2, "neither forgotten before FORGET_AFTER");
+}
+
+/// How many figures are on the sampler's list.
+fn listed(reg: &StatsRegistry) -> usize {
+    reg.listed.lock().unwrap().0.len()
+}
+
+#[test]
+fn only_actors_with_messages_in_the_window_are_sampled() {
+    let reg = StatsRegistry::new(true);
+    let idle: Vec<_> = (0..1000)
+        .map(|i| reg.figures(&format!("idle-{i}")))
+        .collect();
+    let busy = reg.figures("busy");
+    let t0 = Instant::now();
+    reg.tick_at(t0, |_| true);
+    assert_eq!(listed(&reg), 0, "nothing handled yet");
+    busy.record(Duration::from_micros(10));
+    reg.tick_at(t0 + Duration::from_secs(1), |_| true);
+    assert_eq!(listed(&reg), 1, "the busy actor alone is sampled");
+    for _ in 0..50 {
+        busy.record(Duration::from_micros(10));
+    }
+    reg.tick_at(t0 + Duration::from_secs(2), |_| true);
+    assert!(
+        (busy.derived().rate - 50.0).abs() < 1e-6,
+        "{:?}",
+        busy.derived()
+    );
+    // idle for a whole window: its rate falls to zero and it leaves the list
+    for s in 3..(3 + WINDOW as u64 + 1) {
+        reg.tick_at(t0 + Duration::from_secs(s), |_| true);
+    }
+    assert_eq!(busy.derived().rate, 0.0);
+    assert_eq!(listed(&reg), 0, "an idle actor costs the sampler nothing");
+    assert!(idle.iter().all(|f| f.derived() == Derived::default()));
+    // a minute later, 30 messages in a second are 30/s, not 30 over the idle minute
+    let later = t0 + Duration::from_secs(70);
+    reg.tick_at(later, |_| true);
+    for _ in 0..30 {
+        busy.record(Duration::from_micros(10));
+    }
+    reg.tick_at(later + Duration::from_secs(1), |_| true);
+    let d = busy.derived();
+    assert!((d.rate - 30.0).abs() < 1e-6, "{d:?}");
+    assert_eq!(listed(&reg), 1);
+    assert_eq!(busy.handled(), 81);
+}
+
+#[test]
+fn a_message_while_the_sampler_takes_a_figure_off_its_list_keeps_it_on() {
+    let reg = StatsRegistry::new(true);
+    let f = reg.figures("a");
+    f.record(Duration::from_micros(1));
+    let t0 = Instant::now();
+    reg.tick_at(t0, |_| true);
+    let idle = f.tick(t0 + Duration::from_secs(1), None);
+    let Some(handled) = idle else {
+        panic!("one sample and nothing since: idle")
+    };
+    // the message lands after the idle tick, before `listed` is cleared: `record` sees the
+    // figure listed and does not wake it, so the sampler must keep it
+    f.record(Duration::from_micros(1));
+    assert!(!f.leave_list(handled), "kept on the list");
+    assert!(reg.rounds.woken.lock().unwrap().is_empty());
+    // with nothing new, it leaves, and the next message wakes it
+    let handled = f.handled();
+    assert!(f.leave_list(handled));
+    f.record(Duration::from_micros(1));
+    assert_eq!(reg.rounds.woken.lock().unwrap().len(), 1, "woken once");
+    f.record(Duration::from_micros(1));
+    assert_eq!(reg.rounds.woken.lock().unwrap().len(), 1, "and only once");
+}
+
+#[test]
+fn a_name_without_an_actor_is_forgotten_after_forget_after_by_the_sweep() {
+    let reg = StatsRegistry::new(true);
+    drop(reg.figures("gone"));
+    let kept = reg.figures("kept");
+    let t0 = Instant::now();
+    reg.sweep(t0, |_| false);
+    reg.sweep(t0 + FORGET_AFTER - Duration::from_secs(1), |_| false);
+    assert_eq!(reg.rows().len(), 2, "not before FORGET_AFTER");
+    reg.sweep(t0 + FORGET_AFTER, |_| false);
+    let rows = reg.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].name, "kept");
+    drop(kept);
 }

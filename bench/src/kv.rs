@@ -238,30 +238,7 @@ async fn start_draft(
 }
 
 fn etcd_binary() -> anyhow::Result<PathBuf> {
-    let find = || {
-        ["/usr/bin/etcd", "/usr/local/bin/etcd"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-    };
-    if let Some(p) = find() {
-        return Ok(p);
-    }
-    eprintln!("etcd is missing: installing the Debian package etcd-server...");
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "etcd-server"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "etcd-server"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
-    find().ok_or_else(|| anyhow!("etcd is not installed and apt-get could not install etcd-server"))
+    crate::procs::apt_install("etcd-server", &["/usr/bin/etcd", "/usr/local/bin/etcd"])
 }
 
 async fn start_etcd(http: &reqwest::Client, base: &Path) -> anyhow::Result<(Procs, Vec<String>)> {

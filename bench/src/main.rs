@@ -60,9 +60,12 @@ enum Command {
         /// Small smoke run (5k events, 200 latency samples).
         #[arg(long)]
         quick: bool,
-        /// Events in the throughput run [default: 100000].
+        /// Events in each throughput run [default: 100000].
         #[arg(long)]
         events: Option<u64>,
+        /// Measured rounds per side, alternating ours and nats-server [default: 3].
+        #[arg(long)]
+        rounds: Option<usize>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -368,6 +371,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Broker {
             quick,
             events,
+            rounds,
             json,
         } => {
             let base = if quick {
@@ -377,6 +381,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let config = bench::broker::BrokerConfig {
                 events: events.unwrap_or(base.events),
+                rounds: rounds.unwrap_or(base.rounds),
                 ..base
             };
             let report = bench::broker::run_broker(&config).await?;

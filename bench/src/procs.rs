@@ -8,13 +8,43 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Child,
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use anyhow::{anyhow, Context};
 use serde::Deserialize;
 pub use testkit::{free_port, locate_dctl, Cookie, NodeProcess, DCTL_BIN_ENV};
+
+/// The first of `paths` that is a file; when none is, install the Debian `package` with
+/// apt-get (as root; `apt-get update` first when the plain install fails) and look again. What
+/// apt prints goes to stderr, never into a benchmark's report on stdout.
+pub fn apt_install(package: &str, paths: &[&str]) -> anyhow::Result<PathBuf> {
+    let find = || paths.iter().map(PathBuf::from).find(|p| p.is_file());
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    eprintln!("{package} is missing: installing the Debian package (apt-get install {package})");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::io::stderr()))
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !apt(&["install", "-y", "-qq", package]) {
+        apt(&["update", "-qq"]);
+        apt(&["install", "-y", "-qq", package]);
+    }
+    find().ok_or_else(|| {
+        anyhow!(
+            "{} is not installed and apt-get could not install {package} (run as root: apt-get install {package})",
+            paths.first().copied().unwrap_or(package)
+        )
+    })
+}
 
 /// One `dctl node start` child process of a [`NodeSet`].
 pub type ChildNode = NodeProcess;

@@ -105,24 +105,20 @@ impl Durable {
     /// The channels declared here: the list on disk and every `*.log` beside it.
     fn declared(&self) -> Result<Vec<String>, BrokerError> {
         let file = self.dir.join(DECLARED_FILE);
-        let mut list: Vec<String> = metafile::read(
+        let list: Vec<String> = metafile::read(
             &file,
             "move it away: the node then rebuilds the list from the *.log files beside it",
         )
         .map_err(BrokerError::Corrupt)?
         .unwrap_or_default();
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(c) = name.strip_suffix(".log") {
-                    if valid_channel(c).is_ok() && !list.iter().any(|l| l == c) {
-                        list.push(c.to_string());
-                    }
-                }
-            }
-        }
-        list.sort();
-        Ok(list)
+        let files: Vec<String> = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(merge_declared(list, &files))
     }
 
     /// Make `channel` durable with its log here. Returns the home (this node).
@@ -166,14 +162,7 @@ impl Durable {
         let payloads: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
         let first = log.append(&payloads).map_err(|e| log_error(channel, e))?;
         // Fan out while holding the log so live order equals offset order.
-        let items: Vec<Item> = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| Item {
-                event: e,
-                offset: Some(first + i as u64),
-            })
-            .collect();
+        let items = numbered(events, first);
         add(&self.fanout.metrics.produced, items.len() as u64);
         self.fanout.fan_out(channel, items).await;
         Ok(first)
@@ -209,7 +198,7 @@ impl Durable {
         let home = self.homes.get(channel).ok_or_else(|| {
             BrokerError::BadRequest(format!("channel '{channel}' is not durable"))
         })?;
-        let max = max.min(READ_MAX);
+        let max = read_max(max);
         if home == self.me {
             let log = self.local(channel)?;
             let log = log.lock().await;
@@ -401,5 +390,97 @@ impl Durable {
             out.insert(c.clone(), Err(reason.clone()));
         }
         out
+    }
+}
+
+/// The declared channels: the `list` read from [`DECLARED_FILE`], plus each `<channel>.log`
+/// among the `files` beside it whose name is a valid channel, sorted, each once.
+fn merge_declared(mut list: Vec<String>, files: &[String]) -> Vec<String> {
+    for name in files {
+        if let Some(c) = name.strip_suffix(".log") {
+            if valid_channel(c).is_ok() && !list.iter().any(|l| l == c) {
+                list.push(c.to_string());
+            }
+        }
+    }
+    list.sort();
+    list
+}
+
+/// Appended events as fanned-out items, numbered from `first`, their log offset.
+fn numbered(events: Vec<Arc<str>>, first: u64) -> Vec<Item> {
+    events
+        .into_iter()
+        .zip(first..)
+        .map(|(event, offset)| Item {
+            event,
+            offset: Some(offset),
+        })
+        .collect()
+}
+
+/// Records one read answers at most: what was asked, up to [`READ_MAX`].
+fn read_max(asked: u64) -> u64 {
+    asked.min(READ_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn log_files_beside_the_list_are_declared_too_sorted_and_once() {
+        let list = strings(&["orders", "billing"]);
+        let files = strings(&["channels.json", "orders.log", "audit.log", "billing.log"]);
+        assert_eq!(
+            merge_declared(list, &files),
+            strings(&["audit", "billing", "orders"])
+        );
+    }
+
+    #[test]
+    fn without_a_list_the_log_files_are_the_declared_channels() {
+        let files = strings(&["b.log", "a.log", "a.groups", "notes.txt"]);
+        assert_eq!(merge_declared(Vec::new(), &files), strings(&["a", "b"]));
+        assert_eq!(merge_declared(Vec::new(), &[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_log_file_whose_name_is_no_channel_is_ignored() {
+        let bad = ".log".to_string();
+        assert!(valid_channel("").is_err());
+        assert_eq!(merge_declared(Vec::new(), &[bad]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn appended_events_carry_consecutive_offsets_from_the_first() {
+        let events: Vec<Arc<str>> = vec!["a".into(), "b".into(), "c".into()];
+        let items = numbered(events, 41);
+        let got: Vec<(String, Option<u64>)> = items
+            .iter()
+            .map(|i| (i.event.to_string(), i.offset))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), Some(41)),
+                ("b".to_string(), Some(42)),
+                ("c".to_string(), Some(43))
+            ]
+        );
+        assert!(numbered(Vec::new(), 7).is_empty());
+    }
+
+    #[test]
+    fn a_read_answers_at_most_read_max_records() {
+        assert_eq!(read_max(0), 0);
+        assert_eq!(read_max(10), 10);
+        assert_eq!(read_max(READ_MAX), READ_MAX);
+        assert_eq!(read_max(READ_MAX + 1), READ_MAX);
+        assert_eq!(read_max(u64::MAX), READ_MAX);
     }
 }

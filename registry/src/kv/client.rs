@@ -19,6 +19,7 @@ use super::{
     membership::Policy,
     net::{self, KvMsg},
     request::{Request, Response},
+    routing::{self, Step, View},
     store::StateMachine,
     validate::{validate, validate_key, validate_value, write_result},
     CasResult, CmdResult, Command, Expect, KvEntry, KvError, KvStatus, NodeId, TypeConfig,
@@ -399,25 +400,7 @@ impl Kv {
     /// Retrying writes is safe: each carries a request id and is applied at most once.
     pub(crate) async fn exec(&self, req: Request) -> Result<Response, KvError> {
         let deadline = Instant::now() + self.inner.op_timeout;
-        let needs_leader = matches!(
-            req,
-            Request::Write { .. }
-                | Request::Join { .. }
-                | Request::Members(_)
-                | Request::Lease(_)
-                | Request::Query {
-                    linearizable: true,
-                    ..
-                }
-                | Request::Get {
-                    linearizable: true,
-                    ..
-                }
-                | Request::Range {
-                    linearizable: true,
-                    ..
-                }
-        );
+        let needs_leader = routing::needs_leader(&req);
         let mut target = self.pick_target(needs_leader, None).await;
         let mut attempt = 0usize;
         loop {
@@ -437,24 +420,17 @@ impl Kv {
                 }
                 Err(e) => e,
             };
-            let hop = match &err {
-                KvError::NotLeader { leader: Some(l) } if *l != target => Some(l.clone()),
-                KvError::NotLeader { .. } | KvError::Unavailable(_) => None,
-                _ => return Err(err),
-            };
-            if Instant::now() >= deadline {
-                return Err(match err {
-                    KvError::NotLeader { .. } => KvError::NoQuorum(format!(
+            match routing::after_error(err, &target, attempt, Instant::now() >= deadline) {
+                Step::GiveUp(e) => return Err(e),
+                Step::NoLeader => {
+                    return Err(KvError::NoQuorum(format!(
                         "no leader within {:?}; {}",
                         self.inner.op_timeout,
                         self.no_leader_hint()
-                    )),
-                    e => e,
-                });
-            }
-            match hop {
-                Some(l) if !attempt.is_multiple_of(4) => target = l,
-                _ => {
+                    )))
+                }
+                Step::Redirect(l) => target = l,
+                Step::Retry => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     target = self.pick_target(needs_leader, Some(&target)).await;
                 }
@@ -485,55 +461,36 @@ impl Kv {
     /// Where to send a request: this node when it can serve it, else the leader it knows of,
     /// the last leader that answered, or the next member of the store.
     async fn pick_target(&self, needs_leader: bool, failed: Option<&str>) -> String {
-        let me = &self.inner.node;
-        let member = self.is_member();
-        if !needs_leader && member {
-            return me.clone();
-        }
-        if let Some(l) = self.inner.raft.current_leader().await {
-            if let Some(n) = self.name_of(l) {
-                return n;
-            }
-        }
-        if needs_leader && self.is_voter() {
-            // An election is under way: serving here answers "not the leader" with a hint.
-            return me.clone();
-        }
-        let hint = self
-            .inner
-            .hint
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(h) = hint {
-            if Some(h.as_str()) != failed {
-                return h;
-            }
-        }
-        // Rotate through the store's other members (replicated membership, then gossip).
-        let mut others: Vec<String> = self
-            .voters()
-            .into_iter()
-            .chain(
-                self.inner
-                    .peers
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .cloned(),
-            )
-            .filter(|n| n != me)
-            .collect();
-        others.sort();
-        others.dedup();
-        if others.is_empty() {
-            return me.clone();
-        }
-        let pos = failed
-            .and_then(|f| others.iter().position(|v| v == f))
-            .map(|i| (i + 1) % others.len())
-            .unwrap_or(0);
-        others[pos].clone()
+        let leader = match self.inner.raft.current_leader().await {
+            Some(l) => self.name_of(l),
+            None => None,
+        };
+        let view = View {
+            me: self.inner.node.clone(),
+            member: self.is_member(),
+            voter: self.is_voter(),
+            leader,
+            hint: self
+                .inner
+                .hint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            // The store's members: replicated membership, then gossip.
+            others: self
+                .voters()
+                .into_iter()
+                .chain(
+                    self.inner
+                        .peers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .cloned(),
+                )
+                .collect(),
+        };
+        routing::choose_target(view, needs_leader, failed)
     }
 
     async fn forward(
@@ -547,15 +504,10 @@ impl Kv {
             _ => Duration::ZERO,
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = (left + wait).max(Duration::from_millis(500));
+        let timeout = routing::forward_timeout(left, wait);
         match net::call(&self.inner.rt, target, KvMsg::Client, req, timeout).await {
             Ok(r) => r,
-            Err(net::CallFail::Unreachable(m)) | Err(net::CallFail::NoAnswer(m)) => {
-                Err(KvError::Unavailable(m))
-            }
-            Err(net::CallFail::Garbled(m)) => Err(KvError::Unavailable(format!(
-                "unreadable answer from node '{target}': {m}"
-            ))),
+            Err(fail) => Err(routing::call_error(target, fail)),
         }
     }
 }

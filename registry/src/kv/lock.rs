@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::{EventKind, Expect, Kv, KvError};
+use super::{EventKind, Expect, Kv, KvEntry, KvError, WatchEvent};
+
+/// Shortest lease a lock is held by.
+const MIN_LOCK_TTL: Duration = Duration::from_secs(1);
 
 /// A held lock (see [`Kv::lock`]). The lock's key is attached to a lease that this guard keeps
 /// alive; dropping the guard stops the renewals (the lock then ends when the lease expires),
@@ -60,8 +63,8 @@ impl Kv {
     /// # Ok(()) }
     /// ```
     pub async fn lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<LockGuard, KvError> {
-        let key = format!("locks/{name}");
-        let ttl = ttl.max(Duration::from_secs(1));
+        let key = lock_key(name);
+        let ttl = lock_ttl(ttl);
         let lease = self.grant(ttl).await?;
         loop {
             let r = self
@@ -76,13 +79,13 @@ impl Kv {
                 break;
             }
             // Held: wait for its deletion, then try again.
-            let from = r.current.map(|e| e.mod_revision + 1).unwrap_or(0);
+            let from = wait_from(r.current.as_ref());
             let mut w = self.watch(&key, Some(from)).await?;
             loop {
                 self.keep_alive(lease).await?;
-                let ev = tokio::time::timeout(ttl / 3, w.next()).await;
+                let ev = tokio::time::timeout(renew_every(ttl), w.next()).await;
                 match ev {
-                    Ok(Ok(e)) if e.key == key && e.kind == EventKind::Delete => break,
+                    Ok(Ok(e)) if frees(&e, &key) => break,
                     Ok(Ok(_)) | Err(_) => continue,
                     Ok(Err(e)) => return Err(e),
                 }
@@ -91,9 +94,9 @@ impl Kv {
         let kv = self.clone();
         let keepalive = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(ttl / 3).await;
+                tokio::time::sleep(renew_every(ttl)).await;
                 if let Err(e) = kv.keep_alive(lease).await {
-                    if matches!(e, KvError::Lease(_)) {
+                    if lease_lost(&e) {
                         tracing::warn!("kv lock lease {lease} lost: {e}");
                         return;
                     }
@@ -110,6 +113,96 @@ impl Kv {
 
     /// Who holds the lock `name` (the leader of election `name`), if anyone.
     pub async fn lock_owner(&self, name: &str) -> Result<Option<String>, KvError> {
-        Ok(self.get(&format!("locks/{name}")).await?.map(|e| e.value))
+        Ok(self.get(&lock_key(name)).await?.map(|e| e.value))
+    }
+}
+
+/// The key of the lock `name`.
+fn lock_key(name: &str) -> String {
+    format!("locks/{name}")
+}
+
+/// The TTL of a lock's lease: the asked one, at least [`MIN_LOCK_TTL`].
+fn lock_ttl(asked: Duration) -> Duration {
+    asked.max(MIN_LOCK_TTL)
+}
+
+/// How often a lock's lease is renewed: three times per TTL.
+fn renew_every(ttl: Duration) -> Duration {
+    ttl / 3
+}
+
+/// The revision to watch a held lock from: the one after its holder's write (`None`: the key
+/// was gone by the time it was read; 0 watches from now on).
+fn wait_from(holder: Option<&KvEntry>) -> u64 {
+    holder.map(|e| e.mod_revision + 1).unwrap_or(0)
+}
+
+/// Whether `ev` frees the lock at `key`: the key's deletion (its holder's lease ended).
+fn frees(ev: &WatchEvent, key: &str) -> bool {
+    ev.key == key && ev.kind == EventKind::Delete
+}
+
+/// Whether a failed renewal means the lease is gone (the lock lost), rather than a
+/// transient failure worth trying again.
+fn lease_lost(e: &KvError) -> bool {
+    matches!(e, KvError::Lease(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind, key: &str) -> WatchEvent {
+        WatchEvent {
+            revision: 5,
+            kind,
+            key: key.into(),
+            value: None,
+        }
+    }
+
+    #[test]
+    fn a_lock_is_a_key_under_locks() {
+        assert_eq!(lock_key("billing-leader"), "locks/billing-leader");
+        assert_eq!(lock_key(""), "locks/");
+    }
+
+    #[test]
+    fn a_lock_lease_lasts_at_least_a_second_and_is_renewed_thrice_per_ttl() {
+        assert_eq!(lock_ttl(Duration::ZERO), MIN_LOCK_TTL);
+        assert_eq!(lock_ttl(Duration::from_millis(999)), MIN_LOCK_TTL);
+        assert_eq!(lock_ttl(Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(renew_every(Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(renew_every(MIN_LOCK_TTL), Duration::from_nanos(333_333_333));
+    }
+
+    #[test]
+    fn a_held_lock_is_watched_from_after_its_holders_write() {
+        let holder = KvEntry {
+            key: "locks/x".into(),
+            value: "n2".into(),
+            create_revision: 10,
+            mod_revision: 12,
+            version: 2,
+            lease: Some(3),
+        };
+        assert_eq!(wait_from(Some(&holder)), 13);
+        assert_eq!(wait_from(None), 0);
+    }
+
+    #[test]
+    fn only_the_deletion_of_the_lock_key_frees_it() {
+        assert!(frees(&event(EventKind::Delete, "locks/x"), "locks/x"));
+        assert!(!frees(&event(EventKind::Put, "locks/x"), "locks/x"));
+        assert!(!frees(&event(EventKind::Delete, "locks/xy"), "locks/x"));
+    }
+
+    #[test]
+    fn only_a_lease_error_means_the_lock_is_lost() {
+        assert!(lease_lost(&KvError::Lease("lease 3 not found".into())));
+        assert!(!lease_lost(&KvError::NoQuorum("late".into())));
+        assert!(!lease_lost(&KvError::Unavailable("no session".into())));
+        assert!(!lease_lost(&KvError::NotLeader { leader: None }));
     }
 }

@@ -55,6 +55,7 @@ mod membership;
 mod net;
 mod query;
 mod request;
+mod routing;
 mod server;
 mod store;
 mod txn;

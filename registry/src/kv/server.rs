@@ -13,7 +13,7 @@ use super::{
     net::{RaftEnvelope, RaftReq, RaftResp},
     request::{Request, Response},
     validate::{validate, validate_key, write_error},
-    Kv, KvError, KvStatus, Proposal, TypeConfig,
+    CmdResult, Kv, KvError, KvStatus, Proposal, TypeConfig,
 };
 
 impl Kv {
@@ -32,26 +32,17 @@ impl Kv {
                             .batcher
                             .send((p, tx))
                             .map_err(|_| KvError::Unavailable("the KV store is stopping".into()))?;
-                        match tokio::time::timeout(timeout, rx).await {
-                            Err(_) => None,
-                            Ok(Ok(r)) => Some(r),
-                            Ok(Err(_)) => {
-                                Some(Err(KvError::Unavailable("the KV store is stopping".into())))
-                            }
-                        }
+                        tokio::time::timeout(timeout, rx)
+                            .await
+                            .ok()
+                            .map(batcher_reply)
                     }
                     false => tokio::time::timeout(timeout, raft.client_write(p))
                         .await
                         .ok()
                         .map(|r| r.map(|r| r.data).map_err(write_error)),
                 };
-                match res {
-                    None => Err(KvError::NoQuorum(
-                        "the write was not committed within 5 s (is a majority of the voters up?); it may still be applied"
-                            .into(),
-                    )),
-                    Some(r) => r.map(Response::Write),
-                }
+                write_outcome(res)
             }
             Request::Get { key, linearizable } => {
                 validate_key(&key)?;
@@ -68,7 +59,7 @@ impl Kv {
                 let (e, rev) = self
                     .inner
                     .sm
-                    .range(prefix, limit.min(10_000))
+                    .range(prefix, range_limit(limit))
                     .await
                     .map_err(KvError::Storage)?;
                 Ok(Response::Range(e, rev))
@@ -107,9 +98,8 @@ impl Kv {
                 self.read_barrier(false).await?;
                 let sm = &self.inner.sm;
                 let mut rx = sm.subscribe_revision();
-                let mut from = if from == 0 { sm.revision() + 1 } else { from };
-                let deadline =
-                    tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(30_000));
+                let mut from = watch_start(from, sm.revision());
+                let deadline = tokio::time::Instant::now() + watch_wait(wait_ms);
                 loop {
                     let b = sm.history(prefix.clone(), from, 1000).await?;
                     if !b.events.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -218,21 +208,12 @@ impl Kv {
             .await
             .map_err(|e| KvError::Unavailable(e.to_string()))?;
         let membership = m.membership_config.membership();
-        let role = match m.state {
-            _ if self.store_id().is_none() => "no store",
-            _ if membership.get_node(&self.inner.id).is_none() => {
-                if membership.nodes().next().is_none() {
-                    "joining"
-                } else {
-                    "removed"
-                }
-            }
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
-        };
+        let role = role_name(
+            self.store_id().is_some(),
+            membership.get_node(&self.inner.id).is_some(),
+            membership.nodes().next().is_none(),
+            m.state,
+        );
         let sm = &self.inner.sm;
         Ok(KvStatus {
             node: self.inner.node.clone(),
@@ -268,15 +249,8 @@ impl Kv {
 
     /// Serve a Raft RPC from another member of this node's store (refused from any other).
     pub(crate) async fn serve_raft(&self, env: RaftEnvelope) -> RaftResp {
-        let mine = self.store_id();
-        if mine.as_deref() != Some(env.store.as_str()) {
-            return RaftResp::Refused(match mine {
-                Some(m) => format!(
-                    "node '{}' belongs to KV store {m}, not {}",
-                    self.inner.node, env.store
-                ),
-                None => format!("node '{}' has not joined a KV store", self.inner.node),
-            });
+        if let Some(why) = store_refusal(&self.inner.node, self.store_id().as_deref(), &env.store) {
+            return RaftResp::Refused(why);
         }
         let raft = &self.inner.raft;
         match env.req {
@@ -294,5 +268,192 @@ impl Kv {
             .snapshot()
             .await
             .map_err(|e| KvError::Unavailable(e.to_string()))
+    }
+}
+
+/// Most entries one range read answers.
+const RANGE_MAX: usize = 10_000;
+/// Longest a watch poll waits for a change.
+const WATCH_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// What the batcher sent back for a write (its channel closed: the store is stopping).
+fn batcher_reply(
+    reply: Result<Result<CmdResult, KvError>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<CmdResult, KvError> {
+    reply.unwrap_or_else(|_| Err(KvError::Unavailable("the KV store is stopping".into())))
+}
+
+/// The answer to a write: its result, or (`None`: not committed in time) "no quorum".
+fn write_outcome(res: Option<Result<CmdResult, KvError>>) -> Result<Response, KvError> {
+    match res {
+        None => Err(KvError::NoQuorum(
+            "the write was not committed within 5 s (is a majority of the voters up?); it may still be applied"
+                .into(),
+        )),
+        Some(r) => r.map(Response::Write),
+    }
+}
+
+/// Entries a range read answers at most: the asked `limit`, up to [`RANGE_MAX`].
+fn range_limit(limit: usize) -> usize {
+    limit.min(RANGE_MAX)
+}
+
+/// The first revision a watch poll reports: `from`, or (0) the one after the store's
+/// `revision` now.
+fn watch_start(from: u64, revision: u64) -> u64 {
+    if from == 0 {
+        revision + 1
+    } else {
+        from
+    }
+}
+
+/// How long a watch poll waits for a change: `wait_ms`, up to [`WATCH_WAIT_MAX`].
+fn watch_wait(wait_ms: u64) -> Duration {
+    Duration::from_millis(wait_ms).min(WATCH_WAIT_MAX)
+}
+
+/// A node's role for its status: whether it knows its store, is in the membership it
+/// replicated, whether that membership is empty, and its Raft state.
+fn role_name(
+    has_store: bool,
+    in_membership: bool,
+    no_members: bool,
+    state: ServerState,
+) -> &'static str {
+    match state {
+        _ if !has_store => "no store",
+        _ if !in_membership => {
+            if no_members {
+                "joining"
+            } else {
+                "removed"
+            }
+        }
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+/// Why node `node`, of store `mine`, refuses a Raft RPC of store `theirs` (`None`: it is
+/// its own store's).
+fn store_refusal(node: &str, mine: Option<&str>, theirs: &str) -> Option<String> {
+    match mine {
+        Some(m) if m == theirs => None,
+        Some(m) => Some(format!(
+            "node '{node}' belongs to KV store {m}, not {theirs}"
+        )),
+        None => Some(format!("node '{node}' has not joined a KV store")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_not_committed_in_time_is_no_quorum() {
+        let r = write_outcome(None);
+        assert!(
+            matches!(&r, Err(KvError::NoQuorum(m)) if m.contains("not committed within 5 s")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_committed_write_answers_its_result_and_a_failed_one_its_error() {
+        let ok = CmdResult::Delete {
+            revision: 3,
+            prev: None,
+        };
+        let r = write_outcome(Some(Ok(ok.clone())));
+        assert!(
+            matches!(&r, Ok(Response::Write(got)) if *got == ok),
+            "{r:?}"
+        );
+        let e = KvError::NotLeader { leader: None };
+        let r = write_outcome(Some(Err(e.clone())));
+        assert!(matches!(&r, Err(got) if *got == e), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_batcher_means_the_store_is_stopping() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<CmdResult, KvError>>();
+        drop(tx);
+        assert_eq!(
+            batcher_reply(rx.await),
+            Err(KvError::Unavailable("the KV store is stopping".into()))
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(Ok(CmdResult::None));
+        assert_eq!(batcher_reply(rx.await), Ok(CmdResult::None));
+    }
+
+    #[test]
+    fn range_reads_and_watch_waits_are_capped() {
+        assert_eq!(range_limit(0), 0);
+        assert_eq!(range_limit(RANGE_MAX), RANGE_MAX);
+        assert_eq!(range_limit(RANGE_MAX + 1), RANGE_MAX);
+        assert_eq!(watch_wait(0), Duration::ZERO);
+        assert_eq!(watch_wait(10_000), Duration::from_secs(10));
+        assert_eq!(watch_wait(30_000), WATCH_WAIT_MAX);
+        assert_eq!(watch_wait(u64::MAX), WATCH_WAIT_MAX);
+    }
+
+    #[test]
+    fn a_watch_from_zero_starts_after_the_current_revision() {
+        assert_eq!(watch_start(0, 41), 42);
+        assert_eq!(watch_start(0, 0), 1);
+        assert_eq!(watch_start(5, 41), 5);
+    }
+
+    #[test]
+    fn the_role_says_no_store_then_joining_or_removed_before_the_raft_state() {
+        assert_eq!(
+            role_name(false, true, false, ServerState::Leader),
+            "no store"
+        );
+        assert_eq!(
+            role_name(true, false, true, ServerState::Learner),
+            "joining"
+        );
+        assert_eq!(
+            role_name(true, false, false, ServerState::Follower),
+            "removed"
+        );
+        assert_eq!(role_name(true, true, false, ServerState::Leader), "leader");
+        assert_eq!(
+            role_name(true, true, false, ServerState::Follower),
+            "follower"
+        );
+        assert_eq!(
+            role_name(true, true, false, ServerState::Candidate),
+            "candidate"
+        );
+        assert_eq!(
+            role_name(true, true, false, ServerState::Learner),
+            "learner"
+        );
+        assert_eq!(
+            role_name(true, true, false, ServerState::Shutdown),
+            "shutdown"
+        );
+    }
+
+    #[test]
+    fn raft_rpcs_of_another_store_or_before_joining_are_refused() {
+        assert_eq!(store_refusal("n1", Some("s1"), "s1"), None);
+        assert_eq!(
+            store_refusal("n1", Some("s1"), "s2"),
+            Some("node 'n1' belongs to KV store s1, not s2".into())
+        );
+        assert_eq!(
+            store_refusal("n1", None, "s2"),
+            Some("node 'n1' has not joined a KV store".into())
+        );
     }
 }

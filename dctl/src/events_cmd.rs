@@ -4,7 +4,10 @@ use std::io::Write;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
+use reqwest::Method;
 use serde_json::{json, Value};
+
+use crate::client::{encode, Client, StatusError};
 
 /// `dctl events` subcommands.
 #[derive(Debug, Subcommand)]
@@ -67,35 +70,18 @@ pub enum EventsCmd {
     Channels,
 }
 
-fn base(admin: &str) -> String {
-    if admin.starts_with("http://") || admin.starts_with("https://") {
-        admin.trim_end_matches('/').to_string()
-    } else {
-        format!("http://{admin}")
+/// A node's refusal as `dctl events` words it: the node's `error` text (or its whole answer)
+/// and the status code.
+fn refusal(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<StatusError>() {
+        Ok(s) => anyhow!("{} (HTTP {})", s.error.unwrap_or(s.body), s.status.as_u16()),
+        Err(e) => e,
     }
-}
-
-async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
-    if resp.status().is_success() {
-        return Ok(resp);
-    }
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    let msg = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or(body);
-    bail!("{msg} (HTTP {})", status.as_u16())
-}
-
-fn connect_err(admin: &str) -> impl FnOnce(reqwest::Error) -> anyhow::Error + '_ {
-    move |e| anyhow!("cannot reach the node at {admin}: {e}")
 }
 
 /// Run a `dctl events` command against the node at `admin`.
 pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
-    let http = reqwest::Client::new();
-    let url = base(admin);
+    let client = Client::new(admin)?;
     match cmd {
         EventsCmd::Produce {
             channel,
@@ -142,22 +128,19 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
                     ("application/cloudevents+json", ev.to_string())
                 }
             };
-            let resp = http
-                .post(format!(
-                    "{url}/broker/channels/{}/events",
-                    crate::client::encode(&channel)
-                ))
+            let req = client
+                .request(
+                    Method::POST,
+                    &format!("/broker/channels/{}/events", encode(&channel)),
+                )
                 .query(
                     &timeout_ms
                         .map(|t| vec![("timeout_ms", t)])
                         .unwrap_or_default(),
                 )
                 .header("content-type", ctype)
-                .body(body)
-                .send()
-                .await
-                .map_err(connect_err(admin))?;
-            let out: Value = check(resp).await?.json().await?;
+                .body(body);
+            let out: Value = client.open(req).await.map_err(refusal)?.json().await?;
             if json_out {
                 println!("{out}");
             } else {
@@ -204,28 +187,21 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
                 // The node then hands out (and, for a durable group, commits) no more than this.
                 q.push(("count", c.to_string()));
             }
-            let resp = http
-                .get(format!(
-                    "{url}/broker/channels/{}/events",
-                    crate::client::encode(&channel)
-                ))
-                .query(&q)
-                .send()
-                .await
-                .map_err(connect_err(admin))?;
-            let mut resp = check(resp).await?;
+            let req = client
+                .request(
+                    Method::GET,
+                    &format!("/broker/channels/{}/events", encode(&channel)),
+                )
+                .query(&q);
+            let mut resp = client.open(req).await.map_err(refusal)?;
             consume_sse(&mut resp, count).await
         }
         EventsCmd::Durable { channel } => {
-            let resp = http
-                .put(format!(
-                    "{url}/broker/channels/{}/durable",
-                    crate::client::encode(&channel)
-                ))
-                .send()
-                .await
-                .map_err(connect_err(admin))?;
-            let out: Value = check(resp).await?.json().await?;
+            let req = client.request(
+                Method::PUT,
+                &format!("/broker/channels/{}/durable", encode(&channel)),
+            );
+            let out: Value = client.open(req).await.map_err(refusal)?.json().await?;
             if json_out {
                 println!("{out}");
             } else {
@@ -237,12 +213,8 @@ pub async fn run(admin: &str, json_out: bool, cmd: EventsCmd) -> Result<()> {
             Ok(())
         }
         EventsCmd::Channels => {
-            let resp = http
-                .get(format!("{url}/broker/channels"))
-                .send()
-                .await
-                .map_err(connect_err(admin))?;
-            let out: Value = check(resp).await?.json().await?;
+            let req = client.request(Method::GET, "/broker/channels");
+            let out: Value = client.open(req).await.map_err(refusal)?.json().await?;
             if json_out {
                 println!("{out}");
             } else {
@@ -326,5 +298,35 @@ async fn consume_sse(resp: &mut reqwest::Response, count: Option<u64>) -> Result
                 event = v.trim().to_string();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn a_refusal_gives_the_nodes_error_and_the_status_code() {
+        let e = StatusError::new(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"required attribute 'id' is missing"}"#,
+        );
+        assert_eq!(
+            refusal(e.into()).to_string(),
+            "required attribute 'id' is missing (HTTP 400)"
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_an_error_field_gives_the_whole_answer() {
+        let e = StatusError::new(StatusCode::SERVICE_UNAVAILABLE, b"busy");
+        assert_eq!(refusal(e.into()).to_string(), "busy (HTTP 503)");
+    }
+
+    #[test]
+    fn other_errors_pass_unchanged() {
+        assert_eq!(refusal(anyhow!("no route")).to_string(), "no route");
     }
 }

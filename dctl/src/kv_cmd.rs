@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::client::Client;
@@ -489,31 +490,13 @@ async fn watch(
             bail!("--from takes a revision number, 0 or 'beginning' (got '{f}')");
         }
     }
-    let admin = admin.trim_start_matches("http://").trim_end_matches('/');
-    let mut url = format!("http://{admin}/kv/watch?prefix={}", q(prefix));
+    let mut path = format!("/kv/watch?prefix={}", q(prefix));
     if let Some(f) = from {
-        url.push_str(&format!("&from={f}"));
+        path.push_str(&format!("&from={f}"));
     }
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .build()
-        .context("cannot build HTTP client")?;
-    let mut resp = http.get(&url).send().await.map_err(|e| {
-        if e.is_connect() {
-            anyhow!("cannot reach the node's admin API at {admin} (is a node running?)")
-        } else {
-            anyhow!("watch request to {admin} failed: {e}")
-        }
-    })?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let msg = body["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        bail!(msg);
-    }
+    let client = Client::new(admin)?;
+    let admin = client.admin();
+    let mut resp = client.open(client.request(Method::GET, &path)).await?;
     let mut seen = 0usize;
     let mut buf: Vec<u8> = Vec::new();
     if count == Some(0) {

@@ -40,21 +40,18 @@ pub enum ProxyCmd {
 
 /// The xDS addresses of the live nodes, from `/cluster`.
 async fn xds_addrs(client: &Client) -> Result<Vec<(String, SocketAddr, Option<String>)>> {
-    let out = client.get("/cluster").await?;
     let mut addrs = Vec::new();
-    for m in out["nodes"].as_array().cloned().unwrap_or_default() {
-        if m["state"] != "alive" {
+    for m in client.members().await? {
+        if m.state != runtime::MemberState::Alive {
             continue;
         }
-        let name = m["name"].as_str().unwrap_or("?").to_string();
-        let Some(x) = m["xds_addr"].as_str() else {
+        let Some(x) = m.xds_addr else {
             continue;
         };
         let addr: SocketAddr = x
             .parse()
-            .with_context(|| format!("node {name} announces a bad xds_addr '{x}'"))?;
-        let admin = m["admin_addr"].as_str().map(str::to_string);
-        addrs.push((name, addr, admin));
+            .with_context(|| format!("node {} announces a bad xds_addr '{x}'", m.name))?;
+        addrs.push((m.name, addr, m.admin_addr));
     }
     Ok(addrs)
 }

@@ -77,17 +77,11 @@ async fn converged(procs: &[Proc], n: usize) -> usize {
         let Ok(client) = Client::new(&p.admin) else {
             continue;
         };
-        if let Ok(out) = client.get("/cluster").await {
-            let up = out["nodes"]
-                .as_array()
-                .map(|ns| {
-                    ns.iter()
-                        .filter(|m| {
-                            m["state"] == "alive" && m["connected"] == true && m["lane"] == true
-                        })
-                        .count()
-                })
-                .unwrap_or(0);
+        if let Ok(members) = client.members().await {
+            let up = members
+                .iter()
+                .filter(|m| m.state == runtime::MemberState::Alive && m.connected && m.lane)
+                .count();
             if up == n {
                 ready += 1;
             }

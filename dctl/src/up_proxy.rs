@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{anyhow, Context, Result};
 use proxy_ctl::{bootstrap::Bootstrap, PathMatch, Route};
+use runtime::MemberState;
 
 use crate::client::Client;
 
@@ -117,13 +118,12 @@ pub async fn start(dir: &Path, admin: &str) -> Result<Ingress> {
         );
         return Ok(Ingress { lines, envoy: None });
     };
-    let cluster = client.get("/cluster").await?;
-    let xds: Vec<SocketAddr> = cluster["nodes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["state"] == "alive")
-        .filter_map(|m| m["xds_addr"].as_str()?.parse().ok())
+    let xds: Vec<SocketAddr> = client
+        .members()
+        .await?
+        .iter()
+        .filter(|m| m.state == MemberState::Alive)
+        .filter_map(|m| m.xds_addr.as_deref()?.parse().ok())
         .collect();
     if xds.is_empty() {
         return Err(anyhow!("no node announces an xDS address"));

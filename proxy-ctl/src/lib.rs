@@ -31,6 +31,8 @@ pub mod http;
 pub mod route;
 pub mod snapshot;
 pub mod table;
+#[cfg(test)]
+mod test_support;
 pub mod validate;
 pub mod xds;
 

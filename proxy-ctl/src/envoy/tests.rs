@@ -1,22 +1,10 @@
 use super::*;
 use crate::{
     snapshot::{build, Kind, INGRESS},
+    test_support::inst,
     GrpcMatch, HeaderMatch, Route,
 };
 use prost::Message;
-use registry::service::{Health, Instance};
-
-fn inst(service: &str, id: &str, addr: &str) -> Instance {
-    Instance {
-        service: service.into(),
-        id: id.into(),
-        node: "n1".into(),
-        address: addr.into(),
-        protocol: "http".into(),
-        metadata: [("zone".to_string(), "a".to_string())].into(),
-        health: Health::Passing,
-    }
-}
 
 fn routes_of(snap: &crate::snapshot::Snapshot) -> RouteConfiguration {
     let any = to_any(&snap.routes.resources[INGRESS].spec, &Target::default());

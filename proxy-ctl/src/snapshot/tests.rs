@@ -1,17 +1,5 @@
 use super::*;
-use crate::{HeaderMatch, PathMatch};
-
-fn inst(service: &str, id: &str, addr: &str) -> Instance {
-    Instance {
-        service: service.into(),
-        id: id.into(),
-        node: "n1".into(),
-        address: addr.into(),
-        protocol: "http".into(),
-        metadata: [("zone".to_string(), "a".to_string())].into(),
-        health: Health::Passing,
-    }
-}
+use crate::{test_support::inst, HeaderMatch, PathMatch};
 
 fn prefix(name: &str, p: &str, svc: &str) -> Route {
     Route::new(name, PathMatch::Prefix(p.into()), svc)

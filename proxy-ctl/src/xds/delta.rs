@@ -148,15 +148,7 @@ impl Delta {
 
     /// What was sent and answered, per type.
     pub fn report(&self) -> StreamReport {
-        StreamReport {
-            node: self.peer.id.clone(),
-            cluster: self.peer.cluster.clone(),
-            types: self
-                .types
-                .iter()
-                .map(|(k, t)| (*k, t.report.clone()))
-                .collect(),
-        }
+        StreamReport::of(&self.peer, self.types.iter().map(|(k, t)| (k, &t.report)))
     }
 
     fn due(&self, kind: Kind, snap: &Snapshot) -> Option<Change> {

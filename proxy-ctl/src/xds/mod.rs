@@ -91,6 +91,20 @@ pub struct StreamReport {
     pub types: BTreeMap<Kind, TypeReport>,
 }
 
+impl StreamReport {
+    /// The report of the stream from `peer`, with each type's report.
+    pub(crate) fn of<'a>(
+        peer: &Peer,
+        types: impl Iterator<Item = (&'a Kind, &'a TypeReport)>,
+    ) -> Self {
+        StreamReport {
+            node: peer.id.clone(),
+            cluster: peer.cluster.clone(),
+            types: types.map(|(k, t)| (*k, t.clone())).collect(),
+        }
+    }
+}
+
 /// The Envoy node of the first request of a stream: its id, cluster and listener target.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Peer {

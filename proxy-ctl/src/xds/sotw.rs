@@ -141,15 +141,7 @@ impl Sotw {
 
     /// What was sent and answered, per type.
     pub fn report(&self) -> StreamReport {
-        StreamReport {
-            node: self.peer.id.clone(),
-            cluster: self.peer.cluster.clone(),
-            types: self
-                .types
-                .iter()
-                .map(|(k, t)| (*k, t.report.clone()))
-                .collect(),
-        }
+        StreamReport::of(&self.peer, self.types.iter().map(|(k, t)| (k, &t.report)))
     }
 
     /// The content a type would get now, if it is due: `(content, removals only)`.

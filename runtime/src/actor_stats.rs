@@ -235,8 +235,14 @@ impl ActorFigures {
         // `handled` and then reads `listed`. One of the two sees the other, so a message is
         // never left unsampled.
         self.handled.fetch_add(1, Ordering::SeqCst);
-        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
-        self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+        // One writer (the actor of this name handles one message at a time, and a restarted
+        // one only after its predecessor stopped): a load and a store each, no locked
+        // read-modify-write on the message path. Readers see whole values.
+        let add = |a: &AtomicU64, n: u64| {
+            a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed)
+        };
+        add(&self.busy_ns, ns);
+        add(&self.buckets[bucket_of(ns)], 1);
         if !self.listed.load(Ordering::SeqCst) && !self.listed.swap(true, Ordering::SeqCst) {
             self.rounds
                 .woken

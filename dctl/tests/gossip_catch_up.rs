@@ -46,11 +46,11 @@ fn a_new_node_catches_up_with_thirty_members_over_sealed_gossip() {
     let want: BTreeSet<String> = (0..MEMBERS)
         .flat_map(|i| (0..PER_NODE).map(move |j| format!("m{i}-{j}")))
         .collect();
-    wait_until(
+    seen_within(
         "the first member sees every member and instance",
         // generous: 30 debug-build nodes share this machine's cores with whatever else runs
         Duration::from_secs(300),
-        || alive(&nodes[0]) == MEMBERS && instances(&nodes[0], 'm') == want,
+        || sees_all(&nodes[0], MEMBERS, 'm', &want),
     );
 
     eprintln!(
@@ -60,10 +60,10 @@ fn a_new_node_catches_up_with_thirty_members_over_sealed_gossip() {
     let started = Instant::now();
     let newcomer = NodeProc::start_with("m-new", &["--seed", &nodes[MEMBERS / 2].gossip]);
     let deadline = Duration::from_secs(180);
-    wait_until(
+    seen_within(
         "the newcomer sees 31 members alive and all 300 instances",
         deadline,
-        || alive(&newcomer) == MEMBERS + 1 && instances(&newcomer, 'm') == want,
+        || sees_all(&newcomer, MEMBERS + 1, 'm', &want),
     );
     let caught_up = started.elapsed();
 

@@ -42,18 +42,18 @@ fn a_newcomer_catches_up_through_split_sealed_messages() {
     let want: BTreeSet<String> = (0..MEMBERS)
         .flat_map(|i| (0..PER_NODE).map(move |j| format!("s{i}-{j}")))
         .collect();
-    wait_until(
+    seen_within(
         "the first member sees every member and instance",
         Duration::from_secs(30),
-        || alive(&nodes[0]) == MEMBERS && instances(&nodes[0], 's') == want,
+        || sees_all(&nodes[0], MEMBERS, 's', &want),
     );
 
     let seed = nodes[1].gossip.clone();
     let newcomer = NodeProc::start_with("s-new", &[&small[..], &["--seed", &seed]].concat());
-    wait_until(
+    seen_within(
         "the newcomer sees every member alive and every instance",
         Duration::from_secs(30),
-        || alive(&newcomer) == MEMBERS + 1 && instances(&newcomer, 's') == want,
+        || sees_all(&newcomer, MEMBERS + 1, 's', &want),
     );
     let reassembled = counter(&newcomer, "draft_gossip_messages_reassembled_total");
     assert!(

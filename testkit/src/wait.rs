@@ -24,6 +24,44 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -
     Ok(())
 }
 
+/// [`wait_until`] for a condition that can say what it saw: poll `check` every `every` until
+/// it returns `Ok(())`, for at most `limit`. An `Err(seen)` means "not yet"; on timeout the
+/// [`Error::TimedOut`] names `what` and the last `seen`, so a failure says how far things got.
+/// For conditions that are dear to poll (each one runs CLI processes), `every` can be longer
+/// than [`POLL`].
+///
+/// ```
+/// use std::time::Duration;
+/// let mut n = 0;
+/// testkit::wait_until_seen("n reaches 3", Duration::from_secs(5), Duration::from_millis(1), || {
+///     n += 1;
+///     if n >= 3 { Ok(()) } else { Err(format!("n = {n}")) }
+/// })
+/// .unwrap();
+/// let err = testkit::wait_until_seen("never", Duration::ZERO, Duration::ZERO, || {
+///     Err("n = 0".to_string())
+/// })
+/// .unwrap_err();
+/// assert!(err.to_string().contains("last seen: n = 0"));
+/// ```
+pub fn wait_until_seen(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> std::result::Result<(), String>,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match check() {
+            Ok(()) => return Ok(()),
+            Err(seen) if Instant::now() >= deadline => {
+                return Err(timed_out(&format!("{what} (last seen: {seen})"), limit))
+            }
+            Err(_) => std::thread::sleep(every),
+        }
+    }
+}
+
 /// The async twin of [`wait_until`] for a condition that yields a value: poll `f` every
 /// `every` until it returns `Ok(Some(v))` (then `Ok(v)`), for at most `limit`. An `Err` from
 /// `f` ends the wait with that error; running out of time is [`Error::TimedOut`] naming `what`,

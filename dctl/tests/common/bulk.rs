@@ -3,11 +3,11 @@
 //! a whole state in one datagram), each the same for the same instance, so a node's view can be
 //! checked intact.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use serde_json::Value;
 
-use super::{http, http_get, members, metric, stdout, NodeProc};
+use super::{http, http_get, metric, stdout, NodeProc};
 
 /// Bytes of metadata per instance.
 pub const BLOB: usize = 1000;
@@ -17,9 +17,57 @@ pub fn counter(n: &NodeProc, name: &str) -> u64 {
     metric(&http_get(&n.admin, "/metrics"), name)
 }
 
-/// How many members `n` sees alive.
-pub fn alive(n: &NodeProc) -> usize {
-    members(n).iter().filter(|(_, s, _)| s == "alive").count()
+/// How often [`seen_within`] checks: each [`sees_all`] runs two `dctl` processes, so once a
+/// second, not every 50 ms, lest the polling add to the load of dozens of nodes.
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Wait until `check` holds, for at most `limit`; on timeout, panic naming `what` and what the
+/// check saw last.
+pub fn seen_within(what: &str, limit: Duration, check: impl FnMut() -> Result<(), String>) {
+    if let Err(e) = testkit::wait_until_seen(what, limit, CHECK_EVERY, check) {
+        panic!("{e}");
+    }
+}
+
+/// Whether `n` sees `members` members alive and exactly the instances `want` of `bulk` (with
+/// `prefix`): `Err` says what it saw instead (members not alive, instances missing, or the
+/// `dctl` call that failed), for a wait's timeout message. A failed call is "not yet": on a
+/// machine loaded by dozens of nodes a CLI call can miss its connect timeout.
+pub fn sees_all(
+    n: &NodeProc,
+    members: usize,
+    prefix: char,
+    want: &BTreeSet<String>,
+) -> Result<(), String> {
+    let out = n.dctl(&["cluster", "status", "--json"]);
+    if !out.status.success() {
+        return Err(format!(
+            "cluster status failed: {}",
+            super::stderr(&out).trim()
+        ));
+    }
+    let v: Value = serde_json::from_str(&stdout(&out))
+        .map_err(|e| format!("cluster status --json is not JSON ({e})"))?;
+    let not_alive: Vec<String> = v["nodes"]
+        .as_array()
+        .ok_or("cluster status --json has no \"nodes\" array")?
+        .iter()
+        .filter(|m| m["state"] != "alive")
+        .map(|m| format!("{} {}", m["name"], m["state"]))
+        .collect();
+    let listed = v["nodes"].as_array().map_or(0, Vec::len);
+    let have = instances(n, prefix);
+    let missing: Vec<&String> = want.difference(&have).collect();
+    if listed == members && not_alive.is_empty() && missing.is_empty() && have.len() == want.len() {
+        return Ok(());
+    }
+    Err(format!(
+        "{listed} members listed, not alive: {not_alive:?}; {} of {} instances, missing {}: {:?}",
+        have.len(),
+        want.len(),
+        missing.len(),
+        missing.iter().take(10).collect::<Vec<_>>()
+    ))
 }
 
 /// [`BLOB`] letters and digits for instance `j` of member `i` (xorshift from the pair).

@@ -50,12 +50,13 @@ const SWEEP_EVERY: u64 = 10;
 
 /// What one named actor costs the runtime besides its state and its queued messages: the
 /// ractor cell and its four mailbox channels, the task and its future (a minimal actor's), the
-/// name and pid registry entries, the supervisor's child record, the wrapper, and its live
-/// figures (the histogram and the sampler's window of [`WINDOW`] + 1 samples, about 14 KiB of
-/// it). Measured, not derived: the heap growth per idle actor spawned through `Node::spawn`,
-/// in a release build, once the sampler's window is full: `runtime/tests/actor_memory_cost.rs`
+/// name and pid registry entries (about 5.7 KiB, what a bare named ractor actor costs), then
+/// the supervisor's child record, the wrapper, and its live figures (the histogram and the
+/// sampler's window of [`WINDOW`] + 1 samples; about 3.4 KiB together). Measured, not derived:
+/// the heap growth per idle actor spawned through `Node::spawn`, once the sampler's window is
+/// full: `runtime/tests/actor_memory_cost.rs`
 /// (`cargo test --release -p runtime --test actor_memory_cost -- --ignored --nocapture`).
-pub const ACTOR_BASE_BYTES: u64 = 16 * 1024;
+pub const ACTOR_BASE_BYTES: u64 = 9 * 1024;
 
 /// The types' part of an actor's shallow memory estimate, known to its wrapper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,7 +63,10 @@ pub struct BoxedMessage {
     pub(crate) msg: Option<Box<dyn Any + Send>>,
     /// A serialized message for a remote actor, accessed only by the `RemoteActorRuntime`
     #[cfg(feature = "cluster")]
-    pub serialized_msg: Option<SerializedMessage>,
+    ///
+    /// PATCHED (see PATCHED.md): boxed, so a local message (the common case) moves 24 bytes
+    /// and a mailbox block of 32 slots stays small; a serialized message already allocates.
+    pub serialized_msg: Option<Box<SerializedMessage>>,
     #[cfg(feature = "message_span_propogation")]
     pub(crate) span: Option<tracing::Span>,
 }
@@ -108,7 +111,7 @@ pub trait Message: Any + Send + Sized + 'static {
             }
         } else if m.serialized_msg.is_some() {
             match m.serialized_msg.take() {
-                Some(m) => Self::deserialize(m),
+                Some(m) => Self::deserialize(*m),
                 _ => Err(BoxedDowncastErr),
             }
         } else {
@@ -137,7 +140,7 @@ pub trait Message: Any + Send + Sized + 'static {
             // it's a message to a remote actor, serialize it and send it over the wire!
             Ok(BoxedMessage {
                 msg: None,
-                serialized_msg: Some(self.serialize()?),
+                serialized_msg: Some(Box::new(self.serialize()?)),
                 #[cfg(feature = "message_span_propogation")]
                 span: None,
             })

@@ -59,7 +59,9 @@ pub(crate) struct ActorProperties {
     pub(crate) wait_handler: mpsc::Notify,
     pub(crate) signal: Mutex<Option<OneshotInputPort<Signal>>>,
     pub(crate) stop: Mutex<Option<OneshotInputPort<StopMessage>>>,
-    pub(crate) supervision: InputPort<SupervisionEvent>,
+    /// PATCHED (see PATCHED.md): events boxed, so the channel's first block (32 slots, allocated
+    /// when the actor is made) holds pointers, not events; supervision events are rare.
+    pub(crate) supervision: InputPort<Box<SupervisionEvent>>,
     pub(crate) message: InputPort<MuxedMessage>,
     pub(crate) message_admission: AtomicUsize,
     /// PATCHED (see PATCHED.md): messages sent to the mailbox and not yet received.
@@ -89,7 +91,7 @@ impl ActorProperties {
         Self,
         OneshotReceiver<Signal>,
         OneshotReceiver<StopMessage>,
-        InputPortReceiver<SupervisionEvent>,
+        InputPortReceiver<Box<SupervisionEvent>>,
         InputPortReceiver<MuxedMessage>,
     )
     where
@@ -105,7 +107,7 @@ impl ActorProperties {
         Self,
         OneshotReceiver<Signal>,
         OneshotReceiver<StopMessage>,
-        InputPortReceiver<SupervisionEvent>,
+        InputPortReceiver<Box<SupervisionEvent>>,
         InputPortReceiver<MuxedMessage>,
     )
     where
@@ -165,7 +167,9 @@ impl ActorProperties {
         &self,
         message: SupervisionEvent,
     ) -> Result<(), MessagingErr<SupervisionEvent>> {
-        self.supervision.send(message).map_err(|e| e.into())
+        self.supervision
+            .send(Box::new(message))
+            .map_err(|e| MessagingErr::SendErr(*e.0))
     }
 
     pub(crate) fn send_message<TMessage>(
@@ -317,7 +321,7 @@ impl ActorProperties {
         };
         let boxed = BoxedMessage {
             msg: None,
-            serialized_msg: Some(message),
+            serialized_msg: Some(Box::new(message)),
             #[cfg(feature = "message_span_propogation")]
             span: None,
         };
@@ -328,7 +332,7 @@ impl ActorProperties {
             .map_err(|e| {
                 self.mailbox_len.fetch_sub(1, Ordering::Relaxed);
                 match e.0 {
-                    MuxedMessage::Message(m) => MessagingErr::SendErr(m.serialized_msg.unwrap()),
+                    MuxedMessage::Message(m) => MessagingErr::SendErr(*m.serialized_msg.unwrap()),
                     _ => panic!("Expected a boxed message but got a drain message"),
                 }
             })?)

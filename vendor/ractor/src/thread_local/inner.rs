@@ -89,7 +89,7 @@ impl ActorProperties {
         Self,
         OneshotReceiver<Signal>,
         OneshotReceiver<StopMessage>,
-        mpsc::MpscUnboundedReceiver<SupervisionEvent>,
+        mpsc::MpscUnboundedReceiver<Box<SupervisionEvent>>,
         mpsc::MpscUnboundedReceiver<MuxedMessage>,
     )
     where
@@ -569,7 +569,7 @@ impl<TActor: ThreadLocalActor> ThreadLocalActorRuntime<TActor> {
                 match msg.serialized_msg {
                     Some(serialized_msg) => {
                         return handler
-                            .handle_serialized(myself, serialized_msg, state)
+                            .handle_serialized(myself, *serialized_msg, state)
                             .await;
                     }
                     None => {

@@ -673,16 +673,17 @@ fn rss_bytes() -> Option<u64> {
     u64::try_from(page).ok().map(|p| p * pages)
 }
 
-/// Run the sampler until the registry is dropped.
-pub(crate) fn start_sampler(registry: &Arc<StatsRegistry>) {
-    let weak: Weak<StatsRegistry> = Arc::downgrade(registry);
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(SAMPLE_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            let Some(reg) = weak.upgrade() else { return };
-            reg.tick(|name| ractor::registry::where_is(name).is_some());
-        }
-    });
+/// The sampler: a tick every [`SAMPLE_EVERY`] until the registry is dropped. Runs as the
+/// node's supervised child `actor-stats-sampler` (a restart keeps the windows: they live in the
+/// registry).
+pub(crate) async fn run_sampler(registry: Weak<StatsRegistry>) {
+    let mut every = tokio::time::interval(SAMPLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(reg) = registry.upgrade() else {
+            return;
+        };
+        reg.tick(|name| ractor::registry::where_is(name).is_some());
+    }
 }

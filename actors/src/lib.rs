@@ -6,7 +6,8 @@
 //!   strategies ([`Strategy`]), restart types ([`Restart`]), restart intensity ([`Intensity`]),
 //!   ordered start and reverse-ordered stop with per-child [`Shutdown`] policies, dynamic children
 //!   and optional restart [`Backoff`].
-//! * [`ChildSpec`]: how a supervisor starts, restarts and stops one child.
+//! * [`ChildSpec`]: how a supervisor starts, restarts and stops one child;
+//!   [`ChildSpec::task`] makes a long-lived async loop such a child (`task`).
 //! * [`TreeSnapshot`]: a serializable view of a supervision tree.
 //! * [`codec`]: the one way to turn a serde type into bytes for a remote message (bincode 2).
 //!
@@ -43,6 +44,7 @@ mod error;
 mod snapshot;
 mod stats;
 mod supervisor;
+mod task;
 
 pub use child::{
     ChildKind, ChildSpec, Ignore, Restart, Shutdown, StartFuture, DEFAULT_START_TIMEOUT,

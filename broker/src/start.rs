@@ -1,5 +1,5 @@
-//! Starting a node's broker: its parts, its actor under the `system` supervisor, the gossip
-//! loops and the HTTP routes.
+//! Starting a node's broker: its parts, its actor and its two gossip loops under the `system`
+//! supervisor (`broker`, `broker-interest`, `broker-gossip-watch`), and the HTTP routes.
 
 use std::sync::{atomic::AtomicU64, Arc, Weak};
 
@@ -21,7 +21,8 @@ use crate::{
 };
 
 impl Broker {
-    /// Start the node's broker: its actor under the `system` supervisor, interest gossip, the
+    /// Start the node's broker: under the `system` supervisor its actor (`broker`), the interest
+    /// publisher (`broker-interest`) and the gossip follower (`broker-gossip-watch`); the
     /// durable channels homed here (from `<data_dir>/broker`), and the HTTP routes under
     /// `/broker/` on the admin server.
     ///
@@ -71,19 +72,49 @@ impl Broker {
         actors::start_child(&sup, actors::ChildSpec::worker("broker", None, actor, ()))
             .await
             .map_err(|e| BrokerError::Unavailable(format!("cannot start the broker actor: {e}")))?;
-        let snapshot = subs.clone();
-        tokio::spawn(interest::publish(
-            node.clone(),
-            changed,
-            Arc::downgrade(&broker.inner),
-            move || snapshot.all_stamped(),
-        ));
-        tokio::spawn(watch_gossip(Arc::downgrade(&broker.inner)));
+        // Both loops end when the broker is dropped (they hold it weakly); a panic restarts
+        // them, from a fresh view (the interest publisher re-publishes all of it).
+        let (publisher, alive) = (node.clone(), Arc::downgrade(&broker.inner));
+        let interest = actors::ChildSpec::task("broker-interest", move || {
+            let snapshot = subs.clone();
+            let run = interest::publish(
+                publisher.clone(),
+                changed.clone(),
+                alive.clone(),
+                move || snapshot.all_stamped(),
+            );
+            async move {
+                run.await;
+                Ok(())
+            }
+        });
+        start_loop(&sup, interest).await?;
+        let watched = Arc::downgrade(&broker.inner);
+        let watch = actors::ChildSpec::task("broker-gossip-watch", move || {
+            let run = watch_gossip(watched.clone());
+            async move {
+                run.await;
+                Ok(())
+            }
+        });
+        start_loop(&sup, watch).await?;
         node.add_admin_routes(crate::http::routes(broker.clone()));
         let scraped = broker.clone();
         node.metrics().add_source(move || scraped.metrics_text());
         Ok(broker)
     }
+}
+
+/// Start one of the broker's loops under the node's `system` supervisor.
+async fn start_loop(
+    sup: &ractor::ActorRef<actors::SupervisorMsg>,
+    spec: actors::ChildSpec,
+) -> Result<(), BrokerError> {
+    let id = spec.id().to_string();
+    actors::start_child(sup, spec)
+        .await
+        .map(|_| ())
+        .map_err(|e| BrokerError::Unavailable(format!("cannot start {id}: {e}")))
 }
 
 /// Keep the view of other nodes' interest and of durable homes current.

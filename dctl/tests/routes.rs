@@ -24,18 +24,30 @@ fn routes_are_stored_refused_with_reasons_and_built_into_every_nodes_snapshot() 
     let n2 = NodeProc::start_with("p-n2", &["--seed", &n1.gossip, "--kv-voter", "p-n1"]);
     wait_converged(&[&n1, &n2], &["p-n1", "p-n2"]);
 
-    // the controller is in the tree, under system
+    // the controller and its two watches are in the tree, under system/proxy
     let tree = json(&n1.dctl(&["tree", "--json"]));
     let system = tree["children"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["name"] == "system"))
         .expect("system supervisor")
         .clone();
-    assert!(
-        system["children"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["name"] == "proxy")),
-        "proxy not under system: {system}"
+    let proxy = system["children"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "proxy"))
+        .unwrap_or_else(|| panic!("proxy not under system: {system}"));
+    assert_eq!(proxy["kind"], "supervisor", "{proxy}");
+    let children: Vec<&str> = proxy["children"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        children,
+        [
+            "proxy-controller",
+            "proxy-registry-watch",
+            "proxy-routes-watch"
+        ],
+        "{proxy}"
     );
 
     let out = n1.dctl(&[

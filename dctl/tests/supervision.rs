@@ -258,7 +258,28 @@ fn crash_storm_stops_the_looping_actor_alone_and_kv_keeps_serving() {
             now["actor_id"], then["actor_id"],
             "{by} kept its incarnation"
         );
-        for service in ["system", "user", "inspector", "spawner", "kv", "broker"] {
+        // The services, and every long-lived loop: each a supervised child in the tree.
+        for service in [
+            "system",
+            "user",
+            "inspector",
+            "spawner",
+            "kv",
+            "broker",
+            "actor-stats-sampler",
+            "directory-publisher",
+            "gossip-changes",
+            "cluster-reconcile",
+            "kv-batcher",
+            "kv-membership",
+            "kv-lease-reaper",
+            "broker-interest",
+            "broker-gossip-watch",
+            "proxy",
+            "proxy-controller",
+            "proxy-registry-watch",
+            "proxy-routes-watch",
+        ] {
             let s = find(tree, service).unwrap_or_else(|| panic!("{service} on {node}"));
             assert_eq!(s["status"], "running", "{service} on {node}: {s}");
             assert_eq!(s["restarts"], 0, "{service} on {node} never restarted");

@@ -3,9 +3,24 @@
 //! publishes a new [`Snapshot`](crate::snapshot::Snapshot) into the node's [`SnapshotCell`]
 //! after every change. Changes that queue up while a build runs are folded into the next build
 //! (no timed debounce: a change is built as soon as the actor gets to it).
+//!
+//! The two watches are loops of their own, supervised beside the actor ([`supervisor_spec`]):
+//!
+//! ```text
+//! system
+//! └── proxy (rest_for_one)
+//!     ├── proxy-controller       this actor, registered as <node>/proxy
+//!     ├── proxy-registry-watch   registry watch -> Instance*, InstancesReset
+//!     └── proxy-routes-watch     KV watch on routes/ -> RoutesReset, RoutePut, RouteDeleted
+//! ```
+//!
+//! `rest_for_one`: a restarted controller starts with an empty view, so both watches restart
+//! after it and send it everything again (a reset first). A failed registry watch restarts the
+//! routes watch too (it comes after it), which sends the route table again: harmless.
 
 use std::{collections::BTreeMap, time::Duration};
 
+use actors::{ChildSpec, Intensity, Strategy, SupervisorSpec};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use registry::{
     kv::EventKind,
@@ -50,49 +65,95 @@ pub struct State {
     routes: BTreeMap<String, Route>,
     invalid: BTreeMap<String, String>,
     rebuild_queued: bool,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// How long a failed watch waits before starting again.
 const RETRY: Duration = Duration::from_millis(500);
 
-fn watch_registry(registry: Registry, me: ActorRef<ControllerMsg>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match registry.watch(None).await {
-                Ok(mut rx) => {
-                    if me.cast(ControllerMsg::InstancesReset).is_err() {
-                        return;
-                    }
-                    while let Some(e) = rx.recv().await {
-                        if me
-                            .cast(ControllerMsg::Instance(e.event, e.instance))
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    // The registry dropped this watcher (it fell behind) or restarted.
-                }
-                Err(e) => tracing::warn!(error = %e, "proxy controller: registry watch failed"),
-            }
-            tokio::time::sleep(RETRY).await;
-        }
-    })
+/// The registered name of a node's controller.
+pub(crate) fn controller_name(node: &str) -> String {
+    format!("{node}/proxy")
 }
 
-fn watch_routes(node: String, me: ActorRef<ControllerMsg>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = follow_routes(&node, &me).await {
-                if me.get_status() != ractor::ActorStatus::Running {
+/// The `proxy` supervisor's spec: the controller, then its two watches (see the module doc).
+pub(crate) fn supervisor_spec(controller: Controller) -> SupervisorSpec {
+    let node = controller.registry.node().name().to_string();
+    let name = controller_name(&node);
+    let registry = controller.registry.clone();
+    let (to_registry, to_routes) = (name.clone(), name.clone());
+    SupervisorSpec::new(Strategy::RestForOne)
+        .intensity(Intensity {
+            max_restarts: 10,
+            period: Duration::from_secs(10),
+        })
+        .child(ChildSpec::worker(
+            "proxy-controller",
+            Some(name),
+            controller,
+            (),
+        ))
+        .child(ChildSpec::task("proxy-registry-watch", move || {
+            let me = controller_ref(&to_registry);
+            let registry = registry.clone();
+            async move {
+                watch_registry(registry, me?).await;
+                Ok(())
+            }
+        }))
+        .child(ChildSpec::task("proxy-routes-watch", move || {
+            let me = controller_ref(&to_routes);
+            let node = node.clone();
+            async move {
+                watch_routes(node, me?).await;
+                Ok(())
+            }
+        }))
+}
+
+/// The running controller (a watch starts after it: `rest_for_one`).
+fn controller_ref(name: &str) -> Result<ActorRef<ControllerMsg>, String> {
+    ractor::registry::where_is(name)
+        .map(ActorRef::from)
+        .ok_or_else(|| format!("the proxy controller {name} is not running"))
+}
+
+/// Feed the registry's changes to the controller, a reset first at each (re)start of the
+/// watch. Returns when the controller is gone (its supervisor then restarts both).
+async fn watch_registry(registry: Registry, me: ActorRef<ControllerMsg>) {
+    loop {
+        match registry.watch(None).await {
+            Ok(mut rx) => {
+                if me.cast(ControllerMsg::InstancesReset).is_err() {
                     return;
                 }
-                tracing::debug!(error = %e, "proxy controller: route watch restarts");
+                while let Some(e) = rx.recv().await {
+                    if me
+                        .cast(ControllerMsg::Instance(e.event, e.instance))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                // The registry dropped this watcher (it fell behind) or restarted.
             }
-            tokio::time::sleep(RETRY).await;
+            Err(e) => tracing::warn!(error = %e, "proxy controller: registry watch failed"),
         }
-    })
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Feed the route table to the controller: all of it at a revision, then its changes; again
+/// from the start after an error. Returns when the controller is gone.
+async fn watch_routes(node: String, me: ActorRef<ControllerMsg>) {
+    loop {
+        if let Err(e) = follow_routes(&node, &me).await {
+            if me.get_status() != ractor::ActorStatus::Running {
+                return;
+            }
+            tracing::debug!(error = %e, "proxy controller: route watch restarts");
+        }
+        tokio::time::sleep(RETRY).await;
+    }
 }
 
 async fn follow_routes(node: &str, me: &ActorRef<ControllerMsg>) -> Result<(), String> {
@@ -139,31 +200,15 @@ impl Actor for Controller {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<ControllerMsg>,
+        _: ActorRef<ControllerMsg>,
         _: (),
     ) -> Result<State, ActorProcessingErr> {
-        let node = self.registry.node().name().to_string();
         Ok(State {
             instances: BTreeMap::new(),
             routes: BTreeMap::new(),
             invalid: BTreeMap::new(),
             rebuild_queued: false,
-            tasks: vec![
-                watch_registry(self.registry.clone(), myself.clone()),
-                watch_routes(node, myself),
-            ],
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _: ActorRef<ControllerMsg>,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        for t in state.tasks.drain(..) {
-            t.abort();
-        }
-        Ok(())
     }
 
     async fn handle(

@@ -80,7 +80,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Start the proxy-controller actor (`proxy`, under the node's `system` supervisor) and the
+    /// Start the proxy controller (the `proxy` supervisor under the node's `system` supervisor:
+    /// the controller actor and its registry and route watches, see `controller.rs`) and the
     /// ADS server (`xds`, on `opts.xds_listen`; port 0: a free port), in files mode the
     /// `xds-files` writer, announce the server's address in gossip ([`XDS_ADDR_KEY`]), and
     /// serve the admin routes and metrics. Needs the node's registry; routes come from the
@@ -96,14 +97,13 @@ impl Proxy {
         let sup = node
             .system_supervisor()
             .map_err(|e| ProxyError::Unavailable(e.to_string()))?;
-        let spec = actors::ChildSpec::worker(
+        let spec = actors::ChildSpec::supervisor(
             "proxy",
-            Some(format!("{}/proxy", node.name())),
-            controller::Controller {
+            None,
+            controller::supervisor_spec(controller::Controller {
                 registry: registry.clone(),
                 cell: cell.clone(),
-            },
-            (),
+            }),
         );
         actors::start_child(&sup, spec)
             .await

@@ -1,10 +1,10 @@
 //! Live figures of named actors, cheap enough to leave on: messages handled, handling time in a
 //! log-bucketed histogram (atomics only, no lock on the message path), uptime and the last
-//! failures, kept per actor *name* (so they survive restarts). A sampler task takes a snapshot of
-//! the counters of every actor that handled a message in the last [`WINDOW`] seconds, once a
-//! second, and derives rate, mean and p99 over the last [`WINDOW`] samples; mailbox lengths come
-//! from ractor's cells (vendored with a counter, see `vendor/ractor/PATCHED.md`) when a tree
-//! snapshot is taken.
+//! failures, kept per actor *name* (so they survive restarts). A sampler (the node's supervised
+//! child `actor-stats-sampler`) takes a snapshot of the counters of every actor that handled a
+//! message in the last [`WINDOW`] seconds, once a second, and derives rate, mean and p99 over
+//! the last [`WINDOW`] samples; mailbox lengths come from ractor's cells (vendored with a
+//! counter, see `vendor/ractor/PATCHED.md`) when a tree snapshot is taken.
 //!
 //! Idle actors cost the sampler nothing: an actor whose window has been idle throughout leaves
 //! the sampler's list, and its next message puts it back (a flag on the message path, a push
@@ -674,16 +674,17 @@ fn rss_bytes() -> Option<u64> {
     u64::try_from(page).ok().map(|p| p * pages)
 }
 
-/// Run the sampler until the registry is dropped.
-pub(crate) fn start_sampler(registry: &Arc<StatsRegistry>) {
-    let weak: Weak<StatsRegistry> = Arc::downgrade(registry);
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(SAMPLE_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            let Some(reg) = weak.upgrade() else { return };
-            reg.tick(|name| ractor::registry::where_is(name).is_some());
-        }
-    });
+/// The sampler: a tick every [`SAMPLE_EVERY`] until the registry is dropped. Runs as the
+/// node's supervised child `actor-stats-sampler` (a restart keeps the windows: they live in the
+/// registry).
+pub(crate) async fn run_sampler(registry: Weak<StatsRegistry>) {
+    let mut every = tokio::time::interval(SAMPLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(reg) = registry.upgrade() else {
+            return;
+        };
+        reg.tick(|name| ractor::registry::where_is(name).is_some());
+    }
 }

@@ -24,7 +24,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, Weak},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -57,6 +57,9 @@ use crate::{
 
 /// How often membership is reconciled with the transport's sessions.
 const RECONCILE_EVERY: Duration = Duration::from_millis(200);
+
+/// The child id of [`Cluster::reconcile_loop`] under the node's `system` supervisor.
+pub(crate) const RECONCILE_CHILD: &str = "cluster-reconcile";
 /// Minimum time between two dial attempts to the same node.
 const REDIAL_AFTER: Duration = Duration::from_secs(1);
 
@@ -87,7 +90,9 @@ pub(crate) struct Cluster {
     tls: Option<Arc<Tls>>,
     lanes: Arc<Lanes>,
     seal: Arc<GossipSeal>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The counter of gossip changes ([`Cluster::changes`]); bumped by
+    /// [`Cluster::forward_changes`].
+    changes: tokio::sync::watch::Sender<u64>,
     /// The node's count of running user actors (gossiped as `actor_count`).
     actor_count: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) actor_addr: SocketAddr,
@@ -278,26 +283,11 @@ impl Cluster {
             tls,
             lanes,
             seal,
-            task: Mutex::new(None),
+            changes: tokio::sync::watch::channel(0).0,
             actor_count,
             actor_addr,
             gossip_addr,
         });
-        let weak = Arc::downgrade(&cluster);
-        let task = tokio::spawn(async move {
-            let mut last_dial: HashMap<String, Instant> = HashMap::new();
-            let mut last_lane_dial: HashMap<String, Instant> = HashMap::new();
-            let mut published = String::new();
-            loop {
-                tokio::time::sleep(RECONCILE_EVERY).await;
-                let Some(cluster) = weak.upgrade() else { break };
-                cluster.reconcile(&mut last_dial, &mut published).await;
-                cluster.reconcile_lanes(&mut last_lane_dial).await;
-            }
-        });
-        if let Ok(mut t) = cluster.task.lock() {
-            *t = Some(task);
-        }
         Ok(cluster)
     }
 
@@ -518,11 +508,27 @@ impl Cluster {
     }
 
     /// Stop gossiping and close every session.
-    pub(crate) async fn shutdown(&self) {
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(t) = task {
-            t.abort();
+    /// Every [`RECONCILE_EVERY`]: dial the sessions and lanes to live members that have none,
+    /// and publish this node's gossip keys when they changed. Runs as the node's supervised
+    /// child [`RECONCILE_CHILD`] (a restart starts with no dial history: it may dial at once);
+    /// returns when the cluster is dropped.
+    pub(crate) async fn reconcile_loop(cluster: Weak<Cluster>) {
+        let mut last_dial: HashMap<String, Instant> = HashMap::new();
+        let mut last_lane_dial: HashMap<String, Instant> = HashMap::new();
+        let mut published = String::new();
+        loop {
+            tokio::time::sleep(RECONCILE_EVERY).await;
+            let Some(cluster) = cluster.upgrade() else {
+                return;
+            };
+            cluster.reconcile(&mut last_dial, &mut published).await;
+            cluster.reconcile_lanes(&mut last_lane_dial).await;
         }
+    }
+
+    /// Leave the cluster: gossip, the transport's door, the lanes, the transport. The node
+    /// stops its [`RECONCILE_CHILD`] first, so nothing dials while this runs.
+    pub(crate) async fn shutdown(&self) {
         let _ = self.chitchat.initiate_shutdown();
         self.sessions.door.shutdown();
         self.lanes.shutdown();

@@ -265,7 +265,9 @@ fn directory_of(node: &str) -> Option<ActorRef<DirectoryMsg>> {
 }
 
 /// The publish task: send this node's changes to their owners, follow the members. Ends when
-/// the cluster is gone.
+/// the cluster is gone. Runs as the node's supervised child `directory-publisher`; a restarted
+/// one starts from no members, so its first round re-sends every name (what was queued waits in
+/// the [`Directory`], not in the loop).
 pub(crate) async fn run_publisher(me: String, directory: Weak<Directory>, cluster: Weak<Cluster>) {
     let mut alive: Vec<String> = Vec::new();
     let mut dead: Vec<String> = Vec::new();

@@ -149,6 +149,56 @@ async fn health_names_a_system_service_that_is_not_running() {
 }
 
 #[tokio::test]
+async fn the_nodes_loops_are_supervised_and_a_killed_one_comes_back_working() {
+    let node = Node::builder()
+        .name("sv-loops")
+        .admin_addr("127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let loops = [
+        "actor-stats-sampler",
+        "directory-publisher",
+        "gossip-changes",
+        "cluster-reconcile",
+    ];
+    let tree = node.tree().await.unwrap();
+    let system = find(&tree, "system");
+    for id in loops {
+        let shown = system
+            .children
+            .iter()
+            .find(|c| c.name == id)
+            .unwrap_or_else(|| panic!("{id} not a child of system: {system:?}"));
+        assert_eq!(
+            (shown.kind, shown.status),
+            (actors::ChildKind::Worker, ChildStatus::Running),
+            "{id}"
+        );
+        assert_eq!(shown.restart.as_deref(), Some("transient"), "{id}");
+    }
+    let sup = node.system_supervisor().unwrap();
+    for id in loops {
+        let cell = actors::child_cell(&sup, id).await.unwrap().expect(id);
+        cell.kill();
+        wait_until(&format!("{id} restarted"), || async {
+            let t = node.tree().await.unwrap();
+            let c = find(&t, id);
+            c.restarts == 1 && c.status == ChildStatus::Running
+        })
+        .await;
+    }
+    // The restarted publisher publishes: a new name reaches its owner (this node).
+    node.spawn("sv-loops-echo", runtime::echo::Echo, ())
+        .await
+        .unwrap();
+    assert!(node.names_published().await, "the name was not published");
+    let health = node.health().await;
+    assert!(health.is_healthy(), "{:?}", health.down);
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_root_that_gives_up_stops_the_node_with_an_error() {
     let node = Node::builder()
         .name("sv-root")

@@ -52,13 +52,20 @@ fn proposal_bytes(p: &Proposal) -> usize {
     payload + 64
 }
 
+/// The batcher's queue, shared so that a restarted batcher (it is the supervised child
+/// `kv-batcher`) takes the same receiver again, with the writes still queued in it. One batcher
+/// holds it at a time.
+pub(crate) type Queue = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Queued>>>;
+
 /// Group commit: take the writes that queued up while earlier entries were in flight and
-/// propose them as one [`Command::Batch`] entry (a lone write goes as itself).
+/// propose them as one [`Command::Batch`] entry (a lone write goes as itself). Returns when
+/// every sender is gone or `stop` changes.
 pub(crate) async fn batch_writes(
     raft: Raft<TypeConfig>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+    queue: Queue,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut rx = queue.lock().await;
     let slots = Arc::new(tokio::sync::Semaphore::new(BATCH_IN_FLIGHT));
     loop {
         let first = tokio::select! {

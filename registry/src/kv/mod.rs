@@ -232,9 +232,10 @@ pub struct CasResult {
     pub current: Option<KvEntry>,
 }
 
-/// Start the KV store on a node: its Raft instance, its KV actor under the node's `system`
-/// supervisor, the membership task (bootstrap / join / autopilot), the lease reaper, and the
-/// admin routes under `/kv/`.
+/// Start the KV store on a node: its Raft instance and, under the node's `system` supervisor,
+/// the write batcher (`kv-batcher`), the KV actor (`kv`), the membership loop (`kv-membership`:
+/// bootstrap / join / autopilot) and the lease reaper (`kv-lease-reaper`); then the admin
+/// routes under `/kv/`.
 ///
 /// Fails with [`KvError::ForeignStore`] when the node's data dir holds another store than the
 /// one its cluster gossips, and with [`KvError::Invalid`] on a bad configuration.
@@ -340,7 +341,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     }
     let (stop, _) = tokio::sync::watch::channel(false);
     let (btx, brx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(batcher::batch_writes(raft.clone(), brx, stop.subscribe()));
+    let queue: batcher::Queue = Arc::new(tokio::sync::Mutex::new(brx));
     let client = {
         use std::hash::{BuildHasher, Hasher};
         std::collections::hash_map::RandomState::new()
@@ -376,6 +377,18 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     let sup = node
         .system_supervisor()
         .map_err(|e| KvError::Unavailable(e.to_string()))?;
+    // Writes queue up in the batcher's channel until it runs; it starts before the actor that
+    // forwards writes to it, and so stops after it.
+    let writer = kv.clone();
+    let batcher = ChildSpec::task("kv-batcher", move || {
+        let (raft, stop) = (writer.inner.raft.clone(), writer.inner.stop.subscribe());
+        let run = batcher::batch_writes(raft, queue.clone(), stop);
+        async move {
+            run.await;
+            Ok(())
+        }
+    });
+    start_loop(&sup, batcher).await?;
     actors::start_child(
         &sup,
         ChildSpec::worker("kv", None, net::KvActor { kv: kv.clone() }, ()),
@@ -399,8 +412,24 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
             tracing::warn!("kv: elect: {e}");
         }
     }
-    tokio::spawn(membership::run(kv.clone()));
-    tokio::spawn(leases::reap_leases(kv.clone()));
+    let member = kv.clone();
+    let membership = ChildSpec::task("kv-membership", move || {
+        let run = membership::run(member.clone());
+        async move {
+            run.await;
+            Ok(())
+        }
+    });
+    start_loop(&sup, membership).await?;
+    let reaper = kv.clone();
+    let reaper = ChildSpec::task("kv-lease-reaper", move || {
+        let run = leases::reap_leases(reaper.clone());
+        async move {
+            run.await;
+            Ok(())
+        }
+    });
+    start_loop(&sup, reaper).await?;
     client::handles()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -417,4 +446,18 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     });
     tracing::info!(node = %name, store = ?store_id, static_voters = ?voters, expect, learner = config.learner, "kv started");
     Ok(kv)
+}
+
+/// Start one of the KV's loops (a [`ChildSpec::task`]) under the node's `system` supervisor.
+/// Each returns only when the KV stops (its `stop` watch, or every handle gone), so it is not
+/// restarted then; a panic restarts it.
+async fn start_loop(
+    sup: &ractor::ActorRef<actors::SupervisorMsg>,
+    spec: ChildSpec,
+) -> Result<(), KvError> {
+    let id = spec.id().to_string();
+    actors::start_child(sup, spec)
+        .await
+        .map(|_| ())
+        .map_err(|e| KvError::Unavailable(format!("cannot start {id}: {e}")))
 }

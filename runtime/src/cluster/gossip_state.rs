@@ -116,22 +116,24 @@ impl Cluster {
             .await
     }
 
-    /// A counter bumped on every membership or gossip-state change.
-    pub(crate) async fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        let mut live = self
-            .chitchat
-            .with_chitchat(|c| c.live_nodes_watcher())
-            .await;
-        let (tx, rx) = tokio::sync::watch::channel(0u64);
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while live.changed().await.is_ok() {
-                n += 1;
-                if tx.send(n).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
+    /// A counter bumped on every membership or gossip-state change (one counter per node,
+    /// shared by every receiver; a receiver sees the changes after it subscribed).
+    pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Bump the change counter on every change chitchat reports for the live nodes. Runs as
+    /// the node's supervised child `gossip-changes`: the counter lives in the cluster, so its
+    /// receivers do not notice a restart. Returns when the cluster is dropped or chitchat stops.
+    pub(crate) async fn forward_changes(cluster: std::sync::Weak<Cluster>) {
+        let Some(c) = cluster.upgrade() else {
+            return;
+        };
+        let mut live = c.chitchat.with_chitchat(|c| c.live_nodes_watcher()).await;
+        let counter = c.changes.clone();
+        drop(c);
+        while live.changed().await.is_ok() {
+            counter.send_modify(|n| *n += 1);
+        }
     }
 }

@@ -59,12 +59,10 @@ impl Node {
         }
     }
 
-    /// A receiver that changes whenever membership or any node's gossip state changes.
+    /// A receiver that changes whenever membership or any node's gossip state changes (after
+    /// it was made). `async` for the callers written when it was; it no longer waits.
     pub async fn gossip_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        match self.inner.cluster.get() {
-            Some(c) => Some(c.changes().await),
-            None => None,
-        }
+        self.inner.cluster.get().map(|c| c.changes())
     }
 
     /// The members of the cluster as this node sees them (itself included).

@@ -42,6 +42,10 @@ impl Node {
             }
         }
         if let Some(cluster) = self.inner.cluster.get() {
+            // Nothing dials a session or a lane while the cluster shuts down.
+            if let Ok(system) = self.system_supervisor() {
+                let _ = actors::terminate_child(&system, crate::cluster::RECONCILE_CHILD).await;
+            }
             cluster.shutdown().await;
         }
         let admin = self.lock_admin().take();

@@ -51,7 +51,6 @@ impl Node {
         };
         let stats = Arc::new(SupervisorStats::default());
         let actor_stats = StatsRegistry::new(config.actor_stats);
-        crate::actor_stats::start_sampler(&actor_stats);
         let generous = Intensity {
             max_restarts: 10,
             period: Duration::from_secs(10),
@@ -88,7 +87,11 @@ impl Node {
                     node: handle.clone(),
                 },
                 (),
-            ));
+            ))
+            .child(task_child("actor-stats-sampler", {
+                let figures = Arc::downgrade(&actor_stats);
+                move || crate::actor_stats::run_sampler(figures.clone())
+            }));
         // Actors spawned on request are unrelated to each other: each has its own restart
         // count, and one that exceeds it is stopped alone (the `user` supervisor never
         // escalates because of its children).
@@ -218,11 +221,10 @@ impl Node {
         .await
         {
             Ok(cluster) => {
-                tokio::spawn(crate::directory_service::run_publisher(
-                    name.clone(),
-                    Arc::downgrade(&node.inner.directory),
-                    Arc::downgrade(&cluster),
-                ));
+                if let Err(e) = node.start_cluster_loops(&cluster).await {
+                    node.shutdown().await;
+                    return Err(e);
+                }
                 let scraped = Arc::downgrade(&cluster);
                 node.metrics().add_source(move || {
                     scraped
@@ -244,4 +246,51 @@ impl Node {
         tracing::info!(node = %name, admin = ?node.admin_addr(), "node started");
         Ok(node)
     }
+
+    /// The cluster's long-lived loops, as children of `system`: the name directory's publisher
+    /// (`directory-publisher`), the gossip change counter (`gossip-changes`) and the dialer of
+    /// sessions and lanes (`cluster-reconcile`, stopped first by [`Node::shutdown`]). Each holds
+    /// the cluster weakly and returns when it is gone.
+    async fn start_cluster_loops(&self, cluster: &Arc<Cluster>) -> Result<(), RuntimeError> {
+        let system = self.system_supervisor()?;
+        let (me, directory, weak) = (
+            self.name().to_string(),
+            Arc::downgrade(&self.inner.directory),
+            Arc::downgrade(cluster),
+        );
+        let publisher = task_child("directory-publisher", move || {
+            crate::directory_service::run_publisher(me.clone(), directory.clone(), weak.clone())
+        });
+        let weak = Arc::downgrade(cluster);
+        let changes = task_child("gossip-changes", move || {
+            Cluster::forward_changes(weak.clone())
+        });
+        let weak = Arc::downgrade(cluster);
+        let reconcile = task_child(crate::cluster::RECONCILE_CHILD, move || {
+            Cluster::reconcile_loop(weak.clone())
+        });
+        for spec in [publisher, changes, reconcile] {
+            let id = spec.id().to_string();
+            actors::start_child(&system, spec)
+                .await
+                .map_err(|e| RuntimeError::Unavailable(format!("cannot start {id}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// A [`ChildSpec::task`] for one of the node's loops, which return `()` only once what they
+/// serve is gone (so the child ends normally and is not restarted).
+fn task_child<F, Fut>(id: &str, make: F) -> ChildSpec
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    ChildSpec::task(id, move || {
+        let run = make();
+        async move {
+            run.await;
+            Ok(())
+        }
+    })
 }

@@ -3,7 +3,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | POST | `/api/diag/kill/{service}` | kill a child of the `system` supervisor (`inspector`, `spawner`, `kv`, `broker`, ...): it exits abnormally (`killed`), as a crash would → `{"killed":ID}` |
+//! | POST | `/api/diag/kill/{service}` | kill a child of the `system` supervisor (`inspector`, `spawner`, `kv`, `broker`, ...): it exits abnormally (`killed`), as a crash would; answered once it has stopped → `{"killed":ID}` |
 //!
 //! Killing system services more than the `system` supervisor's intensity allows (10 in 10 s)
 //! makes it give up, so the root supervisor gives up and the node stops: the way tests check
@@ -36,6 +36,9 @@ impl Node {
     }
 }
 
+/// How long a kill waits for the service to stop before it answers.
+const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn kill(node: Weak<Inner>, service: String) -> axum::response::Response {
     let err = |status: StatusCode, msg: String| (status, Json(json!({ "error": msg })));
     let Some(inner) = node.upgrade() else {
@@ -49,9 +52,18 @@ async fn kill(node: Weak<Inner>, service: String) -> axum::response::Response {
     match actors::child_cell(&system, &service).await {
         // A cell that already stopped (its exit not yet seen by the supervisor) or is still
         // starting is not killed: the caller is told it does not run, and retries.
+        // The answer waits for the exit: a kill sent and answered at once let a caller's next
+        // request find the same cell still running and kill it again, one crash counted by
+        // the supervisor for two requests.
         Ok(Some(cell)) if cell.get_status() == ractor::ActorStatus::Running => {
-            cell.kill();
-            Json(json!({ "killed": service })).into_response()
+            match cell.kill_and_wait(Some(KILL_WAIT)).await {
+                Ok(()) => Json(json!({ "killed": service })).into_response(),
+                Err(e) => err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("'{service}' was killed but did not stop within {KILL_WAIT:?}: {e}"),
+                )
+                .into_response(),
+            }
         }
         Ok(_) => err(
             StatusCode::NOT_FOUND,

@@ -24,7 +24,7 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex, RwLock, Weak,
+        Arc, Mutex, OnceLock, RwLock, Weak,
     },
     time::{Duration, Instant},
 };
@@ -51,12 +51,13 @@ const SWEEP_EVERY: u64 = 10;
 /// What one named actor costs the runtime besides its state and its queued messages: the
 /// ractor cell and its four mailbox channels, the task and its future (a minimal actor's), the
 /// name and pid registry entries (about 5.7 KiB, what a bare named ractor actor costs), then
-/// the supervisor's child record, the wrapper, and its live figures (the histogram and the
-/// sampler's window of [`WINDOW`] + 1 samples; about 3.4 KiB together). Measured, not derived:
-/// the heap growth per idle actor spawned through `Node::spawn`, once the sampler's window is
-/// full: `runtime/tests/actor_memory_cost.rs`
+/// the supervisor's child record, the wrapper, and its live figures (about 2.1 KiB together
+/// for an idle actor; the figures' histogram, 1.3 KiB more, is allocated at the first message
+/// handled). Measured, not derived: the heap growth per idle actor spawned through
+/// `Node::spawn`, once the sampler's window is full (7.7 KiB; 9.1 KiB with the histogram):
+/// `runtime/tests/actor_memory_cost.rs`
 /// (`cargo test --release -p runtime --test actor_memory_cost -- --ignored --nocapture`).
-pub const ACTOR_BASE_BYTES: u64 = 9 * 1024;
+pub const ACTOR_BASE_BYTES: u64 = 8 * 1024;
 
 /// The types' part of an actor's shallow memory estimate, known to its wrapper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +100,9 @@ pub(crate) struct ActorFigures {
     /// The round in which the memory hook was last asked.
     asked_round: AtomicU64,
     rounds: Arc<Rounds>,
-    buckets: [AtomicU64; BUCKETS],
+    /// The histogram of handling times, allocated at the first message: an actor that never
+    /// handled one (most of a large idle population) does not pay its 1.3 KB.
+    buckets: OnceLock<Box<Histogram>>,
     /// When the actor last started (its wrapper's `pre_start`).
     started: Mutex<Option<Instant>>,
     failures: Mutex<VecDeque<String>>,
@@ -112,6 +115,9 @@ pub(crate) struct ActorFigures {
     /// The sampler's view: cumulative samples, newest last, and what was derived from them.
     window: Mutex<Window>,
 }
+
+/// One counter per bucket of handling time (see `histogram::bucket_of`).
+type Histogram = [AtomicU64; BUCKETS];
 
 /// `absent_since` of a name whose actor is there.
 const PRESENT: u64 = 0;
@@ -194,7 +200,7 @@ impl ActorFigures {
             busy_ns: AtomicU64::new(0),
             asked_round: AtomicU64::new(u64::MAX),
             rounds,
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: OnceLock::new(),
             started: Mutex::new(None),
             failures: Mutex::new(VecDeque::new()),
             shape: Mutex::new(None),
@@ -243,7 +249,10 @@ impl ActorFigures {
             a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed)
         };
         add(&self.busy_ns, ns);
-        add(&self.buckets[bucket_of(ns)], 1);
+        let buckets = self
+            .buckets
+            .get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+        add(&buckets[bucket_of(ns)], 1);
         if !self.listed.load(Ordering::SeqCst) && !self.listed.swap(true, Ordering::SeqCst) {
             self.rounds
                 .woken
@@ -323,15 +332,15 @@ impl ActorFigures {
             at,
             handled: self.handled.load(Ordering::Relaxed),
             busy_ns: self.busy_ns.load(Ordering::Relaxed),
-            buckets: self
-                .buckets
-                .iter()
-                .enumerate()
-                .filter_map(|(b, c)| {
-                    let c = c.load(Ordering::Relaxed);
-                    (c > 0).then_some((b as u16, c))
-                })
-                .collect(),
+            buckets: self.buckets.get().map_or_else(Vec::new, |h| {
+                h.iter()
+                    .enumerate()
+                    .filter_map(|(b, c)| {
+                        let c = c.load(Ordering::Relaxed);
+                        (c > 0).then_some((b as u16, c))
+                    })
+                    .collect()
+            }),
         }
     }
 

@@ -313,3 +313,22 @@ fn a_name_without_an_actor_is_forgotten_after_forget_after_by_the_sweep() {
     assert_eq!(rows[0].name, "kept");
     drop(kept);
 }
+
+#[test]
+fn the_histogram_is_allocated_at_the_first_message_and_samples_it_from_then_on() {
+    let f = Arc::new(ActorFigures::default());
+    assert!(
+        f.buckets.get().is_none(),
+        "an idle figure holds no histogram"
+    );
+    assert!(f.sample(Instant::now()).buckets.is_empty());
+    f.record(Duration::from_micros(40));
+    f.record(Duration::from_micros(40));
+    let at = f.sample(Instant::now());
+    assert_eq!(
+        at.buckets,
+        vec![(bucket_of(40_000) as u16, 2)],
+        "both messages in the 40 us bucket"
+    );
+    assert_eq!(at.handled, 2);
+}

@@ -7,16 +7,15 @@ use actors::ChildStatus;
 use broker::{Broker, ConsumeOptions};
 use runtime::Node;
 
-async fn eventually<F, Fut>(what: &str, mut f: F)
+/// Wait until `f` holds (polled every 20 ms, for at most 15 s); panic naming `what` if not.
+async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::wait_until_async(what, Duration::from_secs(15), Duration::from_millis(20), f)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,16 +9,15 @@ use proxy_ctl::{snapshot::SnapshotCell, table::RouteTable, PathMatch, Proxy, Pro
 use ractor::ActorRef;
 use registry::kv::{self, KvConfig};
 
-async fn eventually<F, Fut>(what: &str, mut f: F)
+/// Wait until `f` holds (polled every 20 ms, for at most 10 s); panic naming `what` if not.
+async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::wait_until_async(what, Duration::from_secs(10), Duration::from_millis(20), f)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn clusters(cell: &SnapshotCell) -> Vec<String> {

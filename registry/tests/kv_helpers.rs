@@ -16,16 +16,15 @@ async fn node(name: &str, dir: &std::path::Path) -> (runtime::Node, kv::Kv) {
     (node, kv)
 }
 
-async fn eventually<F, Fut>(what: &str, mut f: F)
+/// Wait until `f` holds (polled every 50 ms, for at most 10 s); panic naming `what` if not.
+async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::wait_until_async(what, Duration::from_secs(10), Duration::from_millis(50), f)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,6 +89,41 @@ where
     }
 }
 
+/// [`wait_for`] for an async condition that only holds or not: poll `cond` every `every`
+/// until it returns `true`, for at most `limit`; [`Error::TimedOut`] naming `what` if it never
+/// did.
+///
+/// ```
+/// use std::time::Duration;
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let mut polls = 0;
+/// testkit::wait_until_async("the second poll", Duration::from_secs(5), Duration::from_millis(1), || {
+///     polls += 1;
+///     let held = polls == 2;
+///     async move { held }
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(polls, 2);
+/// # });
+/// ```
+pub async fn wait_until_async<F, Fut>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut cond: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_for(what, limit, every, || {
+        let held = cond();
+        async move { Ok::<_, Error>(held.await.then_some(())) }
+    })
+    .await
+}
+
 fn timed_out(what: &str, limit: Duration) -> Error {
     Error::TimedOut {
         what: what.to_string(),

@@ -65,6 +65,45 @@ impl ChildSpec {
     }
 }
 
+impl ChildSpec {
+    /// [`ChildSpec::task`] for a loop that has no error to report: it returns `()` once what
+    /// it serves is gone, which ends the child normally (a panic still fails it and restarts
+    /// it).
+    ///
+    /// ```
+    /// use actors::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    /// let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+    /// let spec = SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::infallible_task(
+    ///     "drain",
+    ///     move || {
+    ///         let rx = rx.clone();
+    ///         async move { while rx.lock().await.recv().await.is_some() {} }
+    ///     },
+    /// ));
+    /// let (sup, _handle) = Supervisor::start(None, spec).await.unwrap();
+    /// tx.send(1).unwrap();
+    /// assert_eq!(actors::which_children(&sup).await.unwrap()[0].id, "drain");
+    /// sup.stop_and_wait(None, None).await.unwrap();
+    /// # });
+    /// ```
+    pub fn infallible_task<F, Fut>(id: impl Into<String>, make: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        ChildSpec::task(id, move || {
+            let run = make();
+            async move {
+                run.await;
+                Ok(())
+            }
+        })
+    }
+}
+
 /// The worker actor behind [`ChildSpec::task`].
 #[derive(Clone)]
 struct TaskActor {

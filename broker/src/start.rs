@@ -75,27 +75,19 @@ impl Broker {
         // Both loops end when the broker is dropped (they hold it weakly); a panic restarts
         // them, from a fresh view (the interest publisher re-publishes all of it).
         let (publisher, alive) = (node.clone(), Arc::downgrade(&broker.inner));
-        let interest = actors::ChildSpec::task("broker-interest", move || {
+        let interest = actors::ChildSpec::infallible_task("broker-interest", move || {
             let snapshot = subs.clone();
-            let run = interest::publish(
+            interest::publish(
                 publisher.clone(),
                 changed.clone(),
                 alive.clone(),
                 move || snapshot.all_stamped(),
-            );
-            async move {
-                run.await;
-                Ok(())
-            }
+            )
         });
         start_loop(&sup, interest).await?;
         let watched = Arc::downgrade(&broker.inner);
-        let watch = actors::ChildSpec::task("broker-gossip-watch", move || {
-            let run = watch_gossip(watched.clone());
-            async move {
-                run.await;
-                Ok(())
-            }
+        let watch = actors::ChildSpec::infallible_task("broker-gossip-watch", move || {
+            watch_gossip(watched.clone())
         });
         start_loop(&sup, watch).await?;
         node.add_admin_routes(crate::http::routes(broker.clone()));

@@ -380,13 +380,9 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     // Writes queue up in the batcher's channel until it runs; it starts before the actor that
     // forwards writes to it, and so stops after it.
     let writer = kv.clone();
-    let batcher = ChildSpec::task("kv-batcher", move || {
+    let batcher = ChildSpec::infallible_task("kv-batcher", move || {
         let (raft, stop) = (writer.inner.raft.clone(), writer.inner.stop.subscribe());
-        let run = batcher::batch_writes(raft, queue.clone(), stop);
-        async move {
-            run.await;
-            Ok(())
-        }
+        batcher::batch_writes(raft, queue.clone(), stop)
     });
     start_loop(&sup, batcher).await?;
     actors::start_child(
@@ -413,21 +409,12 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
         }
     }
     let member = kv.clone();
-    let membership = ChildSpec::task("kv-membership", move || {
-        let run = membership::run(member.clone());
-        async move {
-            run.await;
-            Ok(())
-        }
-    });
+    let membership =
+        ChildSpec::infallible_task("kv-membership", move || membership::run(member.clone()));
     start_loop(&sup, membership).await?;
     let reaper = kv.clone();
-    let reaper = ChildSpec::task("kv-lease-reaper", move || {
-        let run = leases::reap_leases(reaper.clone());
-        async move {
-            run.await;
-            Ok(())
-        }
+    let reaper = ChildSpec::infallible_task("kv-lease-reaper", move || {
+        leases::reap_leases(reaper.clone())
     });
     start_loop(&sup, reaper).await?;
     client::handles()
@@ -448,7 +435,7 @@ pub async fn start(node: &Node, config: KvConfig) -> Result<Kv, KvError> {
     Ok(kv)
 }
 
-/// Start one of the KV's loops (a [`ChildSpec::task`]) under the node's `system` supervisor.
+/// Start one of the KV's loops (a [`ChildSpec::infallible_task`]) under the node's `system` supervisor.
 /// Each returns only when the KV stops (its `stop` watch, or every handle gone), so it is not
 /// restarted then; a panic restarts it.
 async fn start_loop(

@@ -88,7 +88,7 @@ impl Node {
                 },
                 (),
             ))
-            .child(task_child("actor-stats-sampler", {
+            .child(ChildSpec::infallible_task("actor-stats-sampler", {
                 let figures = Arc::downgrade(&actor_stats);
                 move || crate::actor_stats::run_sampler(figures.clone())
             }));
@@ -258,15 +258,15 @@ impl Node {
             Arc::downgrade(&self.inner.directory),
             Arc::downgrade(cluster),
         );
-        let publisher = task_child("directory-publisher", move || {
+        let publisher = ChildSpec::infallible_task("directory-publisher", move || {
             crate::directory_service::run_publisher(me.clone(), directory.clone(), weak.clone())
         });
         let weak = Arc::downgrade(cluster);
-        let changes = task_child("gossip-changes", move || {
+        let changes = ChildSpec::infallible_task("gossip-changes", move || {
             Cluster::forward_changes(weak.clone())
         });
         let weak = Arc::downgrade(cluster);
-        let reconcile = task_child(crate::cluster::RECONCILE_CHILD, move || {
+        let reconcile = ChildSpec::infallible_task(crate::cluster::RECONCILE_CHILD, move || {
             Cluster::reconcile_loop(weak.clone())
         });
         for spec in [publisher, changes, reconcile] {
@@ -277,20 +277,4 @@ impl Node {
         }
         Ok(())
     }
-}
-
-/// A [`ChildSpec::task`] for one of the node's loops, which return `()` only once what they
-/// serve is gone (so the child ends normally and is not restarted).
-fn task_child<F, Fut>(id: &str, make: F) -> ChildSpec
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    ChildSpec::task(id, move || {
-        let run = make();
-        async move {
-            run.await;
-            Ok(())
-        }
-    })
 }

@@ -48,19 +48,20 @@ pub fn sees_all(
     }
     let v: Value = serde_json::from_str(&stdout(&out))
         .map_err(|e| format!("cluster status --json is not JSON ({e})"))?;
-    let not_alive: Vec<String> = v["nodes"]
+    let nodes = v["nodes"]
         .as_array()
-        .ok_or("cluster status --json has no \"nodes\" array")?
+        .ok_or("cluster status --json has no \"nodes\" array")?;
+    let not_alive: Vec<String> = nodes
         .iter()
         .filter(|m| m["state"] != "alive")
         .map(|m| format!("{} {}", m["name"], m["state"]))
         .collect();
-    let listed = v["nodes"].as_array().map_or(0, Vec::len);
+    let listed = nodes.len();
     let have = instances(n, prefix);
-    let missing: Vec<&String> = want.difference(&have).collect();
-    if listed == members && not_alive.is_empty() && missing.is_empty() && have.len() == want.len() {
+    if listed == members && not_alive.is_empty() && have == *want {
         return Ok(());
     }
+    let missing: Vec<&String> = want.difference(&have).collect();
     Err(format!(
         "{listed} members listed, not alive: {not_alive:?}; {} of {} instances, missing {}: {:?}",
         have.len(),
